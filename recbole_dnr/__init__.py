@@ -1,0 +1,10 @@
+"""recbole_dnr: two-stage recommendation (retriever -> reranker) and DNR for RecBole."""
+
+from recbole_dnr import compat
+
+compat.numpy_aliases()  # before any RecBole metric or dataset code runs
+compat.silence_pandas_chained_fillna()
+
+from recbole_dnr import evaluator  # noqa: E402  (registers the list metrics with RecBole)
+
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""Compatibility fixes for RecBole 1.2.1 on today's Python stack.
+
+Every fix lives here, with the reason beside it; ``tests/test_compat.py`` shows for each
+one that the problem is real on the installed versions and that the fix removes it.
+
+1. numpy 2 removed ``np.float_``/``np.complex_``/``np.unicode_``; RecBole's
+   ``Config.compatibility_settings`` assigns them and crashes before any config exists.
+   :func:`numpy_aliases` installs the removed short aliases (``np.float``, ``np.bool``...)
+   from names that exist in numpy 1 *and* 2, which is all RecBole's code uses.
+2. torch >= 2.6 loads with ``weights_only=True`` by default; RecBole checkpoints pickle the
+   whole ``Config`` (trainer.py ``_save_checkpoint``), so ``Trainer.evaluate(load_best_model=True)``
+   and ``resume_checkpoint`` raise ``UnpicklingError``. :func:`load_checkpoint` passes
+   ``weights_only=False`` explicitly: our own checkpoints are trusted files we wrote.
+3. ``recbole.quick_start`` imports ray at module import (ray 2.6.3 needs ``pkg_resources``
+   and ``np.bool8``, both gone from today's setuptools/numpy). recbole_dnr never imports
+   ``recbole.quick_start``; it has its own quick_start. :func:`assert_ray_free` is what the
+   test uses to keep it that way.
+4. pandas 2.2+ warns (FutureWarning) at every load about RecBole's chained
+   ``df[col].fillna(..., inplace=True)`` (dataset.py:501,648,650); the calls still work on
+   pandas < 3 (pinned in setup.cfg). :func:`silence_pandas_chained_fillna` hides that one
+   warning, only when raised from recbole.data.dataset.
+5. Checkpoints and caches are written through :func:`atomic_save` (temp file + ``os.replace``),
+   so a crash never leaves a half-written file that would later be read back as valid.
+"""
+
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+
+# name -> target that exists in numpy 1.x and 2.x alike
+_NUMPY_ALIASES = {
+    "bool": np.bool_,
+    "int": np.int_,
+    "float": np.float64,
+    "complex": np.complex128,
+    "object": np.object_,
+    "str": np.str_,
+    "long": np.int_,
+    "unicode": np.str_,
+}
+
+
+def numpy_aliases():
+    """Fix 1: install the deprecated numpy aliases RecBole 1.2.1 still uses (metrics.py, dataset.py)."""
+    for name, target in _NUMPY_ALIASES.items():
+        setattr(np, name, target)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Fix 2: ``torch.load`` of a RecBole checkpoint (pickles a Config) on torch >= 2.6."""
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def assert_ray_free():
+    """Fix 3: True when importing recbole_dnr pulled in neither ray nor recbole.quick_start."""
+    return "ray" not in sys.modules and "recbole.quick_start" not in sys.modules
+
+
+def silence_pandas_chained_fillna():
+    """Fix 4: drop RecBole's chained-assignment FutureWarning (harmless on pandas < 3)."""
+    warnings.filterwarnings("ignore", message=".*chained assignment.*", category=FutureWarning,
+                            module=r"recbole\.data\.dataset")
+
+
+def atomic_save(obj, path):
+    """Fix 5: ``torch.save`` to ``path`` atomically (write a sibling temp file, fsync, rename)."""
+    path = str(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f, pickle_protocol=4)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

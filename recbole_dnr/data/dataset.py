@@ -1,0 +1,239 @@
+"""List-wise dataset: RecBole loads and filters the atomic files; we cut requests, run the
+retriever stage and build per-request candidate lists (protocol: docs/protocol.md).
+
+A batch is an ``Interaction`` with, per request: ``user_id [B]``, candidates ``item_id [B, n]``,
+retriever scores x ``score [B, n]`` in [0, 1], feedback z ``label [B, n]``, ``slate_mask [B, n]``,
+history ``history_item [B, H]``, ``history_label [B, H]``, ``history_len [B]``, ``request_id [B]``.
+"""
+
+import hashlib
+import json
+import logging
+import os
+
+import numpy as np
+import torch
+from recbole.data.dataset import Dataset
+from recbole.data.interaction import Interaction
+from recbole.utils import set_color
+
+from recbole_dnr import compat
+from recbole_dnr.data import protocol as P
+from recbole_dnr.data import retriever as RT
+from recbole_dnr.evaluator.metrics import list_auc
+
+SCORE, LABEL, SLATE_MASK = "score", "label", "slate_mask"
+HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID = "history_item", "history_label", "history_len", "request_id"
+CACHE_VERSION = 1
+PROTOCOL_KEYS = [
+    "list_mode", "candidate_num", "slate_size", "label_threshold", "max_history", "valid_slates",
+    "test_slates", "filler_sampling", "filler_pool", "label_window", "retriever_fit", "crossfit_folds",
+    "score_norm", "drop_no_positive_eval", "user_inter_num_interval", "item_inter_num_interval",
+    "load_col", "seed", *RT.RETRIEVER_KEYS,
+]
+SPLIT_NAMES = ["train", "valid", "test"]
+
+
+class RequestSet:
+    """One split's requests as an :class:`Interaction` of ``[R, ...]`` tensors."""
+
+    def __init__(self, parent, inter, phase):
+        self.parent, self.inter, self.phase = parent, inter, phase
+        self.uid_field, self.iid_field = parent.uid_field, parent.iid_field
+
+    def __len__(self):
+        return len(self.inter)
+
+    def __getitem__(self, index):
+        return self.inter[torch.as_tensor(index, dtype=torch.long)]
+
+    @property
+    def user_num(self):
+        return self.parent.user_num
+
+    @property
+    def item_num(self):
+        return self.parent.item_num
+
+    def num(self, field):
+        return self.parent.num(field)
+
+
+class ListDataset(Dataset):
+    """RecBole ``Dataset`` whose :meth:`build` returns train/valid/test :class:`RequestSet` s."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.stats = {}
+
+    # ------------------------------------------------------------------ cache
+    def _source_fingerprint(self):
+        path = self.config["data_path"]
+        files = sorted(f for f in os.listdir(path) if f.startswith(self.dataset_name + "."))
+        return [(f, os.path.getsize(os.path.join(path, f)), int(os.path.getmtime(os.path.join(path, f))))
+                for f in files]
+
+    def cache_key(self):
+        """Hash of everything that determines the lists: data files, protocol, retriever, seed."""
+        keys = set(PROTOCOL_KEYS) | set(self.config.parameters["Dataset"])  # RecBole's loading/filtering keys
+        payload = {k: self.config[k] for k in sorted(keys)}
+        payload.update(dataset=self.dataset_name, files=self._source_fingerprint(), version=CACHE_VERSION)
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha1(blob).hexdigest()[:16]
+
+    def cache_path(self):
+        return os.path.join(self.config["checkpoint_dir"], "lists", f"{self.dataset_name}-{self.cache_key()}.pth")
+
+    # ------------------------------------------------------------------ build
+    def build(self):
+        logger = logging.getLogger()
+        path = self.cache_path()
+        if self.config["list_cache"] and os.path.isfile(path):
+            logger.info(set_color("Loading cached candidate lists", "green") + f": {path}")
+            blob = compat.load_checkpoint(path)
+        else:
+            blob = self._build_lists()
+            if self.config["list_cache"]:
+                compat.atomic_save(blob, path)
+                logger.info(set_color("Saved candidate lists", "green") + f": {path}")
+        self.stats = blob["stats"]
+        logger.info(set_color("List statistics", "pink") + f": {json.dumps(self.stats)}")
+        return [RequestSet(self, Interaction(blob["splits"][name]), name) for name in SPLIT_NAMES]
+
+    def _log_arrays(self):
+        if not isinstance(self.inter_feat, Interaction):
+            self._change_feat_format()  # RecBole's build() does this first, too
+        f = self.inter_feat
+        users = f[self.uid_field].numpy().astype(np.int64)
+        items = f[self.iid_field].numpy().astype(np.int64)
+        ratings = f[self.config["RATING_FIELD"]].numpy()
+        times = f[self.config["TIME_FIELD"]].numpy()
+        order = P.sort_log(users, times)
+        return order, users[order], items[order], ratings[order], times[order]
+
+    def _build_lists(self):
+        cfg = self.config
+        logger = logging.getLogger()
+        order, users, items, ratings, _ = self._log_arrays()
+        z_log = (ratings >= cfg["label_threshold"]).astype(np.int64)
+        starts, splits, req_users = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
+        if len(starts) == 0:
+            raise ValueError(f"{self.dataset_name}: no user has {cfg['slate_size']} interactions after filtering")
+        train_rows = P.training_rows(users, starts, splits)
+        logger.info(set_color("Requests", "pink") + f": {len(starts)} ({np.bincount(splits, minlength=3).tolist()} "
+                    f"train/valid/test), retriever training rows: {int(train_rows.sum())}")
+
+        embs = RT.train_retriever(cfg, self, order[train_rows])
+        lists = self._lists_for(embs, np.arange(len(starts)), starts, users, items, z_log, train_rows, seed=0)
+        if cfg["retriever_fit"] == "crossfit":
+            train_req = np.flatnonzero(splits == P.TRAIN)
+            fold = np.random.default_rng(cfg["seed"]).integers(cfg["crossfit_folds"], size=len(train_req))
+            for k in range(cfg["crossfit_folds"]):
+                held = train_req[fold == k]
+                keep = train_rows.copy()
+                held_rows = (starts[held][:, None] + np.arange(cfg["slate_size"])).ravel()
+                keep[held_rows] = False
+                fold_embs = RT.train_retriever(cfg, self, order[keep], seed_offset=k + 1)
+                part = self._lists_for(fold_embs, held, starts, users, items, z_log, train_rows, seed=k + 1)
+                for key in lists:
+                    lists[key][held] = part[key]
+        elif cfg["retriever_fit"] != "holdout":
+            raise ValueError(f"retriever_fit must be 'holdout' or 'crossfit', got '{cfg['retriever_fit']}'")
+
+        h_items, h_labels, h_len = P.history(items, z_log, users, starts, cfg["max_history"])
+        has_pos = lists["label"].sum(1) > 0
+        out, stats = {}, self._dataset_stats(users, items, starts, splits)
+        for s, name in enumerate(SPLIT_NAMES):
+            keep = splits == s
+            stats[f"{name}_lists_no_positive"] = int((keep & ~has_pos).sum())
+            if s != P.TRAIN and cfg["drop_no_positive_eval"]:
+                keep &= has_pos
+            idx = np.flatnonzero(keep)
+            out[name] = {
+                self.uid_field: torch.as_tensor(req_users[idx]),
+                self.iid_field: torch.as_tensor(lists["items"][idx]),
+                SCORE: torch.as_tensor(lists["x"][idx], dtype=torch.float32),
+                LABEL: torch.as_tensor(lists["label"][idx], dtype=torch.float32),
+                SLATE_MASK: torch.as_tensor(lists["slate"][idx], dtype=torch.bool),
+                HISTORY_ITEM: torch.as_tensor(h_items[idx]),
+                HISTORY_LABEL: torch.as_tensor(h_labels[idx]),
+                HISTORY_LEN: torch.as_tensor(h_len[idx]),
+                REQUEST_ID: torch.as_tensor(idx),
+            }
+            x = out[name][SCORE]
+            y = out[name][LABEL]
+            auc, defined = list_auc(x, y)
+            stats[f"{name}_lists"] = len(idx)
+            stats[f"{name}_positives_per_list"] = round(float(y.sum(1).mean()) if len(idx) else 0.0, 3)
+            stats[f"{name}_retriever_auc"] = round(float(auc[defined].mean()) if defined.any() else float("nan"), 4)
+            stats[f"{name}_retriever_recall"] = round(float(lists["recall"][idx].mean()) if len(idx) else 0.0, 4)
+        return {"splits": out, "stats": stats}
+
+    def _dataset_stats(self, users, items, starts, splits):
+        return {
+            "dataset": self.dataset_name,
+            "users": int(len(np.unique(users))),
+            "items": int(len(np.unique(items))),
+            "interactions": int(len(users)),
+            "lists": int(len(starts)),
+            "list_mode": self.config["list_mode"],
+            "retriever_fit": self.config["retriever_fit"],
+        }
+
+    def _lists_for(self, embs, req, starts, users, items, z_log, train_rows, seed):
+        """Candidates, x, z and slate mask for requests ``req`` scored by retriever ``embs``."""
+        cfg = self.config
+        user_emb, item_emb = embs
+        rng = np.random.default_rng([cfg["seed"], seed])
+        n, size = cfg["candidate_num"], cfg["slate_size"]
+        first = P.user_bounds(users)
+        r_users = users[starts[req]]
+        if cfg["list_mode"] == "slate":
+            if n < size:
+                raise ValueError(f"candidate_num ({n}) must be >= slate_size ({size})")
+            slate_rows = starts[req][:, None] + np.arange(size)
+            slate_items, slate_z = items[slate_rows], z_log[slate_rows]
+            codes = P.rated_codes(users, items, self.item_num)
+            mode = cfg["filler_sampling"]
+            if mode == "uniform":
+                fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes)
+            elif mode == "popularity":
+                pop = np.bincount(items[train_rows], minlength=self.item_num)
+                fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, weights=pop)
+            elif mode == "retriever":
+                user_end = _user_end(users)
+                pools = RT.topk_unseen(user_emb, item_emb, r_users, first[r_users], user_end[r_users], items,
+                                       max(cfg["filler_pool"], n))
+                fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, pools=pools)
+            else:
+                raise ValueError(f"filler_sampling must be uniform, popularity or retriever, got '{mode}'")
+            cand = np.concatenate([slate_items, fill], 1)
+            label = np.concatenate([slate_z, np.zeros_like(fill)], 1)
+            slate = np.concatenate([np.ones_like(slate_z), np.zeros_like(fill)], 1)
+            recall = np.ones(len(req))  # every slate item is a candidate by construction
+        elif cfg["list_mode"] == "retrieve":
+            cand = RT.topk_unseen(user_emb, item_emb, r_users, first[r_users], starts[req], items, n)
+            end = _user_end(users)[r_users]
+            w_rows = starts[req][:, None] + np.arange(cfg["label_window"])
+            w_ok = w_rows < end[:, None]
+            w_rows = np.where(w_ok, w_rows, 0)
+            w_items = np.where(w_ok, items[w_rows], -1)
+            w_pos = w_ok & (z_log[w_rows] == 1)
+            match = cand[:, :, None] == w_items[:, None, :]
+            label = (match & w_pos[:, None, :]).any(2).astype(np.int64)
+            slate = match.any(2).astype(np.int64)
+            n_pos = np.array([len(set(w_items[r][w_pos[r]].tolist())) for r in range(len(req))])
+            recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
+        else:
+            raise ValueError(f"list_mode must be 'slate' or 'retrieve', got '{cfg['list_mode']}'")
+        x = RT.normalise(RT.score_pairs(user_emb, item_emb, r_users, cand), cfg["score_norm"])
+        cand, x, label, slate = P.order_by_score(cand, x, label, slate)
+        return {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
+
+
+def _user_end(users):
+    """``end[u]``: one past the last row of user u in the sorted log."""
+    end = np.zeros(int(users.max()) + 1, dtype=np.int64)
+    change = np.append(np.flatnonzero(np.diff(users)), len(users) - 1)
+    end[users[change]] = change + 1
+    return end

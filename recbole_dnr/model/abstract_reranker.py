@@ -1,0 +1,138 @@
+"""Reranker bases. A reranker scores every candidate of a request: ``[B, n]``.
+
+Shared parts live here, once: the retriever-score feature (:class:`ScoreFeature`, how x
+enters a backbone), the personalised vector from history (:class:`HistoryEncoder`), the
+candidate tokens, the scoring head and the list loss L_direct. A backbone only says how it
+encodes a list of tokens (``encode_list``).
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.utils import InputType
+
+from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.utils import ModelType
+
+
+class ListRecommender(AbstractRecommender):
+    """Base of every list model: input a batch of lists, output a score per candidate ``[B, n]``."""
+
+    type = ModelType.RERANK
+    input_type = InputType.LISTWISE
+    is_backbone = False
+
+    def __init__(self, config, dataset):
+        super().__init__()
+        self.config = config
+        self.ITEM_ID = config["ITEM_ID_FIELD"]
+        self.USER_ID = config["USER_ID_FIELD"]
+        self.n_items = dataset.num(self.ITEM_ID)
+        self.device = config["device"]
+
+    def theta_parameters(self):
+        """Parameters of the reranker q_θ (what the main optimizer trains)."""
+        return self.parameters()
+
+    def predict(self, interaction):
+        """Scores ``[B, n]`` of the candidates (higher = shown first)."""
+        raise NotImplementedError
+
+    def full_sort_predict(self, interaction):
+        return self.predict(interaction)
+
+
+class ScoreFeature(nn.Module):
+    """How the retriever score x ``[B, n]`` enters a backbone (one module for every backbone).
+
+    ``score_fusion: early``: x is embedded and added to each candidate token before the encoder.
+    ``late``: x is embedded and added to the encoder output before the head (the DNR group's
+    σ(W·(h + x))), so a pass with other scores x' re-runs only the head.
+    """
+
+    def __init__(self, hidden, fusion):
+        super().__init__()
+        if fusion not in ("early", "late"):
+            raise ValueError(f"score_fusion must be 'early' or 'late', got '{fusion}'")
+        self.fusion = fusion
+        self.proj = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+
+    def embed(self, x):
+        return self.proj(x.unsqueeze(-1))
+
+    def early(self, tokens, x):
+        return tokens + self.embed(x) if self.fusion == "early" else tokens
+
+    def late(self, h, x):
+        return h + self.embed(x) if self.fusion == "late" else h
+
+
+class HistoryEncoder(nn.Module):
+    """Personalised vector from the request's history: masked mean of item + feedback embeddings ``[B, D]``."""
+
+    def __init__(self, item_embedding, hidden):
+        super().__init__()
+        self.item_embedding = item_embedding
+        self.label_embedding = nn.Embedding(2, hidden)
+        self.out = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU())
+
+    def forward(self, hist_items, hist_labels):
+        mask = (hist_items > 0).float().unsqueeze(-1)
+        e = (self.item_embedding(hist_items) + self.label_embedding(hist_labels)) * mask
+        return self.out(e.sum(1) / mask.sum(1).clamp(min=1))
+
+
+class NeuralReranker(ListRecommender):
+    """Base of trainable backbones. q_θ(z | x, u): tokens -> ``encode_list`` -> head -> logits ``[B, n]``.
+
+    Token of candidate i: item embedding + personalised vector + position embedding of the
+    retriever's order (+ x when ``score_fusion: early``). Loss L_direct = list-wise BCE against z.
+    """
+
+    is_backbone = True
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        d = config["hidden_size"]
+        self.hidden_size = d
+        self.n_candidates = config["candidate_num"]
+        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
+        self.position_embedding = nn.Embedding(self.n_candidates, d)
+        self.history_encoder = HistoryEncoder(self.item_embedding, d)
+        self.score_feature = ScoreFeature(d, config["score_fusion"])
+        self.dropout = nn.Dropout(config["dropout_prob"])
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
+
+    def encode_list(self, tokens):
+        """Backbone-specific list encoder: ``[B, n, D] -> [B, n, D]``."""
+        raise NotImplementedError
+
+    def encode(self, interaction, x):
+        """h ``[B, n, D]``; x ``[B, n]`` is used here only with early fusion."""
+        items = interaction[self.ITEM_ID]
+        pv = self.history_encoder(interaction[HISTORY_ITEM], interaction[HISTORY_LABEL])
+        pos = torch.arange(items.shape[1], device=items.device)
+        tokens = self.item_embedding(items) + pv.unsqueeze(1) + self.position_embedding(pos)
+        return self.encode_list(self.dropout(self.score_feature.early(tokens, x)))
+
+    def head_logits(self, h, x):
+        """Logits ``[B, n]`` from h ``[B, n, D]``; x ``[B, n]`` is used here only with late fusion."""
+        return self.head(self.score_feature.late(h, x)).squeeze(-1)
+
+    def forward(self, interaction, x=None):
+        """Logits of q_θ(z | x) ``[B, n]``; ``x`` defaults to the real retriever scores."""
+        x = interaction[SCORE] if x is None else x
+        return self.head_logits(self.encode(interaction, x), x)
+
+    @staticmethod
+    def list_loss(logits, z):
+        """-log q_θ(z | ·): binary cross-entropy per candidate, averaged over ``[B, n]``."""
+        return F.binary_cross_entropy_with_logits(logits, z)
+
+    def calculate_loss(self, interaction):
+        """L_direct = -E_x log q_θ(z | x)."""
+        return self.list_loss(self.forward(interaction), interaction[LABEL])
+
+    def predict(self, interaction):
+        return self.forward(interaction)

@@ -1,0 +1,82 @@
+"""DNR: Denoising Neural Reranker (Mao, Liu et al.), wrapping any registered backbone.
+
+Reranking = denoising the retriever's scores x toward the feedback z. The backbone is the
+reranker q_θ(z | x, u); the generator p_φ(x' | z) exists only in training, so ``predict`` is
+the backbone's forward on the real x and inference costs exactly the backbone's.
+Symbol-to-code map: docs/method.md.
+"""
+
+from recbole_dnr.data.dataset import LABEL, SCORE
+from recbole_dnr.model.abstract_reranker import ListRecommender
+from recbole_dnr.model.noise import LearnedNoise, base_noise, score_kl, synthesize
+from recbole_dnr.utils import get_model, register_model
+
+HEURISTIC, LEARNED = "heuristic", "learned"
+
+
+@register_model
+class DNR(ListRecommender):
+    """``DNR_<Backbone>`` (or ``model: DNR`` + ``backbone: <Backbone>``) for any backbone.
+
+    θ = ``backbone`` parameters, φ = ``generator`` parameters. ``phase`` is set by the trainer:
+    ``heuristic`` (ε = u) for epochs ≤ λ_e, then ``learned`` (ε = u + f_φ).
+    """
+
+    backbone_name = None
+    trainer_name = "DNRTrainer"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        name = self.backbone_name or config["backbone"]
+        if not name:
+            raise ValueError("DNR needs a backbone: use model DNR_<Backbone> or set backbone: <Backbone>")
+        self.backbone = get_model(name)(config, dataset)
+        self.noise = config["noise"]
+        self.noise_squash = config["noise_squash"]
+        self.lambda_c = config["lambda_c"]
+        self.lambda_m = config["lambda_m"]
+        self.lambda_adv = config["lambda_adv"]
+        self.lambda_x = config["lambda_x"]
+        self.kl_bins = config["kl_bins"]
+        self.generator = LearnedNoise(config["generator_hidden_size"])
+        self.phase = HEURISTIC
+
+    def theta_parameters(self):
+        return self.backbone.parameters()
+
+    def phi_parameters(self):
+        return self.generator.parameters()
+
+    def synthetic_scores(self, interaction):
+        """x' ``[B, n]`` from p_φ(x' | z) under the current phase (differentiable in φ)."""
+        z, x = interaction[LABEL], interaction[SCORE]
+        u = base_noise(self.noise, z)
+        eps = self.generator(u, z, x) if self.phase == LEARNED else u
+        return synthesize(z, eps, self.lambda_c, self.noise_squash)
+
+    def real_and_synthetic_logits(self, interaction, x_syn):
+        """Logits on x and on x'. With late fusion the encoder runs once and only the head reruns."""
+        bb = self.backbone
+        x = interaction[SCORE]
+        h = bb.encode(interaction, x)
+        h_syn = h if bb.score_feature.fusion == "late" else bb.encode(interaction, x_syn)
+        return bb.head_logits(h, x), bb.head_logits(h_syn, x_syn)
+
+    def calculate_loss(self, interaction):
+        """L_θ = L_direct + λ_m L_z, returned as the tuple (L_direct, λ_m L_z); x' is detached."""
+        z = interaction[LABEL]
+        if self.lambda_m == 0:
+            return self.backbone.calculate_loss(interaction)
+        real, syn = self.real_and_synthetic_logits(interaction, self.synthetic_scores(interaction).detach())
+        return self.backbone.list_loss(real, z), self.lambda_m * self.backbone.list_loss(syn, z)
+
+    def generator_loss(self, interaction):
+        """λ_adv L_adv + λ_x L_x; L_adv = log q_θ(z | x') = -BCE (minimised over φ; θ is not stepped)."""
+        z, x = interaction[LABEL], interaction[SCORE]
+        x_syn = self.synthetic_scores(interaction)
+        l_adv = -self.backbone.list_loss(self.backbone(interaction, x_syn), z)
+        l_x = score_kl(x_syn, x, self.kl_bins)
+        return self.lambda_adv * l_adv + self.lambda_x * l_x
+
+    def predict(self, interaction):
+        return self.backbone.predict(interaction)

@@ -1,0 +1,71 @@
+"""Noise generators p_φ(x' | z) of DNR and the distribution-matching loss L_x.
+
+Synthetic scores x' = squash((1 - λ_c) z + λ_c ε), ε from a heuristic base noise u
+(``gaussian``: N(0, 1); ``beta``: Beta(0.5, 0.5)) or from the learned generator
+ε = u + f_φ(u, z, list statistics of x). ``squash`` keeps x' in [0, 1] like x:
+``clamp`` (default) or ``minmax`` per list (the DNR group's code).
+"""
+
+import torch
+import torch.nn as nn
+
+
+def base_noise(kind, like):
+    """u with the shape/device/dtype of ``like``: ``gaussian`` N(0,1) or ``beta`` Beta(0.5,0.5)."""
+    if kind == "gaussian":
+        return torch.randn_like(like)
+    if kind == "beta":
+        half = torch.full_like(like, 0.5)
+        return torch.distributions.Beta(half, half).sample()
+    raise ValueError(f"noise must be 'gaussian' or 'beta', got '{kind}'")
+
+
+def synthesize(z, eps, lambda_c, squash="clamp"):
+    """x' = squash((1 - λ_c) z + λ_c ε) in [0, 1], shape of z ``[B, n]``."""
+    raw = (1.0 - lambda_c) * z + lambda_c * eps
+    if squash == "clamp":
+        return raw.clamp(0.0, 1.0)
+    if squash == "minmax":
+        lo, hi = raw.min(1, keepdim=True).values, raw.max(1, keepdim=True).values
+        return (raw - lo) / (hi - lo).clamp(min=1e-6)
+    raise ValueError(f"noise_squash must be 'clamp' or 'minmax', got '{squash}'")
+
+
+class LearnedNoise(nn.Module):
+    """f_φ: 2-layer MLP over [u, z, mean_list(x), std_list(x)] -> residual on u; ε = u + f_φ ``[B, n]``.
+
+    The list statistics of the real x let the generator calibrate x' to each list's score range.
+    The last layer starts at zero, so at the phase switch the learned generator equals the
+    heuristic one and training continues smoothly.
+    """
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, u, z, x):
+        stats = torch.stack([x.mean(1), x.std(1)], -1).unsqueeze(1).expand(-1, x.shape[1], -1)
+        inp = torch.cat([u.unsqueeze(-1), z.unsqueeze(-1), stats], -1)
+        return u + self.mlp(inp).squeeze(-1)
+
+
+def soft_histogram(values, bins=20, bandwidth=None):
+    """Differentiable histogram of ``values`` (any shape, in [0, 1]) on ``bins`` centres: ``[bins]``.
+
+    Each value spreads over the centres with a Gaussian kernel (width ``bandwidth``, default one bin).
+    """
+    centres = (torch.arange(bins, device=values.device, dtype=values.dtype) + 0.5) / bins
+    bw = bandwidth or 1.0 / bins
+    w = torch.exp(-0.5 * ((values.reshape(-1, 1) - centres) / bw) ** 2)
+    w = w / w.sum(1, keepdim=True).clamp(min=1e-12)
+    return w.mean(0)
+
+
+def score_kl(x_syn, x_real, bins=20, eps=1e-4):
+    """L_x = KL(p(x') || p(x)) between the batch's soft histograms of x' and x (x is detached)."""
+    p = soft_histogram(x_syn, bins) + eps
+    q = soft_histogram(x_real.detach(), bins) + eps
+    p, q = p / p.sum(), q / q.sum()
+    return (p * (p / q).log()).sum()

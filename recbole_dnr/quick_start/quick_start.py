@@ -1,0 +1,107 @@
+"""Entry points: ``run_recbole_dnr`` (train + evaluate one model) and ``objective_function``.
+
+Same shape as RecBole-GNN's quick_start; never imports ``recbole.quick_start`` (ray).
+"""
+
+import csv
+import logging
+import os
+from collections import OrderedDict
+from logging import getLogger
+
+import torch
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_dnr.config import Config
+from recbole_dnr.data import create_dataset, data_preparation
+from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE
+from recbole_dnr.utils import get_model, get_trainer, is_reranker
+
+
+def build(model=None, dataset=None, config_file_list=None, config_dict=None):
+    """Config, dataset, dataloaders, model and trainer, ready to ``fit``."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+    ds = create_dataset(config)
+    logger.info(ds)
+    train_data, valid_data, test_data = data_preparation(config, ds)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return config, ds, (train_data, valid_data, test_data), model, trainer
+
+
+def results_table(valid, test):
+    """Valid and test metrics side by side, as text."""
+    keys = list((valid or test or {}).keys())
+    lines = [f"{'metric':<16}{'valid':>10}{'test':>10}"]
+    for k in keys:
+        lines.append(f"{k:<16}{(valid or {}).get(k, float('nan')):>10.4f}{(test or {}).get(k, float('nan')):>10.4f}")
+    return "\n".join(lines)
+
+
+def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    """Train ``model`` on ``dataset`` and evaluate on test; returns RecBole's result dict."""
+    config, ds, (train_data, valid_data, test_data), model, trainer = build(
+        model, dataset, config_file_list, config_dict)
+    logger = getLogger()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info("\n" + results_table(best_valid_result, test_result))
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+    if is_reranker(config):
+        result["list_stats"] = ds.stats
+        if config["save_predictions"]:
+            result["predictions_file"] = save_predictions(config, ds, trainer)
+    return result
+
+
+def save_predictions(config, dataset, trainer):
+    """Write the last evaluated split (test) as CSV, one row per candidate (docs/predictions.md)."""
+    out = trainer.last_eval
+    per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out["slate_mask"])
+    folder = config["predictions_dir"] or os.path.join(config["checkpoint_dir"], "predictions")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{config['model']}-{config['dataset']}-seed{config['seed']}.csv")
+    users = dataset.id2token(dataset.uid_field, out["user"].numpy())
+    items = dataset.id2token(dataset.iid_field, out["items"].numpy())
+    k = max(config["topk"])
+    order = torch.sort(out["scores"], dim=1, descending=True, stable=True).indices
+    rerank_pos = torch.empty_like(order)
+    rerank_pos.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+    metric_keys = list(per_list)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["request_id", "user", "input_rank", "item", "x", "z", "score", "rerank_rank", "in_topk"] + metric_keys)
+        for r in range(out["scores"].shape[0]):
+            mvals = [f"{per_list[m][0][r].item():.6f}" if per_list[m][1][r] else "" for m in metric_keys]
+            for j in range(out["scores"].shape[1]):
+                rank = int(rerank_pos[r, j]) + 1
+                w.writerow([int(out[REQUEST_ID][r]), users[r], j + 1, items[r, j], f"{out[SCORE][r, j].item():.6f}",
+                            int(out[LABEL][r, j]), f"{out['scores'][r, j].item():.6f}", rank, int(rank <= k)] + mvals)
+    os.replace(tmp, path)
+    getLogger().info(set_color("Predictions", "green") + f": {path}")
+    return path
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """Quiet run for tests and hyper-parameter search (RecBole-GNN's signature)."""
+    config_dict = dict(config_dict or {})
+    config_dict.setdefault("state", "ERROR")
+    config_dict.setdefault("show_progress", False)
+    logging.basicConfig(level=logging.ERROR)
+    result = run_recbole_dnr(config_dict=config_dict, config_file_list=config_file_list, saved=saved)
+    return OrderedDict(result)

@@ -1,0 +1,143 @@
+"""ListTrainer: RecBole's Trainer for list data (rerankers).
+
+Kept from RecBole: ``fit`` (early stopping on ``valid_metric``, checkpoint on improvement,
+TensorBoard, colour logs), the optimizer factory, loss logging. Changed: the epoch loop
+(clips only θ, exposes a hook for extra steps), evaluation over candidate lists with
+:class:`~recbole_dnr.evaluator.ListEvaluator`, atomic checkpoints and torch>=2.6 loading.
+"""
+
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+from torch.nn.utils import clip_grad_norm_
+from tqdm import tqdm
+
+from recbole_dnr import compat
+from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE, SLATE_MASK
+from recbole_dnr.evaluator import ListEvaluator
+
+
+class ListTrainer(Trainer):
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.evaluator = ListEvaluator(config)
+        self.last_eval = None
+
+    # -------------------------------------------------------------- optimisation
+    def _build_optimizer(self, **kwargs):
+        params = list(kwargs.pop("params", self.model.theta_parameters()))
+        if not params:
+            return None  # a parameter-free model (the Retriever floor)
+        return super()._build_optimizer(params=params, **kwargs)
+
+    def _theta_params(self):
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if self.optimizer is None:
+            self.logger.info(set_color("Nothing to train", "yellow") + f": {self.config['model']} has no parameters")
+            if saved:
+                self._save_checkpoint(-1, verbose=verbose)
+            if valid_data:
+                self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress)
+            return self.best_valid_score, self.best_valid_result
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def _after_theta_step(self, interaction, epoch_idx):
+        """Hook for extra optimisation steps after each θ step (DNR's generator step)."""
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.model.train()
+        loss_func = loss_func or self.model.calculate_loss
+        total = None
+        iter_data = (
+            tqdm(train_data, total=len(train_data), ncols=100, desc=set_color(f"Train {epoch_idx:>5}", "pink"))
+            if show_progress else train_data
+        )
+        theta = self._theta_params()
+        for interaction in iter_data:
+            interaction = interaction.to(self.device)
+            self.optimizer.zero_grad()
+            losses = loss_func(interaction)
+            parts = losses if isinstance(losses, tuple) else (losses,)
+            loss = sum(parts)
+            self._check_nan(loss)
+            loss.backward()
+            if self.clip_grad_norm:
+                clip_grad_norm_(theta, **self.clip_grad_norm)
+            self.optimizer.step()
+            values = tuple(p.item() for p in parts)
+            total = values if total is None else tuple(a + b for a, b in zip(total, values))
+            self._after_theta_step(interaction, epoch_idx)
+        if total is None:
+            return 0.0
+        return total if len(total) > 1 else total[0]
+
+    # -------------------------------------------------------------- checkpoints
+    def _extra_state(self):
+        return {}
+
+    def _load_extra_state(self, checkpoint):
+        pass
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": self.config,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            **self._extra_state(),
+        }
+        compat.atomic_save(state, path)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
+    def resume_checkpoint(self, resume_file):
+        checkpoint = compat.load_checkpoint(str(resume_file), map_location=self.device)
+        self.saved_model_file = str(resume_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        if checkpoint["optimizer"] is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self._load_extra_state(checkpoint)
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    # -------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def predict_lists(self, eval_data, show_progress=False):
+        """Scores ``[N, n]`` plus user, candidates, x, z, slate mask and request id of every request in ``eval_data`` (CPU), in loader order."""
+        self.model.eval()
+        iter_data = (
+            tqdm(eval_data, total=len(eval_data), ncols=100, desc=set_color("Evaluate   ", "pink"))
+            if show_progress else eval_data
+        )
+        fields = {"user": self.config["USER_ID_FIELD"], "items": self.config["ITEM_ID_FIELD"],
+                  SCORE: SCORE, LABEL: LABEL, SLATE_MASK: SLATE_MASK, REQUEST_ID: REQUEST_ID}
+        keep = {k: [] for k in ["scores", *fields]}
+        for interaction in iter_data:
+            interaction = interaction.to(self.device)
+            keep["scores"].append(self.model.predict(interaction).float().cpu())
+            for k, field in fields.items():
+                keep[k].append(interaction[field].cpu())
+        return {k: torch.cat(v) for k, v in keep.items()}
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if not eval_data:
+            return
+        if load_best_model:
+            path = model_file or self.saved_model_file
+            checkpoint = compat.load_checkpoint(path, map_location=self.device)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {path}")
+        out = self.predict_lists(eval_data, show_progress)
+        self.last_eval = out
+        return self.evaluator.evaluate(out["scores"], out[LABEL], out[SLATE_MASK])
