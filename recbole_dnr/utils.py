@@ -9,6 +9,7 @@ fails with the list of known names instead of RecBole's lightgbm import crash.
 import importlib
 import importlib.util
 import os
+import re
 from enum import Enum
 
 import recbole
@@ -53,7 +54,11 @@ def recbole_model_names():
     names = []
     for sub in _RECBOLE_SUBMODULES:
         folder = os.path.join(root, sub)
-        names += [f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")]
+        for f in os.listdir(folder):
+            if f.endswith(".py") and not f.startswith("_"):
+                with open(os.path.join(folder, f), encoding="utf-8") as src:
+                    found = re.findall(r"^class (\w+)\(", src.read(), flags=re.M)
+                names += [c for c in found if c.lower() == f[:-3]]
     return sorted(names)
 
 

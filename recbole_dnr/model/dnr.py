@@ -80,3 +80,11 @@ class DNR(ListRecommender):
 
     def predict(self, interaction):
         return self.backbone.predict(interaction)
+
+
+def __getattr__(name):
+    """Resolve ``DNR_<Backbone>`` classes by name, so pickled checkpoints (which hold the
+    config and its model class) load back."""
+    if name.startswith("DNR_"):
+        return get_model(name)
+    raise AttributeError(name)

@@ -1,0 +1,81 @@
+"""Each compatibility fix: the problem is real on the installed stack, and the fix removes it."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from recbole.config import Config as RecBoleConfig
+
+from recbole_dnr import compat
+from recbole_dnr.config import Config
+
+
+@pytest.mark.skipif(int(np.__version__.split(".")[0]) < 2, reason="numpy 1.x still has np.float_")
+def test_numpy2_breaks_recbole_config_and_fix_works():
+    with pytest.raises(AttributeError):
+        RecBoleConfig.compatibility_settings(None)  # RecBole's own patch touches np.float_
+    compat.numpy_aliases()
+    assert np.float is np.float64 and np.bool is np.bool_ and np.long is np.int_
+    # RecBole's metrics use np.float; with the fix a Config builds and a metric runs
+    Config(model="BPR", dataset="ml-100k", config_dict={"state": "ERROR"})
+    from recbole.evaluator.metrics import GAUC  # noqa: F401
+
+
+@pytest.mark.skipif(tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 6),
+                    reason="torch < 2.6 loads full pickles by default")
+def test_torch_weights_only_breaks_checkpoints_and_fix_works(tmp_path):
+    config = Config(model="BPR", dataset="ml-100k", config_dict={"state": "ERROR"})
+    path = tmp_path / "ckpt.pth"
+    torch.save({"config": config, "state_dict": {"w": torch.ones(2)}}, path, pickle_protocol=4)
+    with pytest.raises(Exception) as err:
+        torch.load(path)  # what RecBole's Trainer.evaluate(load_best_model=True) does
+    assert "weights_only" in str(err.value).lower() or "Weights only" in str(err.value)
+    loaded = compat.load_checkpoint(path)
+    assert torch.equal(loaded["state_dict"]["w"], torch.ones(2)) and loaded["config"]["model"] == "BPR"
+
+
+def test_recbole_quick_start_needs_ray_and_we_never_import_it():
+    code = "import recbole.quick_start"
+    broken = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    ours = subprocess.run(
+        [sys.executable, "-c", "import recbole_dnr.quick_start, recbole_dnr.trainer, recbole_dnr.data, "
+         "recbole_dnr.model; from recbole_dnr import compat; assert compat.assert_ray_free()"],
+        capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    # recbole.quick_start imports ray at module import: it fails here, or it pulls ray in
+    if broken.returncode == 0:
+        check = subprocess.run([sys.executable, "-c", code + "; import sys; assert 'ray' in sys.modules"])
+        assert check.returncode == 0
+    else:
+        assert "ray" in broken.stderr or "pkg_resources" in broken.stderr or "bool8" in broken.stderr
+
+
+def test_pandas_chained_fillna_warning_is_silenced_only_from_recbole():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compat.silence_pandas_chained_fillna()
+        msg = "A value is trying to be set on a copy ... through chained assignment using an inplace method."
+        warnings.warn_explicit(msg, FutureWarning, "dataset.py", 650, module="recbole.data.dataset.dataset")
+        warnings.warn_explicit(msg, FutureWarning, "mine.py", 1, module="mycode")
+    assert [w.filename for w in caught] == ["mine.py"]
+
+
+def test_atomic_save_leaves_no_half_written_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.pth"
+    compat.atomic_save({"v": 1}, path)
+    real_save = torch.save
+
+    def crashing_save(obj, f, **kw):
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        compat.atomic_save({"v": 2}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert compat.load_checkpoint(path) == {"v": 1}  # the old, complete file survives
+    assert os.listdir(tmp_path) == ["model.pth"]  # no temp file left behind
