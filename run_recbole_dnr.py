@@ -9,8 +9,8 @@ from recbole_dnr.quick_start import run_recbole_dnr
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", "-m", type=str, default="PRM", help="model name, e.g. PRM, DNR_PRM, Retriever")
-    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
+    parser.add_argument("--model", "-m", type=str, default=None, help="model name, e.g. PRM, DNR_PRM, Retriever")
+    parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name, e.g. ml-100k (bundled)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")
     args, _ = parser.parse_known_args()
     files = args.config_files.strip().split(" ") if args.config_files else None
