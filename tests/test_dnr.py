@@ -225,3 +225,22 @@ def test_score_fusion_decides_where_x_enters():
 def test_dnr_is_not_a_backbone():
     with pytest.raises(ValueError, match="not a reranker backbone"):
         get_model("DNR_Retriever")
+
+
+def test_phi_step_reuses_the_encoder_output_under_late_fusion():
+    model = dnr()  # dropout 0, late fusion
+    model.phase = LEARNED
+    model.train()
+    batch = make_batch()
+    model.calculate_loss(batch)
+    assert model._encoded is not None and model._encoded[0] is batch
+    torch.manual_seed(5)
+    cached = model.generator_loss(batch)
+    model._encoded = None
+    torch.manual_seed(5)
+    recomputed = model.generator_loss(batch)
+    assert cached.item() == pytest.approx(recomputed.item(), rel=1e-5)
+    early = dnr(score_fusion="early")
+    early.train()
+    early.calculate_loss(batch)
+    assert early._encoded is None  # early fusion: x' changes the encoder input, nothing to reuse

@@ -24,7 +24,7 @@ from recbole_dnr.evaluator.metrics import list_auc
 
 SCORE, LABEL, SLATE_MASK = "score", "label", "slate_mask"
 HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID = "history_item", "history_label", "history_len", "request_id"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 PROTOCOL_KEYS = [
     "list_mode", "candidate_num", "slate_size", "label_threshold", "max_history", "valid_slates",
     "test_slates", "filler_sampling", "filler_pool", "label_window", "retriever_fit", "crossfit_folds",
@@ -87,6 +87,7 @@ class ListDataset(Dataset):
     # ------------------------------------------------------------------ build
     def build(self):
         logger = logging.getLogger()
+        self._log_arrays()
         path = self.cache_path()
         if self.config["list_cache"] and os.path.isfile(path):
             logger.info(set_color("Loading cached candidate lists", "green") + f": {path}")
@@ -101,15 +102,24 @@ class ListDataset(Dataset):
         return [RequestSet(self, Interaction(blob["splits"][name]), name) for name in SPLIT_NAMES]
 
     def _log_arrays(self):
-        if not isinstance(self.inter_feat, Interaction):
+        """The log sorted by (user, time): ``order`` (original row ids), users, items, ratings, times.
+
+        Read from the DataFrame, before RecBole converts it to float32 tensors: float32 holds
+        Unix timestamps only to 64 s, which would reorder close ratings (and leak a later rating
+        into an earlier request's history).
+        """
+        if getattr(self, "_sorted_log", None) is None:
+            f = self.inter_feat
+            if isinstance(f, Interaction):
+                raise RuntimeError("ListDataset needs the raw DataFrame log; build() must run first")
+            users = f[self.uid_field].to_numpy().astype(np.int64)
+            items = f[self.iid_field].to_numpy().astype(np.int64)
+            ratings = f[self.config["RATING_FIELD"]].to_numpy(dtype=np.float64)
+            times = f[self.config["TIME_FIELD"]].to_numpy(dtype=np.float64)
+            order = P.sort_log(users, times)
+            self._sorted_log = (order, users[order], items[order], ratings[order], times[order])
             self._change_feat_format()  # RecBole's build() does this first, too
-        f = self.inter_feat
-        users = f[self.uid_field].numpy().astype(np.int64)
-        items = f[self.iid_field].numpy().astype(np.int64)
-        ratings = f[self.config["RATING_FIELD"]].numpy()
-        times = f[self.config["TIME_FIELD"]].numpy()
-        order = P.sort_log(users, times)
-        return order, users[order], items[order], ratings[order], times[order]
+        return self._sorted_log
 
     def _build_lists(self):
         cfg = self.config

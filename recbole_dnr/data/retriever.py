@@ -63,6 +63,7 @@ def train_retriever(config, dataset, rows, seed_offset=0):
                 f"d={rconf['embedding_size']}")
     trainer = Trainer(rconf, model)
     trainer.fit(loader, None, verbose=False, saved=False, show_progress=config["show_progress"])
+    trainer.tensorboard.close()  # flush now: its folder is relative to the current directory
     with torch.no_grad():
         return model.user_embedding.weight.detach().cpu(), model.item_embedding.weight.detach().cpu()
 

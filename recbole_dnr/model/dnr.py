@@ -40,6 +40,7 @@ class DNR(ListRecommender):
         self.kl_bins = config["kl_bins"]
         self.generator = LearnedNoise(config["generator_hidden_size"])
         self.phase = HEURISTIC
+        self._encoded = None  # (batch, h.detach()) of the last θ step, reused by the φ step (late fusion)
 
     def theta_parameters(self):
         return self.backbone.parameters()
@@ -59,8 +60,18 @@ class DNR(ListRecommender):
         bb = self.backbone
         x = interaction[SCORE]
         h = bb.encode(interaction, x)
-        h_syn = h if bb.score_feature.fusion == "late" else bb.encode(interaction, x_syn)
+        late = bb.score_feature.fusion == "late"
+        self._encoded = (interaction, h.detach()) if late and self.training else None
+        h_syn = h if late else bb.encode(interaction, x_syn)
         return bb.head_logits(h, x), bb.head_logits(h_syn, x_syn)
+
+    def _logits_on(self, interaction, x_syn):
+        """q_θ logits on x'. With late fusion the encoder output does not depend on x', so the φ
+        step reuses h from this batch's θ step (detached: gradients reach x' through the head only)."""
+        bb = self.backbone
+        if self._encoded is not None and self._encoded[0] is interaction:
+            return bb.head_logits(self._encoded[1], x_syn)
+        return bb(interaction, x_syn)
 
     def calculate_loss(self, interaction):
         """L_θ = L_direct + λ_m L_z, returned as the tuple (L_direct, λ_m L_z); x' is detached."""
@@ -74,7 +85,7 @@ class DNR(ListRecommender):
         """λ_adv L_adv + λ_x L_x; L_adv = log q_θ(z | x') = -BCE (minimised over φ; θ is not stepped)."""
         z, x = interaction[LABEL], interaction[SCORE]
         x_syn = self.synthetic_scores(interaction)
-        l_adv = -self.backbone.list_loss(self.backbone(interaction, x_syn), z)
+        l_adv = -self.backbone.list_loss(self._logits_on(interaction, x_syn), z)
         l_x = score_kl(x_syn, x, self.kl_bins)
         return self.lambda_adv * l_adv + self.lambda_x * l_x
 

@@ -6,10 +6,13 @@ TensorBoard, colour logs), the optimizer factory, loss logging. Changed: the epo
 :class:`~recbole_dnr.evaluator.ListEvaluator`, atomic checkpoints and torch>=2.6 loading.
 """
 
+import os
+
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 from torch.nn.utils import clip_grad_norm_
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from recbole_dnr import compat
@@ -22,6 +25,11 @@ class ListTrainer(Trainer):
         super().__init__(config, model)
         self.evaluator = ListEvaluator(config)
         self.last_eval = None
+        # RecBole's writer logs to a CWD-relative folder from a background thread; anchor it, so a
+        # later chdir (notebooks, tests) cannot make its flushes fail.
+        log_dir = os.path.abspath(self.tensorboard.log_dir)
+        self.tensorboard.close()
+        self.tensorboard = SummaryWriter(log_dir)
 
     # -------------------------------------------------------------- optimisation
     def _build_optimizer(self, **kwargs):
