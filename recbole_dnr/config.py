@@ -30,7 +30,7 @@ class Config(RecBoleConfig):
         if model is None:
             model = self.external_config_dict.get("model")
             if model is None:
-                raise KeyError("model must be given: --model=..., config file, or config dict")
+                raise ValueError("no model given: pass --model=<Model>, or model: in a config file or config dict")
         if isinstance(model, str) and model == "DNR" and "backbone" in self.external_config_dict:
             model = f"DNR_{self.external_config_dict['backbone']}"
         model_class = model if not isinstance(model, str) else get_model(model)
@@ -38,7 +38,7 @@ class Config(RecBoleConfig):
         if dataset is None:
             dataset = self.external_config_dict.get("dataset")
             if dataset is None:
-                raise KeyError("dataset must be given: --dataset=..., config file, or config dict")
+                raise ValueError("no dataset given: pass --dataset=<name>, or dataset: in a config file or config dict")
         return model_name, model_class, dataset
 
     def _model_yamls(self, model, model_class):

@@ -197,3 +197,22 @@ def test_lists_match_the_raw_log(slice_root, in_session_dir):
             assert all(raw[(u, h)][1] <= min(slate_times) for h in hist)
             x = inter[SCORE][r].numpy()
             assert (x[:-1] >= x[1:]).all() and x.min() >= 0 and x.max() <= 1  # retriever order, in [0, 1]
+
+
+def test_malformed_atomic_file_names_file_line_column(tmp_path, monkeypatch):
+    from recbole_dnr.data import AtomicFileError
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float", "1\t10\t4\t100", "1\t11\tfour\t101"]
+    (folder / "bad.inter").write_text("\n".join(rows) + "\n")
+    cfg = {"model": "PRM", "dataset": "bad", "data_path": str(tmp_path), "state": "ERROR"}
+    with pytest.raises(AtomicFileError, match=r"bad.inter:3: column 3 \(rating:float\) is not a number: 'four'"):
+        create_dataset(Config(config_dict=cfg))
+    (folder / "bad.inter").write_text("\n".join(rows[:2] + ["1\t11\t5"]) + "\n")
+    with pytest.raises(AtomicFileError, match=r"bad.inter:3: expected 4 columns"):
+        create_dataset(Config(config_dict=cfg))
+    (folder / "bad.inter").write_text("user_id:token\titem_id:token\n1\t2\n")
+    with pytest.raises(AtomicFileError, match=r"header lacks field\(s\) \['rating', 'timestamp'\]"):
+        create_dataset(Config(config_dict=cfg))

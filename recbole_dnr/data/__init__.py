@@ -22,9 +22,43 @@ def check_dataset_files(config):
         )
 
 
+class AtomicFileError(ValueError):
+    """A malformed RecBole atomic file; the message names file, line and column."""
+
+
+def validate_atomic_file(path, required, separator="\t"):
+    """Check ``path``'s header has the ``required`` fields and every row the right number of
+    columns, with numbers in the ``float`` fields among them; raise :class:`AtomicFileError` naming
+    file, line and column (RecBole would fail later in pandas, without a line number)."""
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split(separator)
+        names = [h.split(":")[0] for h in header]
+        missing = [r for r in required if r not in names]
+        if missing:
+            raise AtomicFileError(
+                f"{path}:1: header lacks field(s) {missing}; found {header}. "
+                "Expected e.g. user_id:token<TAB>item_id:token<TAB>rating:float<TAB>timestamp:float")
+        numeric = [(i, header[i]) for i, n in enumerate(names) if n in required and header[i].endswith(":float")]
+        for lineno, line in enumerate(f, start=2):
+            fields = line.rstrip("\n").split(separator)
+            if len(fields) != len(header):
+                raise AtomicFileError(f"{path}:{lineno}: expected {len(header)} columns separated by "
+                                      f"{separator!r}, found {len(fields)}")
+            for col, name in numeric:
+                try:
+                    float(fields[col])
+                except ValueError:
+                    raise AtomicFileError(f"{path}:{lineno}: column {col + 1} ({name}) is not a number: "
+                                          f"{fields[col]!r}") from None
+
+
 def create_dataset(config):
     """:class:`ListDataset` for rerankers, RecBole's dataset for RecBole models."""
     check_dataset_files(config)
+    if is_reranker(config):
+        fields = [config[k] for k in ("USER_ID_FIELD", "ITEM_ID_FIELD", "RATING_FIELD", "TIME_FIELD")]
+        path = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+        validate_atomic_file(path, fields, config["field_separator"])
     if is_reranker(config):
         from recbole_dnr.data.dataset import ListDataset
 
