@@ -98,7 +98,7 @@ def test_save_predictions(slice_root, in_session_dir):
     assert {"ndcg@6", "auc", "x", "z", "score", "user", "item"} <= set(rows[0])
 
 
-def test_cache_key_changes_with_config_and_cache_is_reused(slice_root, in_session_dir):
+def test_cache_key_changes_with_config_and_cache_is_reused(slice_root, in_session_dir, monkeypatch):
     base = smoke_config(slice_root, model="Retriever")
     keys = {}
     for name, over in {"base": {}, "seed": {"seed": 8}, "thr": {"label_threshold": 5},
@@ -107,8 +107,19 @@ def test_cache_key_changes_with_config_and_cache_is_reused(slice_root, in_sessio
         ds = create_dataset(Config(config_dict={**base, **over}))
         keys[name] = ds.cache_key()
     assert len(set(keys.values())) == len(keys)
+    fixed = [create_dataset(Config(config_dict={**base, "list_seed": 3, "seed": s})).cache_key() for s in (1, 2)]
+    assert fixed[0] == fixed[1]  # list_seed fixes the lists; seed then varies only the reranker
     ds = create_dataset(Config(config_dict=base))
-    assert os.path.isfile(ds.cache_path())  # written by the earlier runs, atomically
+    first = ds.build()
+    assert os.path.isfile(ds.cache_path())
+    from recbole_dnr.data import retriever
+
+    def no_training(*a, **k):
+        raise AssertionError("the cached lists should have been read")
+
+    monkeypatch.setattr(retriever, "train_retriever", no_training)
+    again = create_dataset(Config(config_dict=base)).build()
+    assert all(torch.equal(a.inter[SCORE], b.inter[SCORE]) for a, b in zip(first, again))
 
 
 def test_retrieve_mode_and_crossfit(slice_root, in_session_dir):

@@ -29,7 +29,7 @@ PROTOCOL_KEYS = [
     "list_mode", "candidate_num", "slate_size", "label_threshold", "max_history", "valid_slates",
     "test_slates", "filler_sampling", "filler_pool", "label_window", "retriever_fit", "crossfit_folds",
     "score_norm", "drop_no_positive_eval", "user_inter_num_interval", "item_inter_num_interval",
-    "load_col", "seed", *RT.RETRIEVER_KEYS,
+    "load_col", *RT.RETRIEVER_KEYS,
 ]
 SPLIT_NAMES = ["train", "valid", "test"]
 
@@ -66,6 +66,12 @@ class ListDataset(Dataset):
         super().__init__(config)
         self.stats = {}
 
+    @property
+    def list_seed(self):
+        """Seed of everything that builds the lists (retriever, fillers, folds): ``list_seed``,
+        else ``seed``. Fixing ``list_seed`` varies only the reranker across ``seed`` s."""
+        return self.config["list_seed"] if self.config["list_seed"] is not None else self.config["seed"]
+
     # ------------------------------------------------------------------ cache
     def _source_fingerprint(self):
         path = self.config["data_path"]
@@ -76,7 +82,8 @@ class ListDataset(Dataset):
     def cache_key(self):
         """Hash of everything that determines the lists: data files, protocol, retriever, seed."""
         keys = set(PROTOCOL_KEYS) | set(self.config.parameters["Dataset"])  # RecBole's loading/filtering keys
-        payload = {k: self.config[k] for k in sorted(keys)}
+        payload = {k: self.config[k] for k in sorted(keys - {"seed", "list_seed"})}
+        payload["list_seed"] = self.list_seed
         payload.update(dataset=self.dataset_name, files=self._source_fingerprint(), version=CACHE_VERSION)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:16]
@@ -133,17 +140,17 @@ class ListDataset(Dataset):
         logger.info(set_color("Requests", "pink") + f": {len(starts)} ({np.bincount(splits, minlength=3).tolist()} "
                     f"train/valid/test), retriever training rows: {int(train_rows.sum())}")
 
-        embs = RT.train_retriever(cfg, self, order[train_rows])
+        embs = RT.train_retriever(cfg, self, order[train_rows], seed=self.list_seed)
         lists = self._lists_for(embs, np.arange(len(starts)), starts, users, items, z_log, train_rows, seed=0)
         if cfg["retriever_fit"] == "crossfit":
             train_req = np.flatnonzero(splits == P.TRAIN)
-            fold = np.random.default_rng(cfg["seed"]).integers(cfg["crossfit_folds"], size=len(train_req))
+            fold = np.random.default_rng(self.list_seed).integers(cfg["crossfit_folds"], size=len(train_req))
             for k in range(cfg["crossfit_folds"]):
                 held = train_req[fold == k]
                 keep = train_rows.copy()
                 held_rows = (starts[held][:, None] + np.arange(cfg["slate_size"])).ravel()
                 keep[held_rows] = False
-                fold_embs = RT.train_retriever(cfg, self, order[keep], seed_offset=k + 1)
+                fold_embs = RT.train_retriever(cfg, self, order[keep], seed=self.list_seed + k + 1)
                 part = self._lists_for(fold_embs, held, starts, users, items, z_log, train_rows, seed=k + 1)
                 for key in lists:
                     lists[key][held] = part[key]
@@ -194,7 +201,7 @@ class ListDataset(Dataset):
         """Candidates, x, z and slate mask for requests ``req`` scored by retriever ``embs``."""
         cfg = self.config
         user_emb, item_emb = embs
-        rng = np.random.default_rng([cfg["seed"], seed])
+        rng = np.random.default_rng([self.list_seed, seed])
         n, size = cfg["candidate_num"], cfg["slate_size"]
         first = P.user_bounds(users)
         r_users = users[starts[req]]

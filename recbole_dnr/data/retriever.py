@@ -46,14 +46,14 @@ def retriever_config(config):
     return RetrieverConfig(model=BPR, dataset=config["dataset"], config_dict=values)
 
 
-def train_retriever(config, dataset, rows, seed_offset=0):
-    """Train BPR-MF on ``dataset``'s interaction rows ``rows`` (original row indices).
+def train_retriever(config, dataset, rows, seed):
+    """Train BPR-MF, seeded with ``seed``, on ``dataset``'s interaction rows ``rows`` (original row ids).
 
     Returns ``(user_emb [n_users, d], item_emb [n_items, d])`` on CPU.
     """
     logger = logging.getLogger()
     rconf = retriever_config(config)
-    rconf["seed"] = config["seed"] + seed_offset
+    rconf["seed"] = seed
     init_seed(rconf["seed"], rconf["reproducibility"])
     train_ds = dataset.copy(dataset.inter_feat[torch.as_tensor(rows, dtype=torch.long)])
     sampler = Sampler(["train"], [train_ds], rconf["train_neg_sample_args"]["distribution"]).set_phase("train")
