@@ -26,6 +26,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK  # noqa: E402
+from recbole_dnr.evaluator import ListEvaluator  # noqa: E402
 from recbole_dnr.quick_start import build  # noqa: E402
 
 
@@ -75,13 +76,22 @@ def run_one(args, variant, seed):
     test_result = trainer.evaluate(test, load_best_model=True)
     out = trainer.last_eval
     per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
+    # the same predictions scored on the 6 exposed slate items only (the paper's easier scope)
+    slate_eval = ListEvaluator(config, scope="slate") if config["list_mode"] == "slate" else None
+    slate = {}
+    if slate_eval is not None:
+        slate["test"] = dict(slate_eval.evaluate(out["scores"], out[LABEL], out[SLATE_MASK]))
+        slate_per_list = slate_eval.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
+        trainer.evaluate(valid, load_best_model=False)
+        v = trainer.last_eval
+        slate["valid"] = dict(slate_eval.evaluate(v["scores"], v[LABEL], v[SLATE_MASK]))
     infer = inference_seconds_per_list(trainer, test)
     record = {
         "variant": variant, "model": config["model"], "seed": seed, "dataset": args.dataset,
         "valid": dict(best_valid or {}), "test": dict(test_result),
         "epochs_run": len(epoch_times), "train_sec_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0,
         "epoch_times": epoch_times, "infer_sec_per_list": infer, "wall_sec": time.perf_counter() - started,
-        "test_lists": len(out["scores"]), "list_stats": ds.stats,
+        "test_lists": len(out["scores"]), "list_stats": ds.stats, "slate_scope": slate,
         "config": {k: config[k] for k in ("learning_rate", "hidden_size", "epochs", "stopping_step", "train_batch_size",
                                           "score_fusion", "lambda_c", "lambda_m", "lambda_e", "noise",
                                           "use_learned_generator", "lambda_adv", "lambda_x") if k in config},
@@ -89,6 +99,9 @@ def run_one(args, variant, seed):
     arrays = {"request_id": out[REQUEST_ID].numpy()}
     for key, (values, defined) in per_list.items():
         arrays[key] = np.where(defined.numpy(), values.numpy(), np.nan)
+    if slate_eval is not None:
+        for key, (values, defined) in slate_per_list.items():
+            arrays["slate_" + key] = np.where(defined.numpy(), values.numpy(), np.nan)
     return record, arrays
 
 

@@ -128,3 +128,21 @@ def test_auc_complement(data):
     v, defined = M.list_auc(s, y)
     if defined[0]:
         assert (v + M.list_auc(-s, y)[0]).item() == pytest.approx(1.0)
+
+
+def test_slate_scope_scores_only_the_slate_items():
+    from recbole_dnr.evaluator import ListEvaluator
+
+    cfg = {"eval_scope": "slate", "metrics": ["NDCG", "H"], "topk": [1], "metric_decimal_place": 4}
+    scores = t([0.9, 0.8, 0.1, 0.2], [0.1, 0.9, 0.8, 0.7])
+    labels = t([0, 0, 1, 0], [1, 0, 0, 1])
+    slate = torch.tensor([[False, True, True, False], [True, False, False, True]])
+    ev = ListEvaluator(cfg)
+    s, y = ev.restrict(scores, labels, slate)
+    assert torch.allclose(s, t([0.8, 0.1], [0.1, 0.7])) and y.tolist() == [[0, 1], [1, 1]]
+    # list 1: the slate's top item (0.8) is negative -> 0; list 2: both slate items positive -> 1
+    assert ev.evaluate(scores, labels, slate)["ndcg@1"] == pytest.approx(0.5)
+    full = ListEvaluator({**cfg, "eval_scope": "candidates"}).evaluate(scores, labels, slate)
+    assert full["ndcg@1"] == pytest.approx(0.0)  # over all candidates the top items are negatives
+    with pytest.raises(ValueError, match="eval_scope"):
+        ListEvaluator({**cfg, "eval_scope": "everything"})

@@ -29,9 +29,9 @@ class ListEvaluator:
     the exposed slate items (the DNR group's draft evaluator), for comparison with the paper.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, scope=None):
         self.config = config
-        self.scope = config["eval_scope"] or "candidates"
+        self.scope = scope or config["eval_scope"] or "candidates"
         if self.scope not in ("candidates", "slate"):
             raise ValueError(f"eval_scope must be 'candidates' or 'slate', got '{self.scope}'")
         self.metrics = [LIST_METRICS[m.lower()](config) for m in config["metrics"]]
