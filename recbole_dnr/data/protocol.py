@@ -130,9 +130,11 @@ def sample_fillers(rng, req_users, slate_items, n_fill, n_items, codes, weights=
                         break
             tries += 1
             if tries > 1000:
-                raise RuntimeError(
-                    f"could not sample {n_fill} unrated fillers for user {req_users[r]}: "
-                    "lower candidate_num or use filler_sampling: uniform"
+                lo, hi = np.searchsorted(codes, [req_users[r] * n_items, (req_users[r] + 1) * n_items])
+                pool = "its filler pool" if pools is not None else f"the {n_items - 1} filtered items"
+                raise ValueError(
+                    f"cannot find {n_fill} fillers for user {req_users[r]}: it rated {hi - lo} of {pool}. "
+                    "Lower candidate_num, relax item_inter_num_interval, or raise filler_pool."
                 )
         out[r] = chosen
     return out
