@@ -227,3 +227,10 @@ def test_malformed_atomic_file_names_file_line_column(tmp_path, monkeypatch):
     (folder / "bad.inter").write_text("user_id:token\titem_id:token\n1\t2\n")
     with pytest.raises(AtomicFileError, match=r"header lacks field\(s\) \['rating', 'timestamp'\]"):
         create_dataset(Config(config_dict=cfg))
+
+
+def test_runs_started_together_do_not_share_a_checkpoint(slice_root, in_session_dir):
+    cfg = smoke_config(slice_root, model="PRM")
+    a = build(config_dict=cfg)[-1]
+    b = build(config_dict=cfg)[-1]
+    assert a.saved_model_file != b.saved_model_file

@@ -7,6 +7,7 @@ TensorBoard, colour logs), the optimizer factory, loss logging. Changed: the epo
 """
 
 import os
+import uuid
 
 import torch
 from recbole.trainer import Trainer
@@ -25,6 +26,11 @@ class ListTrainer(Trainer):
         super().__init__(config, model)
         self.evaluator = ListEvaluator(config)
         self.last_eval = None
+        # RecBole names checkpoints <model>-<time to the second>: two runs started in the same
+        # second (parallel jobs sharing checkpoint_dir) would overwrite each other's best model.
+        stem = os.path.splitext(os.path.basename(self.saved_model_file))[0]
+        self.saved_model_file = os.path.join(
+            self.checkpoint_dir, f"{stem}-{config['dataset']}-seed{config['seed']}-{uuid.uuid4().hex[:8]}.pth")
         # RecBole's writer logs to a CWD-relative folder from a background thread; anchor it, so a
         # later chdir (notebooks, tests) cannot make its flushes fail.
         log_dir = os.path.abspath(self.tensorboard.log_dir)
