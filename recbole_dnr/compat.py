@@ -23,6 +23,7 @@ one that the problem is real on the installed versions and that the fix removes 
    so a crash never leaves a half-written file that would later be read back as valid.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -53,6 +54,23 @@ def numpy_aliases():
 def load_checkpoint(path, map_location="cpu"):
     """Fix 2: ``torch.load`` of a RecBole checkpoint (pickles a Config) on torch >= 2.6."""
     return torch.load(path, map_location=map_location, weights_only=False)
+
+
+@contextlib.contextmanager
+def trusted_torch_load():
+    """Fix 2 for RecBole's own trainers (RecBole models run through our entry point): inside the
+    block, ``torch.load`` defaults to ``weights_only=False``, as RecBole's checkpoints need."""
+    original = torch.load
+
+    def load(*args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return original(*args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
 
 
 def assert_ray_free():

@@ -106,7 +106,7 @@ def get_trainer(model_type, model_name):
         return getattr(trainer_module, getattr(model_class, "trainer_name", "ListTrainer"))
     from recbole.utils import get_trainer as recbole_get_trainer
 
-    return recbole_get_trainer(model_type, model_name)
+    return trainer_module.with_trusted_checkpoints(recbole_get_trainer(model_type, model_name))
 
 
 def is_reranker(config):

@@ -234,3 +234,17 @@ def test_runs_started_together_do_not_share_a_checkpoint(slice_root, in_session_
     a = build(config_dict=cfg)[-1]
     b = build(config_dict=cfg)[-1]
     assert a.saved_model_file != b.saved_model_file
+
+
+def test_recbole_models_train_and_reload_their_best_checkpoint(slice_root, in_session_dir):
+    """RecBole's own trainer reloads the best model with torch.load, which fails on torch >= 2.6
+    without our fix; BPR through our entry point must run to the test evaluation."""
+    cfg = {"model": "BPR", "dataset": "ml-100k-slice", "data_path": slice_root, "epochs": 1, "gpu_id": "",
+           "embedding_size": 16, "state": "ERROR", "show_progress": False, "checkpoint_dir": "saved"}
+    res = objective_function(cfg, saved=True)
+    assert "recall@10" in res["test_result"]
+
+
+def test_model_dnr_with_backbone_key():
+    config = Config(config_dict={"model": "DNR", "backbone": "DLCM", "dataset": "ml-100k", "state": "ERROR"})
+    assert config["model"] == "DNR_DLCM" and config["lambda_c"] == 0.4
