@@ -1,6 +1,8 @@
 """Summarise benchmark results as markdown: mean ± std over seeds, paired tests, cost ratios.
 
-    python benchmarks/report.py benchmarks/results/ml-100k.json [--baseline PRM] [--metric ndcg@6]
+    python benchmarks/report.py benchmarks/results/*.json [--baseline PRM] [--metric ndcg@6]
+
+Files of the same dataset are merged (e.g. seeds run in separate processes).
 
 Paired tests of each variant against the baseline: over requests (per-request metric averaged
 over the seeds both ran, paired t-test and Wilcoxon signed-rank) and over seeds (paired t-test of
@@ -24,10 +26,20 @@ def fmt(values):
     return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
-def load(path):
-    with open(path) as f:
-        res = json.load(f)
-    arrays = np.load(path[:-5] + ".npz" if path.endswith(".json") else path + ".npz")
+def load(paths):
+    """Runs and per-request arrays of one or more result files (of one dataset), merged."""
+    res, arrays, commands = None, {}, []
+    for path in paths:
+        with open(path) as f:
+            part = json.load(f)
+        commands.append(part.get("command", "?"))
+        if res is None:
+            res = part
+        else:
+            res["runs"] += part["runs"]
+        with np.load(path[:-5] + ".npz" if path.endswith(".json") else path + ".npz") as npz:
+            arrays.update({k: npz[k] for k in npz.files})
+    res["command"] = "`; `".join(commands)
     return res, arrays
 
 
@@ -36,8 +48,8 @@ def per_request(arrays, variant, seed, metric):
     return dict(zip(ids.tolist(), arrays[f"{variant}/{seed}/{metric}"].tolist()))
 
 
-def report(path, baseline, metric):
-    res, arrays = load(path)
+def report(paths, baseline, metric):
+    res, arrays = load(paths)
     runs = res["runs"]
     by_variant = defaultdict(list)
     for r in runs:
@@ -52,7 +64,8 @@ def report(path, baseline, metric):
                 "|---|---|" + "---|" * len(METRICS) + "---|"]
         for v, rs in by_variant.items():
             cells = [fmt([r[split].get(m, np.nan) for r in rs]) for m in METRICS]
-            out.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + f" | {fmt([r['epochs_run'] for r in rs])} |")
+            epochs = "/".join(str(r["epochs_run"]) for r in rs)
+            out.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + f" | {epochs} |")
         out.append("")
     if baseline in by_variant:
         out += [f"**Paired tests against {baseline}** (test {metric})", "",
@@ -99,8 +112,12 @@ def main():
     parser.add_argument("--baseline", default="PRM")
     parser.add_argument("--metric", default="ndcg@6")
     args = parser.parse_args()
+    by_dataset = defaultdict(list)
     for path in args.results:
-        print(report(path, args.baseline, args.metric))
+        with open(path) as f:
+            by_dataset[json.load(f)["runs"][0]["dataset"]].append(path)
+    for paths in by_dataset.values():
+        print(report(paths, args.baseline, args.metric))
 
 
 if __name__ == "__main__":
