@@ -47,5 +47,24 @@ def main():
                 f.write(json.dumps(row) + "\n")
 
 
+
+def markdown(paths):
+    """Markdown tables from the json lines written with ``--out``."""
+    rows = [json.loads(line) for p in paths for line in open(p)]
+    out = ["| dataset | option | users | items | ratings | lists (train/valid/test kept) | no-positive lists dropped (valid/test) "
+           "| positives per list (train/valid/test) | retriever AUC train/valid/test | retriever recall train/valid/test |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in rows:
+        tri = lambda k, f="{}": "/".join(f.format(d[f"{s}_{k}"]) for s in ("train", "valid", "test"))
+        out.append(f"| {d['dataset']} | {d['option']} (fit: {d['retriever_fit']}) | {d['users']:,} | {d['items']:,} | {d['interactions']:,} "
+                   f"| {d['lists']:,} ({tri('lists')}) | {d['valid_lists_no_positive']}/{d['test_lists_no_positive']} "
+                   f"| {tri('positives_per_list', '{:.2f}')} | {tri('retriever_auc', '{:.3f}')} "
+                   f"| {tri('retriever_recall', '{:.3f}')} |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--markdown"]:
+        print(markdown(sys.argv[2:]))
+    else:
+        main()
