@@ -67,6 +67,16 @@ def report(paths, baseline, metric):
             epochs = "/".join(str(r["epochs_run"]) for r in rs)
             out.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + f" | {epochs} |")
         out.append("")
+    scoped = {v: [r for r in rs if r.get("slate_scope")] for v, rs in by_variant.items()}
+    if any(scoped.values()):
+        out += ["**test, `eval_scope: slate`** (the same predictions ranked within the 6 exposed items "
+                "only, the DNR paper's scope; H@6 is 1 there by construction)", "",
+                "| variant | seeds | " + " | ".join(METRICS[1:]) + " |", "|---|---|" + "---|" * (len(METRICS) - 1)]
+        for v, rs in scoped.items():
+            if rs:
+                cells = [fmt([r["slate_scope"]["test"].get(m, np.nan) for r in rs]) for m in METRICS[1:]]
+                out.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + " |")
+        out.append("")
     if baseline in by_variant:
         out += [f"**Paired tests against {baseline}** (test {metric})", "",
                 "| variant | Δ mean (over requests) | t-test p (requests) | Wilcoxon p (requests) | "
