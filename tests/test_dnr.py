@@ -77,11 +77,16 @@ def test_synthesize_by_hand_and_range():
             assert xs.min() >= 0 and xs.max() <= 1
 
 
-def test_beta_noise_is_in_unit_interval_and_u_shaped():
+def test_beta_noise_follows_beta_half_half():
+    from scipy import stats
+
+    torch.manual_seed(0)
     u = base_noise("beta", torch.zeros(20000))
     assert u.min() >= 0 and u.max() <= 1
-    hist = torch.histc(u, bins=10, min=0, max=1)
-    assert hist[0] > hist[5] and hist[-1] > hist[5]  # Beta(0.5,0.5) piles mass at the ends
+    assert stats.kstest(u.numpy(), stats.beta(0.5, 0.5).cdf).pvalue > 0.01
+    assert stats.kstest(u.numpy(), stats.uniform().cdf).pvalue < 1e-6  # the test can tell them apart
+    g = base_noise("gaussian", torch.zeros(20000))
+    assert stats.kstest(g.numpy(), stats.norm().cdf).pvalue > 0.01
 
 
 def test_theta_loss_by_hand():

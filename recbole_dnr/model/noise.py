@@ -15,8 +15,9 @@ def base_noise(kind, like):
     if kind == "gaussian":
         return torch.randn_like(like)
     if kind == "beta":
-        half = torch.full_like(like, 0.5)
-        return torch.distributions.Beta(half, half).sample()
+        # Beta(0.5, 0.5) is the arcsine law: sin^2(pi U / 2), U ~ U(0,1), exactly. This is several
+        # times cheaper than torch.distributions.Beta (two Gamma draws per element).
+        return torch.sin(0.5 * torch.pi * torch.rand_like(like)) ** 2
     raise ValueError(f"noise must be 'gaussian' or 'beta', got '{kind}'")
 
 
