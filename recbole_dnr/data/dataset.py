@@ -128,8 +128,17 @@ class ListDataset(Dataset):
             self._change_feat_format()  # RecBole's build() does this first, too
         return self._sorted_log
 
+    def _check_options(self):
+        """Fail on a mistyped option before minutes of retriever training, not after."""
+        choices = {"list_mode": ("slate", "retrieve"), "retriever_fit": ("holdout", "crossfit"),
+                   "filler_sampling": ("uniform", "popularity", "retriever"), "score_norm": ("minmax", "sigmoid")}
+        for key, allowed in choices.items():
+            if self.config[key] not in allowed:
+                raise ValueError(f"{key} must be one of {list(allowed)}, got '{self.config[key]}'")
+
     def _build_lists(self):
         cfg = self.config
+        self._check_options()
         logger = logging.getLogger()
         order, users, items, ratings, _ = self._log_arrays()
         z_log = (ratings >= cfg["label_threshold"]).astype(np.int64)
@@ -140,22 +149,27 @@ class ListDataset(Dataset):
         logger.info(set_color("Requests", "pink") + f": {len(starts)} ({np.bincount(splits, minlength=3).tolist()} "
                     f"train/valid/test), retriever training rows: {int(train_rows.sum())}")
 
-        embs = RT.train_retriever(cfg, self, order[train_rows], seed=self.list_seed)
-        lists = self._lists_for(embs, np.arange(len(starts)), starts, users, items, z_log, train_rows, seed=0)
+        # (request ids, retriever rows, retriever seed) per retriever: holdout scores every list with
+        # one retriever; crossfit scores each fold of training lists with one that never saw it.
+        # The first job scores every list (crossfit then overwrites the training lists): its filler
+        # draws thus do not depend on retriever_fit, so valid/test lists are the same under both.
+        jobs = [(np.arange(len(starts)), train_rows, self.list_seed)]
         if cfg["retriever_fit"] == "crossfit":
             train_req = np.flatnonzero(splits == P.TRAIN)
             fold = np.random.default_rng(self.list_seed).integers(cfg["crossfit_folds"], size=len(train_req))
             for k in range(cfg["crossfit_folds"]):
                 held = train_req[fold == k]
                 keep = train_rows.copy()
-                held_rows = (starts[held][:, None] + np.arange(cfg["slate_size"])).ravel()
-                keep[held_rows] = False
-                fold_embs = RT.train_retriever(cfg, self, order[keep], seed=self.list_seed + k + 1)
-                part = self._lists_for(fold_embs, held, starts, users, items, z_log, train_rows, seed=k + 1)
-                for key in lists:
-                    lists[key][held] = part[key]
-        elif cfg["retriever_fit"] != "holdout":
-            raise ValueError(f"retriever_fit must be 'holdout' or 'crossfit', got '{cfg['retriever_fit']}'")
+                keep[(starts[held][:, None] + np.arange(cfg["slate_size"])).ravel()] = False
+                jobs.append((held, keep, self.list_seed + k + 1))
+        lists = None
+        for k, (req, rows, seed) in enumerate(jobs):
+            embs = RT.train_retriever(cfg, self, order[rows], seed=seed)
+            part = self._lists_for(embs, req, starts, users, items, z_log, train_rows, seed=k)
+            if lists is None:
+                lists = {key: np.zeros((len(starts),) + v.shape[1:], v.dtype) for key, v in part.items()}
+            for key in lists:
+                lists[key][req] = part[key]
 
         h_items, h_labels, h_len = P.history(items, z_log, users, starts, cfg["max_history"])
         has_pos = lists["label"].sum(1) > 0
