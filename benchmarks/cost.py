@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
 
     built = {}
     for name, (variant, _) in VARIANTS.items():
