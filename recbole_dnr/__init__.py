@@ -5,6 +5,6 @@ from recbole_dnr import compat
 compat.numpy_aliases()  # before any RecBole metric or dataset code runs
 compat.silence_pandas_chained_fillna()
 
-from recbole_dnr import evaluator  # noqa: E402  (registers the list metrics with RecBole)
+from recbole_dnr import evaluator  # noqa: E402,F401  (registers the list metrics with RecBole)
 
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 
 from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
-from recbole_dnr.model.dnr import HEURISTIC, LEARNED
+from recbole_dnr.model.dnr import LEARNED
 from recbole_dnr.model.noise import LearnedNoise, base_noise, score_kl, soft_histogram, synthesize
 from recbole_dnr.model.abstract_reranker import NeuralReranker
 from recbole_dnr.utils import get_model, register_model
