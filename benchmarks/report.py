@@ -2,7 +2,8 @@
 
     python benchmarks/report.py benchmarks/results/*.json [--baseline PRM] [--metric ndcg@6]
 
-Files of the same dataset are merged (e.g. seeds run in separate processes).
+Files of the same dataset are merged (e.g. seeds run in separate processes); ``file.json@label``
+shows that file's runs under ``label`` (sweeps run with ``--set`` overrides).
 
 Paired tests of each variant against the baseline: over requests (per-request metric averaged
 over the seeds both ran, paired t-test and Wilcoxon signed-rank) and over seeds (paired t-test of
@@ -29,16 +30,24 @@ def fmt(values):
 def load(paths):
     """Runs and per-request arrays of one or more result files (of one dataset), merged."""
     res, arrays, commands = None, {}, []
-    for path in paths:
+    for spec in paths:
+        path, _, label = spec.partition("@")
         with open(path) as f:
             part = json.load(f)
         commands.append(part.get("command", "?"))
+        renamed = {}
+        if label:  # a sweep file: its runs get their own row instead of joining the variant's
+            for r in part["runs"]:
+                renamed[r["variant"]] = label
+                r["variant"] = label
         if res is None:
             res = part
         else:
             res["runs"] += part["runs"]
         with np.load(path[:-5] + ".npz" if path.endswith(".json") else path + ".npz") as npz:
-            arrays.update({k: npz[k] for k in npz.files})
+            for k in npz.files:
+                variant, rest = k.split("/", 1)
+                arrays[f"{renamed.get(variant, variant)}/{rest}"] = npz[k]
     res["command"] = "`; `".join(commands)
     return res, arrays
 
@@ -106,7 +115,8 @@ def report(paths, baseline, metric):
         out.append("")
         base_train = np.mean([r["train_sec_per_epoch"] for r in by_variant[baseline]])
         base_infer = np.mean([r["infer_sec_per_list"] for r in by_variant[baseline]])
-        out += [f"**Cost** (same process; ratio to {baseline})", "",
+        out += [f"**Cost of the whole runs** (ratio to {baseline}; runs shared the 2 cores with other jobs, so "
+                "indicative only: benchmarks/cost.py measures it properly)", "",
                 "| variant | train s/epoch | ratio | inference µs/list | ratio |", "|---|---|---|---|---|"]
         for v, rs in by_variant.items():
             tr = np.mean([r["train_sec_per_epoch"] for r in rs])
@@ -123,9 +133,9 @@ def main():
     parser.add_argument("--metric", default="ndcg@6")
     args = parser.parse_args()
     by_dataset = defaultdict(list)
-    for path in args.results:
-        with open(path) as f:
-            by_dataset[json.load(f)["runs"][0]["dataset"]].append(path)
+    for spec in args.results:
+        with open(spec.partition("@")[0]) as f:
+            by_dataset[json.load(f)["runs"][0]["dataset"]].append(spec)
     for paths in by_dataset.values():
         print(report(paths, args.baseline, args.metric))
 
