@@ -6,6 +6,7 @@ Any ``--key=value`` is passed into the config (RecBole's command-line convention
 import argparse
 
 from recbole_dnr.quick_start import run_recbole_dnr
+from recbole_dnr.utils import UserInputError
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -16,5 +17,5 @@ if __name__ == "__main__":
     files = args.config_files.strip().split(" ") if args.config_files else None
     try:
         run_recbole_dnr(model=args.model, dataset=args.dataset, config_file_list=files)
-    except (ValueError, FileNotFoundError, NotImplementedError) as err:
+    except UserInputError as err:  # a usage mistake: the message is the fix; bugs keep their traceback
         raise SystemExit(f"error: {err}")

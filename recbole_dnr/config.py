@@ -6,7 +6,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import EvaluatorType
 
 from recbole_dnr import compat
-from recbole_dnr.utils import ModelType, get_model
+from recbole_dnr.utils import ModelType, UserInputError, get_model
 
 
 def properties_dir():
@@ -30,7 +30,7 @@ class Config(RecBoleConfig):
         if model is None:
             model = self.external_config_dict.get("model")
             if model is None:
-                raise ValueError("no model given: pass --model=<Model>, or model: in a config file or config dict")
+                raise UserInputError("no model given: pass --model=<Model>, or model: in a config file or config dict")
         if isinstance(model, str) and model == "DNR" and "backbone" in self.external_config_dict:
             model = f"DNR_{self.external_config_dict['backbone']}"
         model_class = model if not isinstance(model, str) else get_model(model)
@@ -38,7 +38,7 @@ class Config(RecBoleConfig):
         if dataset is None:
             dataset = self.external_config_dict.get("dataset")
             if dataset is None:
-                raise ValueError("no dataset given: pass --dataset=<name>, or dataset: in a config file or config dict")
+                raise UserInputError("no dataset given: pass --dataset=<name>, or dataset: in a config file or config dict")
         return model_name, model_class, dataset
 
     def _model_yamls(self, model, model_class):
@@ -74,12 +74,12 @@ class Config(RecBoleConfig):
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         unknown = [m for m in metrics if m.lower() not in LIST_METRICS]
         if unknown:
-            raise NotImplementedError(
+            raise UserInputError(
                 f"Unknown list metric(s) {unknown}; list metrics are: {sorted(LIST_METRICS)}"
             )
         valid_metric = str(self.final_config_dict["valid_metric"]).split("@")[0].lower()
         if valid_metric not in [m.lower() for m in metrics]:
-            raise ValueError(
+            raise UserInputError(
                 f"valid_metric '{self.final_config_dict['valid_metric']}' must be one of metrics {metrics}"
             )
         self.final_config_dict["metrics"] = ["ndcg"]

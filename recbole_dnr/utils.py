@@ -15,6 +15,11 @@ from enum import Enum
 import recbole
 
 
+class UserInputError(ValueError):
+    """A mistake in what the user asked for (model, dataset, option, file): the message says what
+    is wrong and how to fix it; the command line prints it without a traceback."""
+
+
 class ModelType(Enum):
     """Plug-in model types; values are disjoint from RecBole's ``ModelType`` (1..6)."""
 
@@ -68,7 +73,7 @@ def _dnr_class(backbone_name):
 
         backbone = get_model(backbone_name)
         if not getattr(backbone, "is_backbone", False):
-            raise ValueError(
+            raise UserInputError(
                 f"DNR_{backbone_name}: '{backbone_name}' is not a reranker backbone. "
                 f"Backbones: {[n for n in sorted(_MODELS) if getattr(_MODELS[n], 'is_backbone', False)]}"
             )
@@ -89,7 +94,7 @@ def get_model(model_name):
         path = f"recbole.model.{sub}.{model_name.lower()}"
         if importlib.util.find_spec(path) is not None:
             return getattr(importlib.import_module(path), model_name)
-    raise ValueError(
+    raise UserInputError(
         f"Unknown model '{model_name}'. recbole_dnr models: {', '.join(reranker_names())}. "
         f"RecBole models: {', '.join(recbole_model_names())}."
     )

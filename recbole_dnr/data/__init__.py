@@ -5,7 +5,15 @@ import os
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
 
-from recbole_dnr.utils import is_reranker
+from recbole_dnr.utils import UserInputError, is_reranker
+
+
+class DatasetNotFoundError(UserInputError, FileNotFoundError):
+    """The dataset's atomic files are not where the config points."""
+
+
+class AtomicFileError(UserInputError):
+    """A malformed RecBole atomic file; the message names file, line and column."""
 
 
 def check_dataset_files(config):
@@ -14,16 +22,12 @@ def check_dataset_files(config):
     path, name = config["data_path"], config["dataset"]
     inter = os.path.join(path, f"{name}.inter")
     if not os.path.isfile(inter):
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"Dataset '{name}' not found: expected the RecBole atomic file {inter} "
             f"(columns user_id:token item_id:token rating:float timestamp:float; .item/.user optional). "
             f"Put the files in {os.path.abspath(path)}/ or pass --data_path=<folder that contains {name}/>. "
             "recbole_dnr never downloads; only ml-100k ships with RecBole."
         )
-
-
-class AtomicFileError(ValueError):
-    """A malformed RecBole atomic file; the message names file, line and column."""
 
 
 def validate_atomic_file(path, required, separator="\t"):

@@ -21,6 +21,7 @@ from recbole_dnr import compat
 from recbole_dnr.data import protocol as P
 from recbole_dnr.data import retriever as RT
 from recbole_dnr.evaluator.metrics import list_auc
+from recbole_dnr.utils import UserInputError
 
 SCORE, LABEL, SLATE_MASK = "score", "label", "slate_mask"
 HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID = "history_item", "history_label", "history_len", "request_id"
@@ -134,7 +135,7 @@ class ListDataset(Dataset):
                    "filler_sampling": ("uniform", "popularity", "retriever"), "score_norm": ("minmax", "sigmoid")}
         for key, allowed in choices.items():
             if self.config[key] not in allowed:
-                raise ValueError(f"{key} must be one of {list(allowed)}, got '{self.config[key]}'")
+                raise UserInputError(f"{key} must be one of {list(allowed)}, got '{self.config[key]}'")
 
     def _build_lists(self):
         cfg = self.config
@@ -144,7 +145,7 @@ class ListDataset(Dataset):
         z_log = (ratings >= cfg["label_threshold"]).astype(np.int64)
         starts, splits, req_users = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
         if len(starts) == 0:
-            raise ValueError(f"{self.dataset_name}: no user has {cfg['slate_size']} interactions after filtering")
+            raise UserInputError(f"{self.dataset_name}: no user has {cfg['slate_size']} interactions after filtering")
         train_rows = P.training_rows(users, starts, splits)
         logger.info(set_color("Requests", "pink") + f": {len(starts)} ({np.bincount(splits, minlength=3).tolist()} "
                     f"train/valid/test), retriever training rows: {int(train_rows.sum())}")
@@ -221,7 +222,7 @@ class ListDataset(Dataset):
         r_users = users[starts[req]]
         if cfg["list_mode"] == "slate":
             if n < size:
-                raise ValueError(f"candidate_num ({n}) must be >= slate_size ({size})")
+                raise UserInputError(f"candidate_num ({n}) must be >= slate_size ({size})")
             slate_rows = starts[req][:, None] + np.arange(size)
             slate_items, slate_z = items[slate_rows], z_log[slate_rows]
             codes = P.rated_codes(users, items, self.item_num)
@@ -237,7 +238,7 @@ class ListDataset(Dataset):
                                        max(cfg["filler_pool"], n))
                 fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, pools=pools)
             else:
-                raise ValueError(f"filler_sampling must be uniform, popularity or retriever, got '{mode}'")
+                raise UserInputError(f"filler_sampling must be uniform, popularity or retriever, got '{mode}'")
             cand = np.concatenate([slate_items, fill], 1)
             label = np.concatenate([slate_z, np.zeros_like(fill)], 1)
             slate = np.concatenate([np.ones_like(slate_z), np.zeros_like(fill)], 1)
@@ -256,7 +257,7 @@ class ListDataset(Dataset):
             n_pos = np.array([len(set(w_items[r][w_pos[r]].tolist())) for r in range(len(req))])
             recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
         else:
-            raise ValueError(f"list_mode must be 'slate' or 'retrieve', got '{cfg['list_mode']}'")
+            raise UserInputError(f"list_mode must be 'slate' or 'retrieve', got '{cfg['list_mode']}'")
         x = RT.normalise(RT.score_pairs(user_emb, item_emb, r_users, cand), cfg["score_norm"])
         cand, x, label, slate = P.order_by_score(cand, x, label, slate)
         return {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}

@@ -7,6 +7,8 @@ given its ``rng``.
 
 import numpy as np
 
+from recbole_dnr.utils import UserInputError
+
 TRAIN, VALID, TEST = 0, 1, 2
 
 
@@ -132,7 +134,7 @@ def sample_fillers(rng, req_users, slate_items, n_fill, n_items, codes, weights=
             if tries > 1000:
                 lo, hi = np.searchsorted(codes, [req_users[r] * n_items, (req_users[r] + 1) * n_items])
                 pool = "its filler pool" if pools is not None else f"the {n_items - 1} filtered items"
-                raise ValueError(
+                raise UserInputError(
                     f"cannot find {n_fill} fillers for user {req_users[r]}: it rated {hi - lo} of {pool}. "
                     "Lower candidate_num, relax item_inter_num_interval, or raise filler_pool."
                 )

@@ -15,6 +15,7 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 from recbole_dnr.config import Config
+from recbole_dnr.utils import UserInputError
 
 RETRIEVER_KEYS = {
     "retriever_embedding_size": "embedding_size",
@@ -82,7 +83,7 @@ def normalise(logits, how):
     if how == "minmax":
         lo, hi = logits.min(1, keepdims=True), logits.max(1, keepdims=True)
         return (logits - lo) / np.maximum(hi - lo, 1e-12)
-    raise ValueError(f"score_norm must be 'minmax' or 'sigmoid', got '{how}'")
+    raise UserInputError(f"score_norm must be 'minmax' or 'sigmoid', got '{how}'")
 
 
 def topk_unseen(user_emb, item_emb, users, excl_lo, excl_hi, log_items, k, block=1024):

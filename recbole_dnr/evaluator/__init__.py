@@ -6,6 +6,7 @@ from recbole.evaluator import register as _register
 from recbole.evaluator.collector import DataStruct
 
 from recbole_dnr.evaluator.metrics import LIST_METRICS, ListMetric
+from recbole_dnr.utils import UserInputError
 
 
 def register_list_metrics():
@@ -33,7 +34,7 @@ class ListEvaluator:
         self.config = config
         self.scope = scope or config["eval_scope"] or "candidates"
         if self.scope not in ("candidates", "slate"):
-            raise ValueError(f"eval_scope must be 'candidates' or 'slate', got '{self.scope}'")
+            raise UserInputError(f"eval_scope must be 'candidates' or 'slate', got '{self.scope}'")
         self.metrics = [LIST_METRICS[m.lower()](config) for m in config["metrics"]]
 
     def restrict(self, scores, labels, slate_mask):
@@ -41,7 +42,7 @@ class ListEvaluator:
             return scores, labels
         size = int(slate_mask[0].sum())
         if size == 0 or not bool((slate_mask.sum(1) == size).all()):
-            raise ValueError("eval_scope: slate needs list_mode: slate (every list has the same slate size)")
+            raise UserInputError("eval_scope: slate needs list_mode: slate (every list has the same slate size)")
         idx = slate_mask.float().argsort(dim=1, descending=True, stable=True)[:, :size].sort(1).values
         return scores.gather(1, idx), labels.gather(1, idx)
 

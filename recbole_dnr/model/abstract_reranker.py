@@ -13,7 +13,7 @@ from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType
 
 from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
-from recbole_dnr.utils import ModelType
+from recbole_dnr.utils import UserInputError, ModelType
 
 
 class ListRecommender(AbstractRecommender):
@@ -54,7 +54,7 @@ class ScoreFeature(nn.Module):
     def __init__(self, hidden, fusion):
         super().__init__()
         if fusion not in ("early", "late"):
-            raise ValueError(f"score_fusion must be 'early' or 'late', got '{fusion}'")
+            raise UserInputError(f"score_fusion must be 'early' or 'late', got '{fusion}'")
         self.fusion = fusion
         self.proj = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
 

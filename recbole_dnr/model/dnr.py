@@ -9,7 +9,7 @@ Symbol-to-code map: docs/method.md.
 from recbole_dnr.data.dataset import LABEL, SCORE
 from recbole_dnr.model.abstract_reranker import ListRecommender
 from recbole_dnr.model.noise import LearnedNoise, base_noise, score_kl, synthesize
-from recbole_dnr.utils import get_model, register_model
+from recbole_dnr.utils import UserInputError, get_model, register_model
 
 HEURISTIC, LEARNED = "heuristic", "learned"
 
@@ -29,7 +29,7 @@ class DNR(ListRecommender):
         super().__init__(config, dataset)
         name = self.backbone_name or config["backbone"]
         if not name:
-            raise ValueError("DNR needs a backbone: use model DNR_<Backbone> or set backbone: <Backbone>")
+            raise UserInputError("DNR needs a backbone: use model DNR_<Backbone> or set backbone: <Backbone>")
         self.backbone = get_model(name)(config, dataset)
         self.noise = config["noise"]
         self.noise_squash = config["noise_squash"]

@@ -8,6 +8,7 @@ Synthetic scores x' = squash((1 - λ_c) z + λ_c ε), ε from a heuristic base n
 
 import torch
 import torch.nn as nn
+from recbole_dnr.utils import UserInputError
 
 
 def base_noise(kind, like):
@@ -18,7 +19,7 @@ def base_noise(kind, like):
         # Beta(0.5, 0.5) is the arcsine law: sin^2(pi U / 2), U ~ U(0,1), exactly. This is several
         # times cheaper than torch.distributions.Beta (two Gamma draws per element).
         return torch.sin(0.5 * torch.pi * torch.rand_like(like)) ** 2
-    raise ValueError(f"noise must be 'gaussian' or 'beta', got '{kind}'")
+    raise UserInputError(f"noise must be 'gaussian' or 'beta', got '{kind}'")
 
 
 def synthesize(z, eps, lambda_c, squash="clamp"):
@@ -29,7 +30,7 @@ def synthesize(z, eps, lambda_c, squash="clamp"):
     if squash == "minmax":
         lo, hi = raw.min(1, keepdim=True).values, raw.max(1, keepdim=True).values
         return (raw - lo) / (hi - lo).clamp(min=1e-6)
-    raise ValueError(f"noise_squash must be 'clamp' or 'minmax', got '{squash}'")
+    raise UserInputError(f"noise_squash must be 'clamp' or 'minmax', got '{squash}'")
 
 
 class LearnedNoise(nn.Module):
