@@ -136,6 +136,9 @@ class ListDataset(Dataset):
         for key, allowed in choices.items():
             if self.config[key] not in allowed:
                 raise UserInputError(f"{key} must be one of {list(allowed)}, got '{self.config[key]}'")
+        if self.config["list_mode"] == "slate" and self.config["candidate_num"] < self.config["slate_size"]:
+            raise UserInputError(f"candidate_num ({self.config['candidate_num']}) must be >= slate_size "
+                                 f"({self.config['slate_size']})")
 
     def _build_lists(self):
         cfg = self.config
@@ -221,8 +224,6 @@ class ListDataset(Dataset):
         first = P.user_bounds(users)
         r_users = users[starts[req]]
         if cfg["list_mode"] == "slate":
-            if n < size:
-                raise UserInputError(f"candidate_num ({n}) must be >= slate_size ({size})")
             slate_rows = starts[req][:, None] + np.arange(size)
             slate_items, slate_z = items[slate_rows], z_log[slate_rows]
             codes = P.rated_codes(users, items, self.item_num)
@@ -232,18 +233,16 @@ class ListDataset(Dataset):
             elif mode == "popularity":
                 pop = np.bincount(items[train_rows], minlength=self.item_num)
                 fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, weights=pop)
-            elif mode == "retriever":
+            else:  # "retriever" (values were checked in _check_options)
                 user_end = _user_end(users)
                 pools = RT.topk_unseen(user_emb, item_emb, r_users, first[r_users], user_end[r_users], items,
                                        max(cfg["filler_pool"], n))
                 fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, pools=pools)
-            else:
-                raise UserInputError(f"filler_sampling must be uniform, popularity or retriever, got '{mode}'")
             cand = np.concatenate([slate_items, fill], 1)
             label = np.concatenate([slate_z, np.zeros_like(fill)], 1)
             slate = np.concatenate([np.ones_like(slate_z), np.zeros_like(fill)], 1)
             recall = np.ones(len(req))  # every slate item is a candidate by construction
-        elif cfg["list_mode"] == "retrieve":
+        else:  # "retrieve"
             cand = RT.topk_unseen(user_emb, item_emb, r_users, first[r_users], starts[req], items, n)
             end = _user_end(users)[r_users]
             w_rows = starts[req][:, None] + np.arange(cfg["label_window"])
@@ -256,8 +255,6 @@ class ListDataset(Dataset):
             slate = match.any(2).astype(np.int64)
             n_pos = np.array([len(set(w_items[r][w_pos[r]].tolist())) for r in range(len(req))])
             recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
-        else:
-            raise UserInputError(f"list_mode must be 'slate' or 'retrieve', got '{cfg['list_mode']}'")
         x = RT.normalise(RT.score_pairs(user_emb, item_emb, r_users, cand), cfg["score_norm"])
         cand, x, label, slate = P.order_by_score(cand, x, label, slate)
         return {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
