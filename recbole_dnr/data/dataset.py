@@ -46,6 +46,9 @@ class RequestSet:
         return len(self.inter)
 
     def __getitem__(self, index):
+        """Requests ``index`` (ints or a tensor: gathered; a slice: views of the split's tensors)."""
+        if isinstance(index, slice):
+            return self.inter[index]
         return self.inter[torch.as_tensor(index, dtype=torch.long)]
 
     @property
@@ -85,6 +88,7 @@ class ListDataset(Dataset):
         keys = set(PROTOCOL_KEYS) | set(self.config.parameters["Dataset"])  # RecBole's loading/filtering keys
         payload = {k: self.config[k] for k in sorted(keys - {"seed", "list_seed"})}
         payload["list_seed"] = self.list_seed
+        payload.update({k: self.config[k] for k, old in RT.LATER_KEYS.items() if self.config[k] != old})
         payload.update(dataset=self.dataset_name, files=self._source_fingerprint(), version=CACHE_VERSION)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:16]
@@ -132,6 +136,7 @@ class ListDataset(Dataset):
     def _check_options(self):
         """Fail on a mistyped option before minutes of retriever training, not after."""
         choices = {"list_mode": ("slate", "retrieve"), "retriever_fit": ("holdout", "crossfit"),
+                   "retriever_loader": ("fast", "recbole"),
                    "filler_sampling": ("uniform", "popularity", "retriever"), "score_norm": ("minmax", "sigmoid")}
         for key, allowed in choices.items():
             if self.config[key] not in allowed:

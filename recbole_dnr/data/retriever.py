@@ -9,6 +9,8 @@ import logging
 import numpy as np
 import torch
 from recbole.data.dataloader import TrainDataLoader
+from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
+from recbole.data.interaction import Interaction
 from recbole.model.general_recommender import BPR
 from recbole.sampler import Sampler
 from recbole.trainer import Trainer
@@ -23,6 +25,9 @@ RETRIEVER_KEYS = {
     "retriever_learning_rate": "learning_rate",
     "retriever_batch_size": "train_batch_size",
 }
+# Keys added after the lists' cache format was fixed, with the value that reproduces the lists of
+# before: hashed into the cache key only when set otherwise, so existing caches stay valid.
+LATER_KEYS = {"retriever_loader": "recbole"}
 _COPIED_KEYS = ["seed", "reproducibility", "gpu_id", "use_gpu", "checkpoint_dir", "state", "show_progress",
                 "USER_ID_FIELD", "ITEM_ID_FIELD", "RATING_FIELD", "TIME_FIELD", "data_path", "worker"]
 
@@ -40,6 +45,7 @@ class RetrieverConfig(Config):
 def retriever_config(config):
     values = {dst: config[src] for src, dst in RETRIEVER_KEYS.items()}
     values.update({k: config[k] for k in _COPIED_KEYS if config[k] is not None})
+    values["retriever_loader"] = config["retriever_loader"]
     values["data_path"] = "."  # the dataset object is passed in; nothing is read from disk
     values["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
     values["eval_step"] = 0
@@ -47,22 +53,88 @@ def retriever_config(config):
     return RetrieverConfig(model=BPR, dataset=config["dataset"], config_dict=values)
 
 
+class PairDataLoader(AbstractDataLoader):
+    """BPR triples (user, item, negative item) over the log rows a retriever may see.
+
+    Rows come as index arrays of the sorted log (no dataset copy, no per-user Python sets);
+    negatives are uniform over the items 1..n-1 the user has not rated among those rows, as
+    RecBole's uniform ``Sampler`` draws them, but drawn for a whole batch at once: rejected
+    draws (rated items) are redrawn until none is left.
+    """
+
+    def __init__(self, config, dataset, users, items, shuffle=True):
+        self._pairs = (torch.as_tensor(users, dtype=torch.long), torch.as_tensor(items, dtype=torch.long))
+        self._n_items = dataset.item_num
+        self._rated = torch.unique(self._pairs[0] * self._n_items + self._pairs[1])  # sorted codes
+        self._fields = (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["NEG_PREFIX"] + config["ITEM_ID_FIELD"])
+        super().__init__(config, dataset, sampler=None, shuffle=shuffle)
+
+    def _init_batch_size_and_step(self):
+        self.step = self.config["train_batch_size"]
+        self.set_batch_size(self.step)
+
+    @property
+    def sample_size(self):
+        return len(self._pairs[0])
+
+    def negatives(self, users):
+        """One unrated item per user of ``users [B]``, uniform over the catalogue's unrated items."""
+        neg = torch.randint(1, self._n_items, users.shape, generator=self.generator)
+        todo = torch.arange(len(users))
+        while len(todo):
+            codes = users[todo] * self._n_items + neg[todo]
+            pos = torch.searchsorted(self._rated, codes).clamp(max=len(self._rated) - 1)
+            todo = todo[self._rated[pos] == codes]
+            neg[todo] = torch.randint(1, self._n_items, todo.shape, generator=self.generator)
+        return neg
+
+    def __iter__(self):
+        n = self.sample_size
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        users, items = self._pairs
+        for lo in range(0, n, self.step):
+            idx = order[lo: lo + self.step]
+            u = users[idx]
+            yield Interaction(dict(zip(self._fields, (u, items[idx], self.negatives(u)))))
+
+
+class RetrieverTrainer(Trainer):
+    """RecBole's Trainer; Adam runs as one fused kernel per tensor with ``retriever_loader: fast``."""
+
+    def _build_optimizer(self, **kwargs):
+        optimizer = super()._build_optimizer(**kwargs)
+        if self.config["retriever_loader"] == "fast" and type(optimizer) is torch.optim.Adam:
+            group = optimizer.param_groups[0]
+            optimizer = torch.optim.Adam(group["params"], lr=group["lr"], weight_decay=group["weight_decay"],
+                                         fused=True)
+        return optimizer
+
+
 def train_retriever(config, dataset, rows, seed):
     """Train BPR-MF, seeded with ``seed``, on ``dataset``'s interaction rows ``rows`` (original row ids).
 
-    Returns ``(user_emb [n_users, d], item_emb [n_items, d])`` on CPU.
+    ``retriever_loader: fast`` feeds RecBole's Trainer from index arrays (:class:`PairDataLoader`);
+    ``recbole`` (the lists of before) copies the rows into a dataset and uses RecBole's sampler
+    and ``TrainDataLoader``. Returns ``(user_emb [n_users, d], item_emb [n_items, d])`` on CPU.
     """
     logger = logging.getLogger()
     rconf = retriever_config(config)
     rconf["seed"] = seed
     init_seed(rconf["seed"], rconf["reproducibility"])
-    train_ds = dataset.copy(dataset.inter_feat[torch.as_tensor(rows, dtype=torch.long)])
-    sampler = Sampler(["train"], [train_ds], rconf["train_neg_sample_args"]["distribution"]).set_phase("train")
-    loader = TrainDataLoader(rconf, train_ds, sampler, shuffle=True)
+    if rconf["retriever_loader"] == "fast":
+        f = dataset.inter_feat
+        rows_t = torch.as_tensor(rows, dtype=torch.long)
+        users, items = f[dataset.uid_field][rows_t], f[dataset.iid_field][rows_t]
+        train_ds = dataset
+        loader = PairDataLoader(rconf, dataset, users, items, shuffle=True)
+    else:
+        train_ds = dataset.copy(dataset.inter_feat[torch.as_tensor(rows, dtype=torch.long)])
+        sampler = Sampler(["train"], [train_ds], rconf["train_neg_sample_args"]["distribution"]).set_phase("train")
+        loader = TrainDataLoader(rconf, train_ds, sampler, shuffle=True)
     model = BPR(rconf, train_ds).to(rconf["device"])
     logger.info(f"Retriever BPR-MF: {len(rows)} training interactions, {rconf['epochs']} epochs, "
                 f"d={rconf['embedding_size']}")
-    trainer = Trainer(rconf, model)
+    trainer = RetrieverTrainer(rconf, model)
     trainer.fit(loader, None, verbose=False, saved=False, show_progress=config["show_progress"])
     trainer.tensorboard.close()  # flush now: its folder is relative to the current directory
     with torch.no_grad():

@@ -13,6 +13,7 @@ from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType
 
 from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.model.layers import make_dropout
 from recbole_dnr.utils import UserInputError, ModelType
 
 
@@ -101,7 +102,7 @@ class NeuralReranker(ListRecommender):
         self.position_embedding = nn.Embedding(self.n_candidates, d)
         self.history_encoder = HistoryEncoder(self.item_embedding, d)
         self.score_feature = ScoreFeature(d, config["score_fusion"])
-        self.dropout = nn.Dropout(config["dropout_prob"])
+        self.dropout = make_dropout(config["dropout_prob"], config["fast_path"])
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
 
     def encode_list(self, tokens):

@@ -3,6 +3,7 @@
 import torch.nn as nn
 
 from recbole_dnr.model.abstract_reranker import NeuralReranker
+from recbole_dnr.model.layers import make_transformer_layer
 from recbole_dnr.utils import register_model
 
 
@@ -12,18 +13,14 @@ class PRM(NeuralReranker):
 
     Token = item embedding + personalised vector (history encoder) + position of the retriever's
     order (+ x, see ``score_fusion``); a Transformer encoder models candidate interactions.
-    Defaults (properties/model/PRM.yaml): hidden 128, 2 layers, 4 heads, dropout 0.1.
+    Defaults (properties/model/PRM.yaml): hidden 128, 2 layers, 4 heads, dropout 0.1 (also on the
+    attention weights: ``attn_dropout_prob``).
     """
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        layer = nn.TransformerEncoderLayer(
-            d_model=self.hidden_size,
-            nhead=config["n_heads"],
-            dim_feedforward=config["inner_size"],
-            dropout=config["dropout_prob"],
-            batch_first=True,
-        )
+        layer = make_transformer_layer(self.hidden_size, config["n_heads"], config["inner_size"],
+                                       config["dropout_prob"], config["attn_dropout_prob"], config["fast_path"])
         self.encoder = nn.TransformerEncoder(layer, num_layers=config["n_layers"], enable_nested_tensor=False)
 
     def encode_list(self, tokens):
