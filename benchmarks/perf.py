@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import threading
@@ -70,9 +71,9 @@ def _rss():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def timed(fn, *args):
+def timed(fn, *args, **kwargs):
     start = time.perf_counter()
-    out = fn(*args)
+    out = fn(*args, **kwargs)
     return time.perf_counter() - start, out
 
 
@@ -218,14 +219,24 @@ def profile(args):
         for k in ("attention (all layers)", "feed-forward (all layers)"):  # timed on one layer
             med[k] *= len(model.encoder.layers)
         step = med.pop("whole step")
-        shares = {k: v / step for k, v in med.items()}
-        shares["framework + Python overhead (rest)"] = 1 - sum(shares.values())
+        parts_sum = sum(med.values())
+        shares = {k: v / parts_sum for k, v in med.items()}
+        # op-level view of 10 real training batches
+        sub = ListDataLoader(config, subset(ds, tr, 10 * config["train_batch_size"]), config["train_batch_size"])
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            trainer._train_epoch(sub, 0)
+        ops = sorted(((e.key, e.self_cpu_time_total / 1e3 / len(sub)) for e in prof.key_averages()),
+                     key=lambda kv: -kv[1])
+        total_ops = sum(v for _, v in ops)
+        top_ops = {k: v for k, v in ops[:12]}
         # evaluation: the model's forward vs the metrics over the same predictions
         ev = ListDataLoader(config, te._dataset, config["eval_batch_size"])
         t_pred, pred = timed(trainer.predict_lists, ev)
         t_metric, _ = timed(trainer.evaluator.evaluate, pred["scores"], pred[LABEL], pred[SLATE_MASK])
         epoch_s = step * len(tr)
-        out[path] = {"step_ms": step * 1e3, "shares": shares, "eval_predict_s": t_pred, "eval_metrics_s": t_metric,
+        out[path] = {"step_ms": step * 1e3, "shares": shares, "parts_ms": {k: v * 1e3 for k, v in med.items()},
+                     "parts_over_step": parts_sum / step, "top_ops_ms_per_batch": top_ops,
+                     "ops_ms_per_batch": total_ops, "eval_predict_s": t_pred, "eval_metrics_s": t_metric,
                      "eval_lists": len(ev._dataset), "epoch_s_est": epoch_s,
                      "eval_split_of_epoch": (t_pred + t_metric) / epoch_s,
                      "metrics_of_epoch": t_metric / epoch_s}
@@ -261,10 +272,11 @@ def lists(args):
 
         RT.train_retriever, D.RT.train_retriever, P.sample_fillers, D.compat.atomic_save = (
             train_retriever, train_retriever, fillers, save)
+        shutil.rmtree(os.path.join(args.scratch, loader), ignore_errors=True)  # build from scratch
         try:
             with PeakRSS() as rss:
-                sec, built = timed(setup, args, "Retriever", retriever_loader=loader,
-                                   checkpoint_dir=os.path.join(args.scratch, loader))
+                sec, built = timed(lambda: setup(args, "Retriever", retriever_loader=loader,
+                                                 checkpoint_dir=os.path.join(args.scratch, loader)))
         finally:
             RT.train_retriever = D.RT.train_retriever = originals["train"]
             P.sample_fillers, D.compat.atomic_save = originals["fillers"], originals["save"]
@@ -353,16 +365,26 @@ def markdown(path):
         print()
     if "profile" in res:
         paths = list(res["profile"])
-        print("| part of a PRM training step (64-d, late) | " + " | ".join(paths) + " |\n|---|" + "---|" * len(paths))
-        for k in res["profile"][paths[0]]["shares"]:
-            print(f"| {k} | " + " | ".join(f"{100 * res['profile'][p]['shares'][k]:.0f}%" for p in paths) + " |")
-        print("| step (ms) | " + " | ".join(f"{res['profile'][p]['step_ms']:.1f}" for p in paths) + " |")
-        for k, label in (("eval_predict_s", "evaluation of the test split: model (s)"),
-                         ("eval_metrics_s", "evaluation of the test split: metrics (s)")):
-            print(f"| {label} | " + " | ".join(f"{res['profile'][p][k]:.2f}" for p in paths) + " |")
-        for k, label in (("eval_split_of_epoch", "test-split evaluation / training epoch"),
+        P_ = res["profile"]
+        print("| part of a PRM training step (64-d, late), timed alone | " + " | ".join(f"{p} (ms)" for p in paths)
+              + " | " + " | ".join(f"{p} (share)" for p in paths) + " |\n|---|" + "---|" * (2 * len(paths)))
+        for k in P_[paths[0]]["parts_ms"]:
+            print(f"| {k} | " + " | ".join(f"{P_[p]['parts_ms'][k]:.1f}" for p in paths) + " | "
+                  + " | ".join(f"{100 * P_[p]['shares'][k]:.0f}%" for p in paths) + " |")
+        print("| sum of the parts / whole step | " + " | ".join(f"{P_[p]['parts_over_step']:.2f}" for p in paths)
+              + " |" + " |" * len(paths))
+        print("| whole step (ms) | " + " | ".join(f"{P_[p]['step_ms']:.1f}" for p in paths) + " |" + " |" * len(paths))
+        print()
+        for p in paths:
+            print(f"Top ops, {p} path (self CPU ms per batch, torch.profiler over 10 batches; all ops "
+                  f"{P_[p]['ops_ms_per_batch']:.1f} ms): "
+                  + ", ".join(f"`{k}` {v:.1f}" for k, v in P_[p]["top_ops_ms_per_batch"].items()) + "\n")
+        print("| evaluation of the test split | " + " | ".join(paths) + " |\n|---|" + "---|" * len(paths))
+        for k, label in (("eval_predict_s", "model forward (s)"), ("eval_metrics_s", "metrics (s)")):
+            print(f"| {label} | " + " | ".join(f"{P_[p][k]:.2f}" for p in paths) + " |")
+        for k, label in (("eval_split_of_epoch", "whole evaluation / training epoch"),
                          ("metrics_of_epoch", "metrics / training epoch")):
-            print(f"| {label} | " + " | ".join(f"{100 * res['profile'][p][k]:.1f}%" for p in paths) + " |")
+            print(f"| {label} | " + " | ".join(f"{100 * P_[p][k]:.1f}%" for p in paths) + " |")
         print()
     if "lists" in res:
         L = res["lists"]

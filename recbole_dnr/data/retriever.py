@@ -158,13 +158,16 @@ def normalise(logits, how):
     raise UserInputError(f"score_norm must be 'minmax' or 'sigmoid', got '{how}'")
 
 
-def topk_unseen(user_emb, item_emb, users, excl_lo, excl_hi, log_items, k, block=1024):
+def topk_unseen(user_emb, item_emb, users, excl_lo, excl_hi, log_items, k, block_bytes=256 << 20):
     """Top-``k`` items per request by MF logit, excluding padding item 0 and the items of log rows
     ``excl_lo[r] .. excl_hi[r]-1`` (e.g. everything the user rated before the request).
 
-    Vectorised over blocks of requests (torch.topk over ``[block, n_items]`` score blocks).
-    Returns ``items [R, k]`` (int64 numpy).
+    Vectorised over blocks of requests: ``torch.topk`` over a ``[block, n_items]`` fp32 score
+    block, ``block = max(1, block_bytes // (4 n_items))`` (at most 1024), so the score memory
+    stays under ``block_bytes`` (256 MiB: 671 requests per block at 100k items) whatever the
+    catalogue. Returns ``items [R, k]`` (int64 numpy); the result does not depend on the block.
     """
+    block = int(max(1, min(1024, block_bytes // (4 * item_emb.shape[0]))))
     R = len(users)
     out = np.zeros((R, k), dtype=np.int64)
     log_items = torch.as_tensor(log_items)

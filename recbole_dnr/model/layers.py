@@ -44,7 +44,8 @@ def dropout(x, p, training=True):
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training=True)
-    scale = torch.where(keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p), 0.0).to(x.dtype)
+    # uint8 -> float converts in vectorised code; bool -> float and where(mask, s, 0) do not (4x slower)
+    scale = keep_mask(x.shape, p, x.device).view(torch.uint8).to(x.dtype).mul_(1.0 / (1.0 - p))
     return _MaskedScale.apply(x, scale)
 
 
