@@ -48,7 +48,7 @@ SIZES = {"64-d (benchmark)": {}, "128-d (default)": {"hidden_size": 128, "inner_
 
 # ------------------------------------------------------------------ helpers
 class PeakRSS:
-    """Peak resident memory (MiB) of this process while the block runs (sampled every 5 ms)."""
+    """Peak resident memory (MiB) of this process while the block runs (sampled every 50 ms)."""
 
     def __enter__(self):
         self.peak, self._stop = _rss(), threading.Event()
@@ -57,7 +57,7 @@ class PeakRSS:
         return self
 
     def _watch(self):
-        while not self._stop.wait(0.005):
+        while not self._stop.wait(0.05):
             self.peak = max(self.peak, _rss())
 
     def __exit__(self, *exc):
@@ -110,8 +110,13 @@ def flops_per_list(trainer, batch, phase_epoch):
         trainer._train_epoch(loader, phase_epoch)
     train = fc.get_total_flops() / len(batch)
     model.eval()
+    # torch's fused inference kernel for encoder layers hides its matmuls from the counter:
+    # count the same forward through the unfused path
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model.predict(batch)
+    torch.backends.mha.set_fastpath_enabled(fastpath)
     return train, fc.get_total_flops() / len(batch)
 
 
@@ -306,11 +311,14 @@ def lists(args):
     return out
 
 
-def scale(args):
+def scale(args, previous=None):
     """One training epoch and one evaluation pass of PRM and DNR_PRM (64-d, late) on the lists of
-    the first 1/4, 1/2 and all users (requests of those users from the full build)."""
-    out = {}
+    the first 1/4, 1/2 and all users (requests of those users from the full build). Models not in
+    ``--scale_models`` keep their rows from ``previous``."""
+    res = dict(previous or {})
     for model, variant in (("PRM", "PRM"), ("DNR_PRM", "DNR-G")):
+        if model not in args.scale_models:
+            continue
         config, ds, (tr, va, te), net, trainer = setup(args, variant)
         users = tr._dataset.inter[config["USER_ID_FIELD"]]
         top = int(users.max())
@@ -323,10 +331,10 @@ def scale(args):
                 trainer.model.phase = trainer.phase_for(epoch)
             with PeakRSS() as rss:
                 sec, _ = timed(trainer._train_epoch, loader, epoch)
-            out[f"{model} {frac:g}"] = {"lists": len(sub), "epoch_s": sec, "peak_mib": rss.peak,
+            res[f"{model} {frac:g}"] = {"lists": len(sub), "epoch_s": sec, "peak_mib": rss.peak,
                                         "s_per_list": sec / len(sub)}
-            print(model, frac, json.dumps(out[f"{model} {frac:g}"]), flush=True)
-    return out
+            print(model, frac, json.dumps(res[f"{model} {frac:g}"]), flush=True)
+    return res
 
 
 # ------------------------------------------------------------------ report
@@ -420,6 +428,7 @@ def main():
     parser.add_argument("--eval_lists", type=int, default=4096, help="test lists per timed evaluation")
     parser.add_argument("--topk_requests", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scale_models", nargs="+", default=["PRM", "DNR_PRM"], choices=["PRM", "DNR_PRM"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--scratch", default=os.path.join(ROOT, "saved", "perf"), help="list caches of the lists section")
     parser.add_argument("--out", default=None)
@@ -442,6 +451,8 @@ def main():
             res["gemm"] = gemm(args)
         elif section == "train":
             res["train"] = train(args, res["gemm"]["ceiling_gflops"])
+        elif section == "scale":
+            res["scale"] = scale(args, res.get("scale"))
         else:
             res[section] = globals()[section](args)
         tmp = args.out + ".tmp"
