@@ -140,6 +140,10 @@ def test_pair_loader_covers_rows_once_with_unrated_negatives(slice_root, in_sess
     counts = torch.bincount(draws, minlength=ds.item_num)
     assert counts[[0, 1, 2, 3]].sum() == 0
     assert (counts[4:] > 0).float().mean() > 0.99
+    # a user who rated every item has no negative: a clear error, not an endless redraw
+    every = torch.arange(1, ds.item_num)
+    with pytest.raises(ValueError, match="rated every item"):
+        PairDataLoader(rconf, ds, torch.full_like(every, 5), every)
 
 
 def test_fast_path_training_is_deterministic(slice_root, in_session_dir):

@@ -66,6 +66,10 @@ class PairDataLoader(AbstractDataLoader):
         self._pairs = (torch.as_tensor(users, dtype=torch.long), torch.as_tensor(items, dtype=torch.long))
         self._n_items = dataset.item_num
         self._rated = torch.unique(self._pairs[0] * self._n_items + self._pairs[1])  # sorted codes
+        full = torch.bincount(self._rated // self._n_items) >= self._n_items - 1
+        if bool(full.any()):  # no negative to draw: the redraw loop would never end
+            raise UserInputError(f"user(s) {torch.nonzero(full).flatten()[:5].tolist()} rated every item, so BPR "
+                                 "has no negative for them: relax user_inter_num_interval or add items")
         self._fields = (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["NEG_PREFIX"] + config["ITEM_ID_FIELD"])
         super().__init__(config, dataset, sampler=None, shuffle=shuffle)
 
