@@ -184,7 +184,8 @@ def train(args, ceiling):
 
 def profile(args):
     """Time shares of one PRM (64-d, late) training step, fast and before: each part's forward +
-    backward timed alone on the same batch; the rest of the step is framework and Python overhead."""
+    backward timed alone on the same batch (shares of their sum, which is reported against the
+    whole step), plus torch.profiler's op table over 10 real batches; evaluation model vs metrics."""
     out = {}
     for path, over in PATHS.items():
         if path.startswith("fast, attn"):
@@ -275,15 +276,15 @@ def lists(args):
             log["save_s"] += sec
             return res
 
-        RT.train_retriever, D.RT.train_retriever, P.sample_fillers, D.compat.atomic_save = (
-            train_retriever, train_retriever, fillers, save)
+        # dataset.py calls these through the modules (RT., P., compat.), so patching them there suffices
+        RT.train_retriever, P.sample_fillers, D.compat.atomic_save = train_retriever, fillers, save
         shutil.rmtree(os.path.join(args.scratch, loader), ignore_errors=True)  # build from scratch
         try:
             with PeakRSS() as rss:
                 sec, built = timed(lambda: setup(args, "Retriever", retriever_loader=loader,
                                                  checkpoint_dir=os.path.join(args.scratch, loader)))
         finally:
-            RT.train_retriever = D.RT.train_retriever = originals["train"]
+            RT.train_retriever = originals["train"]
             P.sample_fillers, D.compat.atomic_save = originals["fillers"], originals["save"]
         ds = built[1]
         log.update(total_s=sec, peak_mib=rss.peak, stats=ds.stats,

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from recbole_dnr.utils import UserInputError
+
 _LEVELS = 1 << 16
 
 
@@ -67,8 +69,6 @@ def make_transformer_layer(d_model, n_heads, inner_size, dropout_prob, attn_drop
     if fast:
         return TransformerLayer(d_model, n_heads, inner_size, dropout_prob, attn_dropout_prob)
     if attn_dropout_prob != dropout_prob:
-        from recbole_dnr.utils import UserInputError
-
         raise UserInputError(f"fast_path: False uses torch's encoder layer, whose attention dropout is dropout_prob "
                              f"({dropout_prob}); attn_dropout_prob={attn_dropout_prob} needs fast_path: True")
     return nn.TransformerEncoderLayer(d_model, n_heads, inner_size, dropout_prob, batch_first=True)
