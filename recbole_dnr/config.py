@@ -2,11 +2,18 @@
 
 import os
 
+import recbole
+
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import EvaluatorType
+from recbole.utils import ModelType as RecBoleModelType
 
 from recbole_dnr import compat
-from recbole_dnr.utils import ModelType, UserInputError, get_model
+from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model, recbole_class
+
+# User keys that ask for the list pipeline: with one of them a RecBole model name
+# (``--model=SASRec --list_mode=slate``) means that model as a reranker of our lists.
+LIST_KEYS = ("list_mode", "candidate_num", "slate_size", "score_fusion")
 
 
 def properties_dir():
@@ -31,9 +38,16 @@ class Config(RecBoleConfig):
             model = self.external_config_dict.get("model")
             if model is None:
                 raise UserInputError("no model given: pass --model=<Model>, or model: in a config file or config dict")
-        if isinstance(model, str) and model == "DNR" and "backbone" in self.external_config_dict:
-            model = f"DNR_{self.external_config_dict['backbone']}"
+        ext = self.external_config_dict
+        if isinstance(model, str) and model == "DNR" and "backbone" in ext:
+            model = f"DNR_{ext['backbone']}"
+        if isinstance(model, str) and model == "RecBoleReranker":
+            if not ext.get("recbole_model"):
+                raise UserInputError("model RecBoleReranker needs recbole_model: <RecBole model> (e.g. SASRec)")
+            model = get_backbone(ext["recbole_model"])
         model_class = model if not isinstance(model, str) else get_model(model)
+        if model_class.type != ModelType.RERANK and any(k in ext for k in LIST_KEYS):
+            model_class = get_backbone(model_class.__name__)
         model_name = model_class.__name__
         if dataset is None:
             dataset = self.external_config_dict.get("dataset")
@@ -46,13 +60,31 @@ class Config(RecBoleConfig):
         names = [backbone, "DNR", model] if backbone else [model]
         return [os.path.join(properties_dir(), "model", n + ".yaml") for n in names]
 
+    @staticmethod
+    def _recbole_properties():
+        return os.path.join(os.path.dirname(recbole.__file__), "properties")
+
+    @staticmethod
+    def wrapped_recbole_model(model_class):
+        """Name of the RecBole model a reranker (or DNR over one) runs, else None."""
+        backbone = getattr(model_class, "backbone_name", None)
+        cls = get_backbone(backbone) if backbone else model_class
+        return getattr(cls, "recbole_model", None)
+
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         root = properties_dir()
         files = []
         if model_class.type == ModelType.RERANK:
             files.append(os.path.join(root, "overall.yaml"))
-        files += self._model_yamls(model, model_class)
+        wrapped = self.wrapped_recbole_model(model_class)
+        if wrapped:
+            # RecBole's own defaults for its model win over our backbone defaults (hidden_size, dropout_prob)
+            files.append(os.path.join(self._recbole_properties(), "model", wrapped + ".yaml"))
+            files.append(os.path.join(root, "model", "RecBoleReranker.yaml"))
+            files.append(os.path.join(root, "model", wrapped + ".yaml"))
+            self.internal_config_dict["recbole_model"] = wrapped
+        files += [f for f in self._model_yamls(model, model_class) if f not in files]
         dataset_file = os.path.join(root, "dataset", dataset + ".yaml")
         files.append(dataset_file)
         for file in files:
@@ -64,8 +96,13 @@ class Config(RecBoleConfig):
             self.internal_config_dict["backbone"] = model_class.backbone_name
 
     def _set_default_parameters(self):
+        self.notes = []  # what we set for the user, logged by quick_start.build once the logger exists
         if self.final_config_dict.get("MODEL_TYPE") != ModelType.RERANK:
+            self._recbole_ce_negatives()
             return super()._set_default_parameters()
+        if self.wrapped_recbole_model(self.model_class):
+            cfg = self.final_config_dict
+            cfg["MAX_ITEM_LIST_LENGTH"] = min(cfg["MAX_ITEM_LIST_LENGTH"], cfg["max_history"])
         # List metrics share names with RecBole's (ndcg, map, auc) but not their meaning or type,
         # so validate them against our registry and let RecBole check the rest with a placeholder.
         from recbole_dnr.evaluator import LIST_METRICS
@@ -87,3 +124,18 @@ class Config(RecBoleConfig):
         self.final_config_dict["metrics"] = metrics
         self.final_config_dict["eval_type"] = EvaluatorType.RANKING
         self.final_config_dict["valid_metric_bigger"] = True
+
+    def _recbole_ce_negatives(self):
+        """RecBole's pipeline: a CE-loss sequential model scores the whole catalogue, so it takes
+        no training negatives; RecBole's overall.yaml samples one, and its Config then raises.
+        Set ``train_neg_sample_args: ~`` unless the user asked for negatives themselves."""
+        cfg = self.final_config_dict
+        if (cfg.get("MODEL_TYPE") == RecBoleModelType.SEQUENTIAL and cfg.get("loss_type") == "CE"
+                and cfg.get("train_neg_sample_args") is not None):
+            if "train_neg_sample_args" in self.external_config_dict:
+                raise UserInputError(
+                    f"{self.model} with loss_type CE scores every item and takes no negatives: remove "
+                    f"train_neg_sample_args (or set it to ~), or set loss_type: BPR to train with negatives")
+            cfg["train_neg_sample_args"] = None
+            self.notes.append(f"{self.model} uses loss_type CE: train_neg_sample_args set to None "
+                              f"(RecBole's default samples one negative, which CE does not use)")

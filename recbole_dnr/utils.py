@@ -49,8 +49,8 @@ def _ensure_builtin_models():
 def reranker_names():
     _ensure_builtin_models()
     names = sorted(_MODELS)
-    backbones = [n for n in names if getattr(_MODELS[n], "is_backbone", False)]
-    return names + [f"DNR_{b}" for b in backbones]
+    backbones = [n for n in names if getattr(_MODELS[n], "is_backbone", False) and n != "RecBoleReranker"]
+    return names + [f"DNR_{b}" for b in backbones] + ["<RecBole model> with list_mode", "DNR_<RecBole model>"]
 
 
 def recbole_model_names():
@@ -67,16 +67,42 @@ def recbole_model_names():
     return sorted(names)
 
 
+def recbole_class(model_name):
+    """RecBole's model class ``model_name`` (never ours); a clear error if RecBole has none."""
+    for sub in _RECBOLE_SUBMODULES:
+        path = f"recbole.model.{sub}.{model_name.lower()}"
+        if importlib.util.find_spec(path) is not None:
+            module = importlib.import_module(path)
+            if hasattr(module, model_name):
+                return getattr(module, model_name)
+    raise UserInputError(f"RecBole has no model '{model_name}'. RecBole models: {', '.join(recbole_model_names())}.")
+
+
+def get_backbone(name):
+    """Backbone class for DNR: one of ours (PRM, DLCM, ...), else RecBole model ``name`` as a
+    reranker (:mod:`recbole_dnr.model.recbole_reranker`)."""
+    _ensure_builtin_models()
+    if name in _MODELS:
+        backbone = _MODELS[name]
+    else:
+        from recbole_dnr.model.recbole_reranker import recbole_reranker_class
+
+        try:
+            backbone = recbole_reranker_class(name)
+        except UserInputError:
+            backbone = None
+    if not getattr(backbone, "is_backbone", False):
+        ours = [n for n in sorted(_MODELS) if getattr(_MODELS[n], "is_backbone", False)]
+        raise UserInputError(f"DNR_{name}: '{name}' is not a reranker backbone. Backbones: {ours}, "
+                             f"or any RecBole model name (e.g. SASRec, GRU4Rec, Caser, BPR).")
+    return backbone
+
+
 def _dnr_class(backbone_name):
     if backbone_name not in _DNR_CLASSES:
         from recbole_dnr.model.dnr import DNR
 
-        backbone = get_model(backbone_name)
-        if not getattr(backbone, "is_backbone", False):
-            raise UserInputError(
-                f"DNR_{backbone_name}: '{backbone_name}' is not a reranker backbone. "
-                f"Backbones: {[n for n in sorted(_MODELS) if getattr(_MODELS[n], 'is_backbone', False)]}"
-            )
+        get_backbone(backbone_name)
         _DNR_CLASSES[backbone_name] = type(
             f"DNR_{backbone_name}", (DNR,), {"backbone_name": backbone_name, "__module__": DNR.__module__}
         )
@@ -100,15 +126,15 @@ def get_model(model_name):
     )
 
 
-def get_trainer(model_type, model_name):
-    """Trainer class: ``<Model>Trainer`` in recbole_dnr.trainer, the list trainer for rerankers,
-    else RecBole's choice."""
+def get_trainer(model_type, model_name, model_class=None):
+    """Trainer class: ``<Model>Trainer`` in recbole_dnr.trainer, the list trainer for rerankers
+    (``model_class.trainer_name``), else RecBole's choice."""
     trainer_module = importlib.import_module("recbole_dnr.trainer")
+    if model_type == ModelType.RERANK:
+        model_class = model_class or get_model(model_name)
+        return getattr(trainer_module, getattr(model_class, "trainer_name", "ListTrainer"))
     if hasattr(trainer_module, model_name + "Trainer"):
         return getattr(trainer_module, model_name + "Trainer")
-    if model_type == ModelType.RERANK:
-        model_class = get_model(model_name)
-        return getattr(trainer_module, getattr(model_class, "trainer_name", "ListTrainer"))
     from recbole.utils import get_trainer as recbole_get_trainer
 
     return trainer_module.with_trusted_checkpoints(recbole_get_trainer(model_type, model_name))

@@ -11,7 +11,7 @@ from test_dnr import B, N, FakeDataset, make_batch, make_config
 
 
 @pytest.mark.parametrize("name", ["PRM", "DLCM"])
-@pytest.mark.parametrize("fusion", ["early", "late"])
+@pytest.mark.parametrize("fusion", ["none", "early", "late"])
 def test_backbone_shapes_and_loss(name, fusion):
     torch.manual_seed(0)
     model = get_model(name)(make_config(score_fusion=fusion), FakeDataset())
@@ -24,6 +24,18 @@ def test_backbone_shapes_and_loss(name, fusion):
     assert loss.item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, batch[LABEL]).item(), rel=1e-5)
     loss.backward()
     assert model.item_embedding.weight.grad is not None
+
+
+@pytest.mark.parametrize("name", ["PRM", "DLCM"])
+def test_no_fusion_never_reads_x(name):
+    """score_fusion: none (the paper's score-free backbone): scores unchanged when x is permuted or zeroed."""
+    torch.manual_seed(0)
+    model = get_model(name)(make_config(score_fusion="none"), FakeDataset()).eval()
+    batch = make_batch()
+    ref = model.predict(batch)
+    for x in (batch[SCORE].flip(1), torch.zeros_like(batch[SCORE])):
+        torch.testing.assert_close(model(batch, x), ref)
+    assert model.score_feature.proj is None
 
 
 def test_prm_uses_the_history():

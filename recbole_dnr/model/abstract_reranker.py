@@ -1,9 +1,11 @@
 """Reranker bases. A reranker scores every candidate of a request: ``[B, n]``.
 
 Shared parts live here, once: the retriever-score feature (:class:`ScoreFeature`, how x
-enters a backbone), the personalised vector from history (:class:`HistoryEncoder`), the
-candidate tokens, the scoring head and the list loss L_direct. A backbone only says how it
-encodes a list of tokens (``encode_list``).
+enters a backbone), the backbone contract DNR relies on (:class:`ListBackbone`: ``encode`` ->
+``head_logits``, the list loss L_direct), and for our own backbones the personalised vector
+from history (:class:`HistoryEncoder`), the candidate tokens and the scoring head
+(:class:`NeuralReranker`). Such a backbone only says how it encodes a list of tokens
+(``encode_list``).
 """
 
 import torch
@@ -47,17 +49,27 @@ class ListRecommender(AbstractRecommender):
 class ScoreFeature(nn.Module):
     """How the retriever score x ``[B, n]`` enters a backbone (one module for every backbone).
 
-    ``score_fusion: early``: x is embedded and added to each candidate token before the encoder.
-    ``late``: x is embedded and added to the encoder output before the head (the DNR group's
-    σ(W·(h + x))), so a pass with other scores x' re-runs only the head.
+    ``score_fusion: none``: never (the paper's score-free PRM). ``early``: x is embedded and added
+    to each candidate token before the encoder. ``late``: x is embedded and added to the encoder
+    output before the head (the DNR group's σ(W·(h + x))), so a pass with other scores x' re-runs
+    only the head. The embedding is a 1 -> ``width`` -> ``hidden`` MLP.
     """
 
-    def __init__(self, hidden, fusion):
+    FUSIONS = ("none", "early", "late")
+
+    def __init__(self, hidden, fusion, width=None):
         super().__init__()
-        if fusion not in ("early", "late"):
-            raise UserInputError(f"score_fusion must be 'early' or 'late', got '{fusion}'")
+        if fusion not in self.FUSIONS:
+            raise UserInputError(f"score_fusion must be one of {list(self.FUSIONS)}, got '{fusion}'")
         self.fusion = fusion
-        self.proj = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        width = width or hidden
+        self.proj = None if fusion == "none" else nn.Sequential(
+            nn.Linear(1, width), nn.Tanh(), nn.Linear(width, hidden))
+
+    @property
+    def encoder_reads_x(self):
+        """True iff the encoder output h depends on x (then a pass on x' must re-encode)."""
+        return self.fusion == "early"
 
     def embed(self, x):
         return self.proj(x.unsqueeze(-1))
@@ -84,14 +96,49 @@ class HistoryEncoder(nn.Module):
         return self.out(e.sum(1) / mask.sum(1).clamp(min=1))
 
 
-class NeuralReranker(ListRecommender):
-    """Base of trainable backbones. q_θ(z | x, u): tokens -> ``encode_list`` -> head -> logits ``[B, n]``.
+class ListBackbone(ListRecommender):
+    """A reranker DNR can wrap: ``encode(interaction, x) -> h`` then ``head_logits(h, x) -> [B, n]``.
 
-    Token of candidate i: item embedding + personalised vector + position embedding of the
-    retriever's order (+ x when ``score_fusion: early``). Loss L_direct = list-wise BCE against z.
+    Subclasses set ``self.score_feature`` (:class:`ScoreFeature`) and implement ``encode`` and
+    ``head_logits``; x may enter only through ``score_feature``, so ``score_fusion`` means the
+    same thing for every backbone, and with late or no fusion h does not depend on x.
+    Loss L_direct = list-wise BCE against z.
     """
 
     is_backbone = True
+
+    def encode(self, interaction, x):
+        """h ``[B, n, ...]``; x ``[B, n]`` may be used only through ``score_feature.early``."""
+        raise NotImplementedError
+
+    def head_logits(self, h, x):
+        """Logits ``[B, n]`` from h; x ``[B, n]`` may be used only through ``score_feature.late``."""
+        raise NotImplementedError
+
+    def forward(self, interaction, x=None):
+        """Logits of q_θ(z | x) ``[B, n]``; ``x`` defaults to the real retriever scores."""
+        x = interaction[SCORE] if x is None else x
+        return self.head_logits(self.encode(interaction, x), x)
+
+    @staticmethod
+    def list_loss(logits, z):
+        """-log q_θ(z | ·): binary cross-entropy per candidate, averaged over ``[B, n]``."""
+        return F.binary_cross_entropy_with_logits(logits, z)
+
+    def calculate_loss(self, interaction):
+        """L_direct = -E_x log q_θ(z | x)."""
+        return self.list_loss(self.forward(interaction), interaction[LABEL])
+
+    def predict(self, interaction):
+        return self.forward(interaction)
+
+
+class NeuralReranker(ListBackbone):
+    """Base of our trainable backbones. q_θ(z | x, u): tokens -> ``encode_list`` -> head -> logits ``[B, n]``.
+
+    Token of candidate i: item embedding + personalised vector + position embedding of the
+    retriever's order (+ x when ``score_fusion: early``).
+    """
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -120,20 +167,3 @@ class NeuralReranker(ListRecommender):
     def head_logits(self, h, x):
         """Logits ``[B, n]`` from h ``[B, n, D]``; x ``[B, n]`` is used here only with late fusion."""
         return self.head(self.score_feature.late(h, x)).squeeze(-1)
-
-    def forward(self, interaction, x=None):
-        """Logits of q_θ(z | x) ``[B, n]``; ``x`` defaults to the real retriever scores."""
-        x = interaction[SCORE] if x is None else x
-        return self.head_logits(self.encode(interaction, x), x)
-
-    @staticmethod
-    def list_loss(logits, z):
-        """-log q_θ(z | ·): binary cross-entropy per candidate, averaged over ``[B, n]``."""
-        return F.binary_cross_entropy_with_logits(logits, z)
-
-    def calculate_loss(self, interaction):
-        """L_direct = -E_x log q_θ(z | x)."""
-        return self.list_loss(self.forward(interaction), interaction[LABEL])
-
-    def predict(self, interaction):
-        return self.forward(interaction)

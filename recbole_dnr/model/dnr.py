@@ -9,7 +9,7 @@ Symbol-to-code map: docs/method.md.
 from recbole_dnr.data.dataset import LABEL, SCORE
 from recbole_dnr.model.abstract_reranker import ListRecommender
 from recbole_dnr.model.noise import LearnedNoise, base_noise, score_kl, synthesize
-from recbole_dnr.utils import UserInputError, get_model, register_model
+from recbole_dnr.utils import UserInputError, get_backbone, get_model, register_model
 
 HEURISTIC, LEARNED = "heuristic", "learned"
 
@@ -30,7 +30,7 @@ class DNR(ListRecommender):
         name = self.backbone_name or config["backbone"]
         if not name:
             raise UserInputError("DNR needs a backbone: use model DNR_<Backbone> or set backbone: <Backbone>")
-        self.backbone = get_model(name)(config, dataset)
+        self.backbone = get_backbone(name)(config, dataset)
         self.noise = config["noise"]
         self.noise_squash = config["noise_squash"]
         self.lambda_c = config["lambda_c"]
@@ -40,7 +40,7 @@ class DNR(ListRecommender):
         self.kl_bins = config["kl_bins"]
         self.generator = LearnedNoise(config["generator_hidden_size"])
         self.phase = HEURISTIC
-        self._encoded = None  # (batch, h.detach()) of the last θ step, reused by the φ step (late fusion)
+        self._encoded = None  # (batch, h.detach()) of the last θ step, reused by the φ step (late/no fusion)
 
     def theta_parameters(self):
         return self.backbone.parameters()
@@ -56,17 +56,18 @@ class DNR(ListRecommender):
         return synthesize(z, eps, self.lambda_c, self.noise_squash)
 
     def real_and_synthetic_logits(self, interaction, x_syn):
-        """Logits on x and on x'. With late fusion the encoder runs once and only the head reruns."""
+        """Logits on x and on x'. Unless the encoder reads x (early fusion), it runs once and only
+        the head reruns."""
         bb = self.backbone
         x = interaction[SCORE]
         h = bb.encode(interaction, x)
-        late = bb.score_feature.fusion == "late"
+        late = not bb.score_feature.encoder_reads_x
         self._encoded = (interaction, h.detach()) if late and self.training else None
         h_syn = h if late else bb.encode(interaction, x_syn)
         return bb.head_logits(h, x), bb.head_logits(h_syn, x_syn)
 
     def _logits_on(self, interaction, x_syn):
-        """q_θ logits on x'. With late fusion the encoder output does not depend on x', so the φ
+        """q_θ logits on x'. Unless the encoder reads x, its output does not depend on x', so the φ
         step reuses h from this batch's θ step (detached: gradients reach x' through the head only)."""
         bb = self.backbone
         if self._encoded is not None and self._encoded[0] is interaction:

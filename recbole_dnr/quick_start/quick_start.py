@@ -15,7 +15,7 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset, data_preparation
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE
-from recbole_dnr.utils import get_model, get_trainer, is_reranker
+from recbole_dnr.utils import get_trainer, is_reranker
 
 
 def build(model=None, dataset=None, config_file_list=None, config_dict=None):
@@ -25,13 +25,15 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     init_logger(config)
     logger = getLogger()
     logger.info(config)
+    for note in getattr(config, "notes", []):
+        logger.warning(note)
     ds = create_dataset(config)
     logger.info(ds)
     train_data, valid_data, test_data = data_preparation(config, ds)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, model)
     return config, ds, (train_data, valid_data, test_data), model, trainer
 
 

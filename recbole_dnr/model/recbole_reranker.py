@@ -1,0 +1,137 @@
+"""RecBole's own recommenders as list rerankers.
+
+``python run_recbole_dnr.py --model=SASRec --dataset=ml-100k --list_mode=slate`` (any list key
+given by the user, e.g. ``list_mode``, turns a RecBole model into a reranker of our lists), or
+``model: RecBoleReranker`` + ``recbole_model: SASRec`` in a config file; ``DNR_SASRec`` wraps it in
+DNR like any backbone. Without list keys ``--model=SASRec`` is RecBole's own pipeline.
+
+RecBole's class, built from its own yaml defaults, does the encoding: the request's history
+(the same history our lists carry, liked and disliked items alike, as RecBole's sequences) is
+given as RecBole's right-padded ``item_id_list [B, L]`` + ``item_length [B]`` (the last
+``L = min(MAX_ITEM_LIST_LENGTH, max_history)`` items) and ``user_id [B]``, and each candidate is
+scored as RecBole scores an item. General models (BPR, NeuMF, ...) score from the user id.
+"""
+
+import inspect
+
+import torch
+from recbole.model.abstract_recommender import AbstractRecommender
+
+from recbole_dnr.data.dataset import HISTORY_ITEM
+from recbole_dnr.model.abstract_reranker import ListBackbone, ScoreFeature
+from recbole_dnr.utils import UserInputError, recbole_class, register_model
+
+# Models whose full_sort_predict is exactly forward(...) @ item_embedding.weight.T (checked for
+# each in tests/test_recbole_reranker.py). They are scored from the sequence representation u [B, D]
+# and the candidates' embeddings, which also lets x enter early (added to the candidate
+# embedding). Every other model is scored by gathering its own full_sort_predict (or predict).
+REPRESENTATION_MODELS = ("SASRec", "GRU4Rec", "Caser", "NARM", "STAMP", "NextItNet", "LightSANs", "SINE")
+_SEQ_ARGS = {"item_seq": "seq", "seq_item": "seq", "item_seq_len": "len", "seq_item_len": "len", "user": "user"}
+
+
+def recbole_sequence(history, window):
+    """Our left-padded history ``[B, H]`` (newest last, 0 = padding) -> RecBole's right-padded
+    last ``L = min(window, H)`` items ``[B, L]`` and lengths ``[B]``.
+
+    An empty history gets length 1 (an all-padding sequence): RecBole's models read the output
+    at position ``length - 1``.
+    """
+    H = history.shape[1]
+    L = min(window, H)
+    last = history[:, H - L:]
+    length = (last > 0).sum(1)
+    idx = (torch.arange(L, device=history.device) + (L - length)[:, None]) % L
+    return last.gather(1, idx), length.clamp(min=1)
+
+
+class RecBoleReranker(ListBackbone):
+    """Scores each request's candidates ``[B, n]`` with a RecBole recommender (``recbole_model``).
+
+    Representation models (``REPRESENTATION_MODELS``): h_i = u ⊙ e_i ``[B, n, D]`` and the head
+    sums over D, so with ``score_fusion: none`` the logit is RecBole's own score u·e_i; ``early``
+    adds the x embedding to e_i (u·(e_i + g(x_i))), ``late`` adds it to h_i (u·e_i + Σ g(x_i)).
+    Other models: h = RecBole's score ``[B, n, 1]``; ``late`` adds g(x) ``[B, n, 1]``; ``early`` is
+    refused (the score is all we see). Trained on the lists with L_direct like every backbone.
+    """
+
+    recbole_model = None  # set on the per-model classes made by recbole_reranker_class
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        name = self.recbole_model or config["recbole_model"]
+        model_class = recbole_class(name)
+        self.window = min(config["MAX_ITEM_LIST_LENGTH"], config["max_history"])
+        try:
+            self.model = model_class(config, dataset)
+        except (AttributeError, KeyError, TypeError, NotImplementedError) as e:
+            raise UserInputError(
+                f"RecBole's {name} cannot be built as a reranker ({type(e).__name__}: {e}). It needs more than "
+                f"user ids, item ids and item sequences (e.g. item features or the interaction graph); "
+                f"use a sequential model such as {', '.join(REPRESENTATION_MODELS[:4])}, or BPR.") from e
+        self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
+        self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
+        fusion = config["score_fusion"]
+        self.representation = name in REPRESENTATION_MODELS
+        if self.representation:
+            self._forward_args = [_SEQ_ARGS[p] for p in inspect.signature(self.model.forward).parameters]
+            d = self.model.item_embedding.embedding_dim
+            self.score_feature = ScoreFeature(d, fusion)
+        else:
+            if fusion == "early":
+                raise UserInputError(
+                    f"score_fusion: early needs the candidate embeddings the model scores against; RecBole's "
+                    f"{name} is scored through its own predict, so use score_fusion: late or none "
+                    f"(early works for {', '.join(REPRESENTATION_MODELS)}).")
+            self.score_feature = ScoreFeature(1, fusion, width=config["hidden_size"])
+            overridden = type(self.model).full_sort_predict is not AbstractRecommender.full_sort_predict
+            self._full_sort = overridden
+
+    def recbole_interaction(self, interaction):
+        """RecBole's input fields for the requests: sequence ``[B, L]``, its length ``[B]``, user ``[B]``."""
+        seq, length = recbole_sequence(interaction[HISTORY_ITEM], self.window)
+        return {self.ITEM_SEQ: seq, self.ITEM_SEQ_LEN: length, self.USER_ID: interaction[self.USER_ID]}
+
+    def _recbole_scores(self, inter, items):
+        """RecBole's score of every candidate ``[B, n]``, through the model's own prediction."""
+        if self._full_sort:
+            return self.model.full_sort_predict(inter).view(items.shape[0], -1).gather(1, items)
+        n = items.shape[1]
+        flat = {k: v.repeat_interleave(n, dim=0) for k, v in inter.items()}
+        flat[self.ITEM_ID] = items.reshape(-1)
+        return self.model.predict(flat).view(items.shape)
+
+    def encode(self, interaction, x):
+        """h ``[B, n, D]`` (u ⊙ e_i) for representation models, else RecBole's score ``[B, n, 1]``."""
+        items = interaction[self.ITEM_ID]
+        inter = self.recbole_interaction(interaction)
+        if not self.representation:
+            return self._recbole_scores(inter, items).unsqueeze(-1)
+        args = {"seq": inter[self.ITEM_SEQ], "len": inter[self.ITEM_SEQ_LEN], "user": inter[self.USER_ID]}
+        u = self.model(*[args[a] for a in self._forward_args])
+        e = self.score_feature.early(self.model.item_embedding(items), x)
+        return u.unsqueeze(1) * e
+
+    def head_logits(self, h, x):
+        return self.score_feature.late(h, x).sum(-1)
+
+
+register_model(RecBoleReranker)
+
+_CLASSES = {}
+
+
+def recbole_reranker_class(name):
+    """The reranker class for RecBole model ``name``: named ``name`` (so logs, checkpoints and
+    result tables say ``SASRec``), cached so pickled checkpoints resolve it (module ``__getattr__``)."""
+    if name not in _CLASSES:
+        recbole_class(name)  # fails with the list of names if RecBole has no such model
+        _CLASSES[name] = type(name, (RecBoleReranker,), {"recbole_model": name, "__module__": __name__})
+    return _CLASSES[name]
+
+
+def __getattr__(name):
+    """Resolve the per-model classes by name, so pickled checkpoints load back."""
+    try:
+        return recbole_reranker_class(name)
+    except UserInputError:
+        raise AttributeError(name) from None

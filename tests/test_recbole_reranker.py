@@ -1,0 +1,153 @@
+"""RecBole's models as rerankers: input conversion, equality with RecBole's own scoring, fusion,
+config resolution, RecBole's own pipeline for CE models, smoke runs (SASRec, DNR_SASRec)."""
+
+import pytest
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_dnr.config import Config
+from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.model.recbole_reranker import REPRESENTATION_MODELS, recbole_reranker_class, recbole_sequence
+from recbole_dnr.quick_start import objective_function
+from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
+
+from conftest import smoke_config
+
+B, N, H, ITEMS, USERS = 5, 7, 6, 40, 12
+
+
+class FakeDataset:
+    user_num = USERS
+    item_num = ITEMS
+
+    def num(self, field):
+        return USERS if field == "user_id" else ITEMS
+
+
+def config_for(model, **over):
+    cfg = {"list_mode": "slate", "score_fusion": "none", "gpu_id": "", "max_history": H, "state": "ERROR"}
+    cfg.update(over)
+    return Config(model=model, dataset="ml-100k", config_dict=cfg)
+
+
+def make_batch(seed=0):
+    """Left-padded histories of lengths 0..H (newest last), as our lists carry them."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([0, 1, 3, H, H - 1])
+    hist = torch.randint(1, ITEMS, (B, H), generator=g)
+    hist[torch.arange(H)[None, :] < (H - lengths)[:, None]] = 0
+    return Interaction({
+        "user_id": torch.randint(1, USERS, (B,), generator=g),
+        "item_id": torch.randint(1, ITEMS, (B, N), generator=g),
+        SCORE: torch.rand(B, N, generator=g),
+        LABEL: (torch.rand(B, N, generator=g) > 0.7).float(),
+        HISTORY_ITEM: hist,
+        HISTORY_LABEL: torch.randint(0, 2, (B, H), generator=g),
+    })
+
+
+def build(model, **over):
+    torch.manual_seed(0)
+    config = config_for(model, **over)
+    return config.model_class(config, FakeDataset())
+
+
+def test_recbole_sequence_by_hand():
+    hist = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
+    seq, length = recbole_sequence(hist, window=4)
+    assert seq.tolist() == [[3, 4, 5, 0], [2, 3, 4, 5], [0, 0, 0, 0]]
+    assert length.tolist() == [3, 4, 1]  # an empty history reads position 0 (padding)
+    seq, length = recbole_sequence(hist, window=50)
+    assert seq.tolist() == [[3, 4, 5, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]] and length.tolist() == [3, 5, 1]
+
+
+@pytest.mark.parametrize("name", list(REPRESENTATION_MODELS) + ["BERT4Rec", "BPR", "NeuMF"])
+def test_scores_equal_recbole_own_prediction(name):
+    """score_fusion none, no fine-tuning: the reranker's score of each candidate is RecBole's own."""
+    model = build(name).eval()
+    batch = make_batch()
+    inter = model.recbole_interaction(batch)
+    items = batch["item_id"]
+    with torch.no_grad():
+        got = model.predict(batch)
+        try:
+            full = model.model.full_sort_predict(inter).view(B, -1)
+            expected = full.gather(1, items)
+        except NotImplementedError:  # NeuMF: pointwise predict only
+            flat = {k: v.repeat_interleave(N, 0) for k, v in inter.items()}
+            flat["item_id"] = items.reshape(-1)
+            expected = model.model.predict(flat).view(B, N)
+    assert got.shape == (B, N)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["SASRec", "BERT4Rec"])
+def test_no_fusion_ignores_x_and_late_uses_it(name):
+    batch = make_batch()
+    model = build(name).eval()
+    permuted = Interaction(dict(batch.interaction))
+    permuted.interaction[SCORE] = batch[SCORE].flip(1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(batch), model.predict(permuted))
+        late = build(name, score_fusion="late").eval()
+        assert not torch.allclose(late.predict(batch), late.predict(permuted))
+
+
+def test_early_fusion_moves_the_candidate_embedding_only_for_representation_models():
+    model = build("SASRec", score_fusion="early").eval()
+    batch = make_batch()
+    assert model.encode(batch, batch[SCORE]).shape == (B, N, model.model.item_embedding.embedding_dim)
+    with pytest.raises(UserInputError, match="score_fusion: early"):
+        build("BERT4Rec", score_fusion="early")
+
+
+def test_uses_the_history():
+    model = build("GRU4Rec").eval()
+    batch, other = make_batch(), make_batch(seed=1)
+    for key in ("user_id", "item_id", SCORE):
+        other.interaction[key] = batch[key]
+    with torch.no_grad():
+        assert not torch.allclose(model.predict(batch)[2:], model.predict(other)[2:])
+
+
+def test_config_resolution_and_defaults():
+    config = config_for("SASRec")
+    assert config.model_class is recbole_reranker_class("SASRec") and config["model"] == "SASRec"
+    assert config["MODEL_TYPE"] == ModelType.RERANK
+    assert config["hidden_dropout_prob"] == 0.5 and config["n_heads"] == 2  # RecBole's SASRec.yaml
+    assert config["hidden_size"] == 64  # RecBole's default beats our backbones' 128
+    assert config["MAX_ITEM_LIST_LENGTH"] == H  # capped by the history the lists carry
+    assert config_for("Caser")["MAX_ITEM_LIST_LENGTH"] == 5  # Caser's window L (properties/model/Caser.yaml)
+    explicit = Config(model="RecBoleReranker", dataset="ml-100k",
+                      config_dict={"recbole_model": "GRU4Rec", "gpu_id": "", "state": "ERROR"})
+    assert explicit["model"] == "GRU4Rec" and explicit.model_class.recbole_model == "GRU4Rec"
+    dnr = config_for("DNR_SASRec")
+    assert dnr["recbole_model"] == "SASRec" and dnr["hidden_dropout_prob"] == 0.5 and "lambda_c" in dnr
+    assert get_model("SASRec").type != ModelType.RERANK  # no list key: RecBole's own class
+    with pytest.raises(UserInputError, match="recbole_model"):
+        Config(model="RecBoleReranker", dataset="ml-100k", config_dict={"gpu_id": ""})
+    with pytest.raises(UserInputError, match="not a reranker backbone"):
+        get_backbone("NoSuchModel")
+
+
+def test_recbole_ce_model_runs_recbole_pipeline_without_negatives():
+    config = Config(model="SASRec", dataset="ml-100k", config_dict={"gpu_id": "", "state": "ERROR"})
+    assert config["MODEL_TYPE"] != ModelType.RERANK
+    assert config["train_neg_sample_args"]["distribution"] == "none"
+    assert any("train_neg_sample_args" in n for n in config.notes)
+    with pytest.raises(UserInputError, match="loss_type CE"):
+        Config(model="SASRec", dataset="ml-100k", config_dict={
+            "gpu_id": "", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}})
+
+
+def test_graph_model_is_a_clear_error():
+    with pytest.raises(UserInputError, match="cannot be built as a reranker"):
+        build("LightGCN")
+
+
+@pytest.mark.parametrize("model", ["SASRec", "DNR_SASRec", "DNR_Caser"])
+def test_smoke_recbole_rerankers(slice_root, in_session_dir, model):
+    cfg = smoke_config(slice_root, model=model, list_mode="slate", epochs=2, lambda_e=1)
+    result = objective_function(cfg, saved=False)
+    ndcg = result["test_result"]["ndcg@6"]
+    assert 0.0 < ndcg <= 1.0
