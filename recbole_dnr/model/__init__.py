@@ -1,9 +1,11 @@
-"""Models: reranker bases, backbones (PRM, DLCM), the Retriever floor, DNR and its noise generators."""
+"""Models: reranker bases, backbones (rerankers/: PRM, DLCM, MiDNN, SetRank, PIER), RecBole's
+models as rerankers, the Retriever floor, DNR and its noise generators."""
 
-from recbole_dnr.model.abstract_reranker import ListRecommender, NeuralReranker, ScoreFeature
-from recbole_dnr.model.dlcm import DLCM
+from recbole_dnr.model.abstract_reranker import ListBackbone, ListRecommender, NeuralReranker, ScoreFeature
 from recbole_dnr.model.dnr import DNR
-from recbole_dnr.model.prm import PRM
+from recbole_dnr.model.recbole_reranker import RecBoleReranker
+from recbole_dnr.model.rerankers import DLCM, PIER, PRM, MiDNN, SetRank
 from recbole_dnr.model.retriever import Retriever
 
-__all__ = ["ListRecommender", "NeuralReranker", "ScoreFeature", "PRM", "DLCM", "Retriever", "DNR"]
+__all__ = ["ListRecommender", "ListBackbone", "NeuralReranker", "ScoreFeature", "PRM", "DLCM", "MiDNN",
+           "SetRank", "PIER", "RecBoleReranker", "Retriever", "DNR"]

@@ -120,25 +120,49 @@ class ListBackbone(ListRecommender):
         x = interaction[SCORE] if x is None else x
         return self.head_logits(self.encode(interaction, x), x)
 
-    @staticmethod
-    def list_loss(logits, z):
-        """-log q_θ(z | ·): binary cross-entropy per candidate, averaged over ``[B, n]``."""
+    def list_loss(self, logits, z):
+        """-log q_θ(z | ·) over ``[B, n]``: ``list_loss: bce`` (per-candidate binary cross-entropy,
+        the default) or ``attention_rank`` (SetRank's: cross-entropy between the softmax of the
+        logits and a^z_i = τ(z_i)/Σ_k τ(z_k), τ(z) = e^z·1[z>0]; lists without a positive add 0)."""
+        if self.config["list_loss"] == "attention_rank":
+            return attention_rank_loss(logits, z)
         return F.binary_cross_entropy_with_logits(logits, z)
 
+    def aux_loss(self, interaction, h):
+        """A backbone's own extra training loss on h (e.g. PIER's evaluator and hinge), or None.
+        Added to L_direct by ``calculate_loss`` and by DNR's θ loss."""
+        return None
+
     def calculate_loss(self, interaction):
-        """L_direct = -E_x log q_θ(z | x)."""
-        return self.list_loss(self.forward(interaction), interaction[LABEL])
+        """L_direct = -E_x log q_θ(z | x) (+ the backbone's ``aux_loss``)."""
+        x = interaction[SCORE]
+        h = self.encode(interaction, x)
+        loss = self.list_loss(self.head_logits(h, x), interaction[LABEL])
+        aux = self.aux_loss(interaction, h)
+        return loss if aux is None else (loss, aux)
 
     def predict(self, interaction):
         return self.forward(interaction)
+
+
+def attention_rank_loss(logits, z):
+    """SetRank's attention rank loss ``[B, n] -> []`` (Pang et al. 2020, Eq. 9)."""
+    tau = torch.where(z > 0, torch.exp(z), torch.zeros_like(z))
+    total = tau.sum(1, keepdim=True)
+    has_pos = total.squeeze(1) > 0
+    target = tau / total.clamp(min=1e-12)
+    per_list = -(target * F.log_softmax(logits, dim=1)).sum(1)
+    return (per_list * has_pos).sum() / logits.shape[0]
 
 
 class NeuralReranker(ListBackbone):
     """Base of our trainable backbones. q_θ(z | x, u): tokens -> ``encode_list`` -> head -> logits ``[B, n]``.
 
     Token of candidate i: item embedding + personalised vector + position embedding of the
-    retriever's order (+ x when ``score_fusion: early``).
+    retriever's order (unless ``uses_position`` is False) (+ x when ``score_fusion: early``).
     """
+
+    uses_position = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -146,7 +170,7 @@ class NeuralReranker(ListBackbone):
         self.hidden_size = d
         self.n_candidates = config["candidate_num"]
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
-        self.position_embedding = nn.Embedding(self.n_candidates, d)
+        self.position_embedding = nn.Embedding(self.n_candidates, d) if self.uses_position else None
         self.history_encoder = HistoryEncoder(self.item_embedding, d)
         self.score_feature = ScoreFeature(d, config["score_fusion"])
         self.dropout = make_dropout(config["dropout_prob"], config["fast_path"])
@@ -160,8 +184,9 @@ class NeuralReranker(ListBackbone):
         """h ``[B, n, D]``; x ``[B, n]`` is used here only with early fusion."""
         items = interaction[self.ITEM_ID]
         pv = self.history_encoder(interaction[HISTORY_ITEM], interaction[HISTORY_LABEL])
-        pos = torch.arange(items.shape[1], device=items.device)
-        tokens = self.item_embedding(items) + pv.unsqueeze(1) + self.position_embedding(pos)
+        tokens = self.item_embedding(items) + pv.unsqueeze(1)
+        if self.uses_position:
+            tokens = tokens + self.position_embedding(torch.arange(items.shape[1], device=items.device))
         return self.encode_list(self.dropout(self.score_feature.early(tokens, x)))
 
     def head_logits(self, h, x):

@@ -40,6 +40,7 @@ class DNR(ListRecommender):
         self.kl_bins = config["kl_bins"]
         self.generator = LearnedNoise(config["generator_hidden_size"])
         self.phase = HEURISTIC
+        self._h = None  # h of the last θ pass, for the backbone's aux_loss
         self._encoded = None  # (batch, h.detach()) of the last θ step, reused by the φ step (late/no fusion)
 
     def theta_parameters(self):
@@ -63,6 +64,7 @@ class DNR(ListRecommender):
         h = bb.encode(interaction, x)
         late = not bb.score_feature.encoder_reads_x
         self._encoded = (interaction, h.detach()) if late and self.training else None
+        self._h = h
         h_syn = h if late else bb.encode(interaction, x_syn)
         return bb.head_logits(h, x), bb.head_logits(h_syn, x_syn)
 
@@ -75,12 +77,16 @@ class DNR(ListRecommender):
         return bb(interaction, x_syn)
 
     def calculate_loss(self, interaction):
-        """L_θ = L_direct + λ_m L_z, returned as the tuple (L_direct, λ_m L_z); x' is detached."""
+        """L_θ = L_direct + λ_m L_z (+ the backbone's own ``aux_loss``), returned as a tuple of
+        terms (RecBole's trainer sums them); x' is detached."""
         z = interaction[LABEL]
         if self.lambda_m == 0:
             return self.backbone.calculate_loss(interaction)
         real, syn = self.real_and_synthetic_logits(interaction, self.synthetic_scores(interaction).detach())
-        return self.backbone.list_loss(real, z), self.lambda_m * self.backbone.list_loss(syn, z)
+        losses = (self.backbone.list_loss(real, z), self.lambda_m * self.backbone.list_loss(syn, z))
+        aux = self.backbone.aux_loss(interaction, self._h)
+        self._h = None
+        return losses if aux is None else losses + (aux,)
 
     def generator_loss(self, interaction):
         """λ_adv L_adv + λ_x L_x; L_adv = log q_θ(z | x') = -BCE (minimised over φ; θ is not stepped)."""
