@@ -1,0 +1,102 @@
+"""One-command benchmark: ``python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml``.
+
+Runs every cell (dataset, variant, seed) of the grid that has no result yet, each in its own
+process (clean peak memory; a crash loses only that cell), writes each finished cell at once,
+then ``results.csv`` and the report (markdown tables + PNG plots). Resumable: run it again and
+only missing or failed cells run. ``--report`` only renders; ``--dry_run`` lists what would run.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from recbole_dnr.benchmark.report import render, write_results_csv
+from recbole_dnr.benchmark.spec import load_spec
+from recbole_dnr.utils import UserInputError
+
+
+def fmt_sec(s):
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def matches(cell, only):
+    """``--only dataset=ml-100k variant=PRM seed=2020`` filters (all must match)."""
+    for cond in only or []:
+        key, _, value = cond.partition("=")
+        if str(getattr(cell, key, None)) != value:
+            return False
+    return True
+
+
+def run_grid(spec, only=None, dry_run=False, timeout=None):
+    todo = [c for c in spec.cells if matches(c, only) and not os.path.isfile(spec.cell_path(c))]
+    done = [c for c in spec.cells if os.path.isfile(spec.cell_path(c))]
+    print(f"[benchmark] {spec.path}: {len(spec.cells)} cells, {len(done)} done, {len(todo)} to run "
+          f"(results: {spec.out})", flush=True)
+    if dry_run:
+        for c in todo:
+            print(f"  would run {c.key}: {json.dumps(spec.settings(c))}")
+        return []
+    failed, walls = [], []
+    for i, cell in enumerate(todo):
+        eta = f", grid ETA {fmt_sec(sum(walls) / len(walls) * (len(todo) - i))}" if walls else ""
+        label = f"[cell {i + 1}/{len(todo)} {cell.key}]"
+        print(f"{label} start{eta}", flush=True)
+        path = spec.cell_path(cell)
+        err = spec.cell_path(cell, "error.txt")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        cmd = [sys.executable, "-m", "recbole_dnr.benchmark.cell", "--settings", json.dumps(spec.settings(cell)),
+               "--out", path, "--label", label, "--variant", cell.variant,
+               "--command", f"python -m recbole_dnr.benchmark --config {spec.path}",
+               "--config_files", *spec.config_files]
+        t0 = time.perf_counter()
+        with open(err + ".tmp", "w") as log:
+            proc = subprocess.run(cmd, stdout=None, stderr=log, timeout=timeout)
+        walls.append(time.perf_counter() - t0)
+        if proc.returncode == 0 and os.path.isfile(path):
+            os.remove(err + ".tmp")
+            if os.path.isfile(err):
+                os.remove(err)
+            with open(path) as f:
+                rec = json.load(f)
+            print(f"{label} done in {fmt_sec(walls[-1])}: test ndcg@6 {rec['test'].get('ndcg@6', float('nan')):.4f}, "
+                  f"{rec['epochs_run']} epochs (best {rec['best_epoch']}"
+                  f"{', HIT THE EPOCH CAP' if rec['hit_epoch_cap'] else ''})", flush=True)
+            write_results_csv(spec)
+        else:
+            os.replace(err + ".tmp", err)
+            failed.append(cell)
+            with open(err) as f:
+                tail = f.read()[-1500:]
+            print(f"{label} FAILED (exit {proc.returncode}); log: {err}\n{tail}", flush=True)
+    return failed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m recbole_dnr.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="grid yaml (e.g. benchmarks/zoo.yaml)")
+    parser.add_argument("--only", nargs="*", help="run only cells matching key=value (dataset, variant, seed)")
+    parser.add_argument("--report", action="store_true", help="only render results.csv, tables and plots")
+    parser.add_argument("--dry_run", action="store_true", help="list the cells that would run")
+    parser.add_argument("--cell_timeout", type=float, default=None, help="seconds before a cell is killed")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_spec(args.config)
+    except UserInputError as e:
+        raise SystemExit(f"error: {e}")
+    failed = [] if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout)
+    if not args.dry_run:
+        write_results_csv(spec)
+        for path in render(spec):
+            print(f"[benchmark] wrote {path}")
+    if failed:
+        raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(c.key for c in failed)}; "
+                         f"logs in their .error.txt files; run the command again to retry them")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""One benchmark cell (dataset, variant, seed), run in its own process by the grid runner.
+
+Writes ``<cell>.json`` (metrics of both splits, the valid curve, epochs, cost, peak memory) and
+``<cell>.npz`` (per-request test metrics, for paired tests) atomically: a cell file that exists
+is complete. Also callable directly::
+
+    python -m recbole_dnr.benchmark.cell --settings '{"dataset": "ml-100k", "model": "PRM", "seed": 2020}' \
+        --config_files benchmarks/bench.yaml --out /tmp/cell.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK
+from recbole_dnr.evaluator import ListEvaluator
+from recbole_dnr.quick_start import build
+
+CONFIG_KEYS = ("model", "recbole_model", "learning_rate", "hidden_size", "epochs", "stopping_step",
+               "train_batch_size", "score_fusion", "list_loss", "lambda_c", "lambda_m", "lambda_e", "noise",
+               "use_learned_generator", "lambda_adv", "lambda_x", "retriever_fit", "list_seed")
+
+
+def inference_seconds_per_list(trainer, data, repeats=3):
+    """Best of ``repeats`` passes over the split's lists (scores only, no metrics)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = trainer.predict_lists(data)
+        best = min(best, time.perf_counter() - start)
+    return best / len(out["scores"])
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def machine():
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def run_cell(settings, config_files=None, label=""):
+    """Train and evaluate one cell; returns (record, per-request arrays)."""
+    config_dict = dict(settings)
+    config_dict.setdefault("show_progress", False)
+    started = time.perf_counter()
+    config, ds, (train, valid, test), model, trainer = build(config_file_list=config_files or None,
+                                                             config_dict=config_dict)
+    epoch_times, curve = [], []
+    train_epoch = trainer._train_epoch
+
+    def timed(*a, **kw):
+        t0 = time.perf_counter()
+        out = train_epoch(*a, **kw)
+        epoch_times.append(time.perf_counter() - t0)
+        return out
+
+    def progress(epoch_idx, valid_score):
+        curve.append(float(valid_score))
+        print(f"{label} epoch {epoch_idx + 1}: valid {config['valid_metric']} {valid_score:.4f} "
+              f"(train {epoch_times[-1] if epoch_times else 0:.1f} s)", flush=True)
+
+    trainer._train_epoch = timed
+    fit_start = time.perf_counter()
+    _, best_valid = trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=progress)
+    fit_sec = time.perf_counter() - fit_start
+    test_result = trainer.evaluate(test, load_best_model=True)
+    out = trainer.last_eval
+    per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
+    slate, slate_per_list = {}, {}
+    if config["list_mode"] == "slate":  # the same predictions ranked within the exposed slate (the paper's scope)
+        slate_eval = ListEvaluator(config, scope="slate")
+        slate["test"] = dict(slate_eval.evaluate(out["scores"], out[LABEL], out[SLATE_MASK]))
+        slate_per_list = slate_eval.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
+    infer = inference_seconds_per_list(trainer, test)
+    best_epoch = int(np.argmax(curve)) + 1 if curve else 0
+    record = {
+        "dataset": config["dataset"], "model": config["model"], "seed": config["seed"],
+        "valid": {k: float(v) for k, v in (best_valid or {}).items()},
+        "test": {k: float(v) for k, v in test_result.items()},
+        "slate_scope": slate, "valid_curve": curve, "best_epoch": best_epoch,
+        "epochs_run": len(epoch_times), "epoch_cap": config["epochs"],
+        "hit_epoch_cap": bool(config["epochs"]) and len(epoch_times) >= config["epochs"],
+        "train_sec_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0, "epoch_times": epoch_times,
+        "fit_sec": fit_sec, "infer_us_per_list": infer * 1e6, "peak_rss_mb": peak_rss_mb(),
+        "wall_sec": time.perf_counter() - started, "test_lists": len(out["scores"]),
+        "parameters": sum(p.numel() for p in model.parameters()), "list_stats": ds.stats,
+        "config": {k: config[k] for k in CONFIG_KEYS if k in config}, "machine": machine(),
+    }
+    arrays = {"request_id": out[REQUEST_ID].numpy()}
+    for prefix, metrics in (("", per_list), ("slate_", slate_per_list)):
+        for key, (values, defined) in metrics.items():
+            arrays[prefix + key] = np.where(defined.numpy(), values.numpy(), np.nan)
+    return record, arrays
+
+
+def write_cell(path, record, arrays):
+    """npz first, then json: the json's presence means the cell is complete."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    stem = path[:-len(".json")]
+    np.savez_compressed(stem + ".tmp.npz", **arrays)
+    os.replace(stem + ".tmp.npz", stem + ".npz")
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Run one benchmark cell")
+    parser.add_argument("--settings", required=True, help="config dict of the cell, as JSON")
+    parser.add_argument("--config_files", nargs="*", default=[])
+    parser.add_argument("--out", required=True, help="cell json (per-request metrics go beside it as .npz)")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--variant", default=None)
+    parser.add_argument("--command", default="")
+    args = parser.parse_args(argv)
+    sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
+    if os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    record, arrays = run_cell(json.loads(args.settings), args.config_files, args.label)
+    record["variant"] = args.variant or record["model"]
+    record["settings"] = json.loads(args.settings)
+    record["config_files"] = args.config_files
+    record["command"] = args.command
+    write_cell(args.out, record, arrays)
+
+
+if __name__ == "__main__":
+    main()

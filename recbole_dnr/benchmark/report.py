@@ -1,0 +1,228 @@
+"""Benchmark report: ``results.csv`` (one row per dataset/variant/seed/split), markdown tables
+(mean ± std over seeds, best in bold, paired tests of every DNR_X against X, the paper's figure
+beside ours) rendered into a marked block of a markdown file, and PNG plots (matplotlib, headless)."""
+
+import csv
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+
+METRICS = ["h@6", "ndcg@6", "map@6", "f1@6", "auc"]
+COST = ["epochs_run", "best_epoch", "hit_epoch_cap", "train_sec_per_epoch", "fit_sec", "infer_us_per_list",
+        "peak_rss_mb", "parameters"]
+
+
+def load_cells(spec):
+    """Finished cells of the grid, in grid order: list of records (with ``npz`` path)."""
+    out = []
+    for cell in spec.cells:
+        path = spec.cell_path(cell)
+        if os.path.isfile(path):
+            with open(path) as f:
+                rec = json.load(f)
+            rec["variant"] = cell.variant
+            rec["npz"] = spec.cell_path(cell, "npz")
+            out.append(rec)
+    return out
+
+
+def write_results_csv(spec):
+    rows = []
+    for r in load_cells(spec):
+        splits = [("valid", r["valid"]), ("test", r["test"])] + [("test_slate", r["slate_scope"]["test"])
+                                                                 for _ in [0] if r["slate_scope"].get("test")]
+        for split, values in splits:
+            rows.append({"dataset": r["dataset"], "variant": r["variant"], "model": r["model"], "seed": r["seed"],
+                         "split": split, **{m: values.get(m, "") for m in METRICS},
+                         **{c: r.get(c, "") for c in COST}})
+    os.makedirs(spec.out, exist_ok=True)
+    path = os.path.join(spec.out, "results.csv")
+    with open(path + ".tmp", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["dataset", "variant", "model", "seed", "split"] + METRICS + COST)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def per_request(rec, metric):
+    with np.load(rec["npz"]) as z:
+        return dict(zip(z["request_id"].tolist(), z[metric].tolist()))
+
+
+def paired(a_runs, b_runs, metric="ndcg@6"):
+    """Δ (a - b) over requests (per-request metric averaged over common seeds; t-test, Wilcoxon)
+    and over seeds (t-test of the per-seed means)."""
+    from scipy import stats
+
+    seeds = sorted({r["seed"] for r in a_runs} & {r["seed"] for r in b_runs})
+    if not seeds:
+        return None
+    a = [per_request(next(r for r in a_runs if r["seed"] == s), metric) for s in seeds]
+    b = [per_request(next(r for r in b_runs if r["seed"] == s), metric) for s in seeds]
+    ids = sorted(set.intersection(*[set(d) for d in a + b]))
+    va = np.nanmean([[d[i] for i in ids] for d in a], axis=0)
+    vb = np.nanmean([[d[i] for i in ids] for d in b], axis=0)
+    ok = ~(np.isnan(va) | np.isnan(vb))
+    diff = va[ok] - vb[ok]
+    seed_d = [np.nanmean(list(x.values())) - np.nanmean(list(y.values())) for x, y in zip(a, b)]
+    return {
+        "delta": float(diff.mean()), "n": int(ok.sum()),
+        "t_req": float(stats.ttest_rel(va[ok], vb[ok]).pvalue),
+        "w_req": float(stats.wilcoxon(diff[diff != 0]).pvalue) if (diff != 0).any() else 1.0,
+        "seed_deltas": seed_d,
+        "t_seed": float(stats.ttest_rel([np.nanmean(list(x.values())) for x in a],
+                                        [np.nanmean(list(y.values())) for y in b]).pvalue) if len(seeds) > 1
+        else float("nan"),
+    }
+
+
+def fmt(values, bold=False):
+    values = np.asarray(values, dtype=float)
+    text = f"{values[0]:.4f}" if len(values) == 1 else f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+    return f"**{text}**" if bold else text
+
+
+def backbone_variant(variant, by_variant):
+    """X for a variant DNR_X (same name without the prefix), if the grid has it."""
+    return variant[len("DNR_"):] if variant.startswith("DNR_") and variant[len("DNR_"):] in by_variant else None
+
+
+def dataset_markdown(spec, dataset, runs):
+    by_variant = defaultdict(list)
+    for r in runs:
+        by_variant[r["variant"]].append(r)
+    paper = (spec.paper or {}).get(dataset, {})
+    m0 = runs[0]["machine"]
+    lines = [f"### {dataset}", "",
+             f"Command: `python -m recbole_dnr.benchmark --config {spec.path}`; seeds per row as listed; "
+             f"machine: {m0['platform']}, {m0['cpu_count']} CPUs, torch {m0['torch']} ({m0['torch_threads']} threads). "
+             "Test metrics at the best valid epoch (early stopping on valid NDCG@6).", ""]
+    means = {v: {m: np.mean([r["test"].get(m, np.nan) for r in rs]) for m in METRICS} for v, rs in by_variant.items()}
+    best = {m: max(means, key=lambda v: -np.inf if np.isnan(means[v][m]) else means[v][m]) for m in METRICS}
+    head = "| variant | seeds | " + " | ".join(m.upper() for m in METRICS) + " | paper NDCG@6 | epochs best/run | " \
+           "train s/epoch | infer µs/list | peak MB |"
+    lines += ["**test** (mean ± std over seeds; best in bold)", "", head, "|" + "---|" * (head.count("|") - 1)]
+    for v, rs in by_variant.items():
+        cells = [fmt([r["test"].get(m, np.nan) for r in rs], bold=best[m] == v) for m in METRICS]
+        epochs = ", ".join(f"{r['best_epoch']}/{r['epochs_run']}{'*' if r['hit_epoch_cap'] else ''}" for r in rs)
+        lines.append(f"| {v} | {len(rs)} | " + " | ".join(cells) +
+                     f" | {paper.get(v, '')} | {epochs} | {np.mean([r['train_sec_per_epoch'] for r in rs]):.1f} | "
+                     f"{np.mean([r['infer_us_per_list'] for r in rs]):.1f} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
+    lines += ["", "`*` = stopped by the epoch cap, not by early stopping.", ""]
+    pairs = [(v, backbone_variant(v, by_variant)) for v in by_variant if backbone_variant(v, by_variant)]
+    if pairs:
+        lines += ["**Paired tests, DNR_X − X** (test NDCG@6)", "",
+                  "| pair | Δ over requests | t p | Wilcoxon p | Δ per seed | t p (seeds) |", "|---|---|---|---|---|---|"]
+        for v, b in pairs:
+            p = paired(by_variant[v], by_variant[b])
+            if p:
+                lines.append(f"| {v} − {b} | {p['delta']:+.4f} (n={p['n']}) | {p['t_req']:.3g} | {p['w_req']:.3g} | "
+                             f"{', '.join(f'{d:+.4f}' for d in p['seed_deltas'])} | {p['t_seed']:.3g} |")
+        lines.append("")
+    if paper:
+        lines += [f"Paper figures ({spec.report.get('paper_note', 'DNR paper, its own protocol')}) are on a "
+                  "different protocol (their split, candidate lists, metric scope and model selection), so only "
+                  "the order of the rows is comparable, not the values.", ""]
+    return lines
+
+
+def render_markdown(spec, runs_by_dataset):
+    target = spec.report.get("markdown")
+    if not target:
+        return None
+    tag = spec.report.get("tag", "benchmark")
+    begin, end = f"<!-- BEGIN {tag} (generated by python -m recbole_dnr.benchmark) -->", f"<!-- END {tag} -->"
+    body = [begin, ""]
+    for ds, runs in runs_by_dataset.items():
+        body += dataset_markdown(spec, ds, runs)
+    body.append(end)
+    text = open(target).read() if os.path.isfile(target) else ""
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + "\n".join(body) + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(body) + "\n"
+    with open(target + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(target + ".tmp", target)
+    return target
+
+
+def render_plots(spec, runs_by_dataset):
+    img = spec.report.get("img_dir")
+    if not img:
+        return []
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("[benchmark] matplotlib is not installed: no plots (pip install matplotlib)")
+        return []
+    os.makedirs(img, exist_ok=True)
+    prefix = spec.report.get("prefix", "benchmark")
+    written = []
+    for ds, runs in runs_by_dataset.items():
+        by_variant = defaultdict(list)
+        for r in runs:
+            by_variant[r["variant"]].append(r)
+        names = list(by_variant)
+        vals = [[r["test"]["ndcg@6"] for r in by_variant[v]] for v in names]
+        fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+        ax = axes[0]
+        mean = [np.mean(v) for v in vals]
+        err = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
+        colors = ["tab:orange" if n.startswith("DNR") else "tab:gray" if n == "Retriever" else "tab:blue" for n in names]
+        ax.barh(range(len(names)), mean, xerr=err, color=colors, capsize=3)
+        ax.set_yticks(range(len(names)), [f"{n} ({len(v)})" for n, v in zip(names, vals)])
+        ax.invert_yaxis()
+        lo = min(mean) - 0.02
+        ax.set_xlim(lo, max(m + e for m, e in zip(mean, err)) + 0.01)
+        ax.set_xlabel("test NDCG@6 (mean ± std over seeds; seeds in brackets)")
+        ax.set_title(f"{ds}: test NDCG@6")
+        if "Retriever" in by_variant:
+            ax.axvline(np.mean([r["test"]["ndcg@6"] for r in by_variant["Retriever"]]), ls="--", c="k", lw=1,
+                       label="retriever floor")
+            ax.legend(loc="lower right")
+        ax = axes[1]
+        for n in names:
+            curve = by_variant[n][0]["valid_curve"]
+            if curve:
+                ax.plot(range(1, len(curve) + 1), curve, label=n, ls="--" if n.startswith("DNR") else "-")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("valid NDCG@6")
+        ax.set_title(f"valid NDCG@6 per epoch (seed {runs[0]['seed']})")
+        ax.legend(fontsize=7, ncol=2)
+        ax = axes[2]
+        for n, c in zip(names, colors):
+            cost = np.mean([r["fit_sec"] for r in by_variant[n]])
+            ax.scatter(max(cost, 1.0), np.mean([r["test"]["ndcg@6"] for r in by_variant[n]]), c=c)
+            ax.annotate(n, (max(cost, 1.0), np.mean([r["test"]["ndcg@6"] for r in by_variant[n]])), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("training time to early stop, s (log; shared 2-core machine)")
+        ax.set_ylabel("test NDCG@6")
+        ax.set_title("quality vs training cost")
+        fig.tight_layout()
+        path = os.path.join(img, f"{prefix}_{ds}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def render(spec):
+    runs_by_dataset = defaultdict(list)
+    for r in load_cells(spec):
+        runs_by_dataset[r["dataset"]].append(r)
+    if not runs_by_dataset:
+        return []
+    written = [os.path.join(spec.out, "results.csv")]
+    md = render_markdown(spec, runs_by_dataset)
+    if md:
+        written.append(md)
+    return written + render_plots(spec, runs_by_dataset)
+

@@ -1,0 +1,126 @@
+"""The benchmark grid: a yaml listing datasets × models × seeds × overrides, expanded into cells.
+
+Example (benchmarks/zoo.yaml)::
+
+    out: benchmarks/results/zoo            # one json (+ npz) per finished cell, results.csv
+    config_files: [benchmarks/bench.yaml]  # shared by every cell
+    datasets:                              # per-dataset settings (e.g. where the data lives)
+      ml-100k: {}
+      ml-1m-u1to2999: {data_path: ../shared/data}
+    variants:                              # named settings; a plain name is a model or
+      PRM-none: {model: PRM, score_fusion: none}   # a file in properties/experiments/
+    grids:                                 # each: datasets × models × seeds
+      - {datasets: [ml-100k], models: [Retriever, PRM, DNR_PRM, SASRec], seeds: [2020, 2021, 2022]}
+
+A cell is (dataset, variant, seed). Cells are validated here, before any training.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from recbole_dnr.config import properties_dir
+from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
+
+TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    variant: str
+    seed: int
+
+    @property
+    def key(self):
+        return f"{self.dataset}/{self.variant}/seed{self.seed}"
+
+
+@dataclass
+class Spec:
+    path: str
+    out: str
+    config_files: list
+    datasets: dict
+    variants: dict
+    cells: list
+    paper: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+    def cell_path(self, cell, ext="json"):
+        return os.path.join(self.out, "cells", cell.dataset, cell.variant, f"seed{cell.seed}.{ext}")
+
+    def settings(self, cell):
+        """Config dict of a cell: dataset settings < variant settings < seed."""
+        cfg = {"dataset": cell.dataset, "seed": cell.seed}
+        cfg.update(self.datasets.get(cell.dataset) or {})
+        cfg.update(self.variants[cell.variant])
+        return cfg
+
+
+def experiment_file(name):
+    return os.path.join(properties_dir(), "experiments", name + ".yaml")
+
+
+def resolve_variant(name, named):
+    """Settings of a variant: ``named[name]``, else properties/experiments/<name>.yaml, else the model ``name``.
+    RecBole models become list rerankers (``RecBoleReranker`` + ``recbole_model``)."""
+    if name in named:
+        settings = dict(named[name])
+    elif os.path.isfile(experiment_file(name)):
+        with open(experiment_file(name)) as f:
+            settings = yaml.safe_load(f) or {}
+    else:
+        settings = {"model": name}
+    model = settings.get("model")
+    if not model:
+        raise UserInputError(f"variant '{name}' has no model: give it a model: key")
+    if model.startswith("DNR_"):
+        get_backbone(model[len("DNR_"):])
+    elif model != "RecBoleReranker" and get_model(model).type != ModelType.RERANK:
+        settings = {"model": "RecBoleReranker", "recbole_model": model, **{k: v for k, v in settings.items()
+                                                                         if k != "model"}}
+    return settings
+
+
+def load_spec(path):
+    """Read and validate a grid yaml; every problem is reported before any cell runs."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"benchmark config '{path}' not found (example: benchmarks/zoo.yaml)")
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise UserInputError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    if not raw.get("grids"):
+        raise UserInputError(f"{path}: no grids: list at least one {{datasets, models, seeds}}")
+    base = os.path.dirname(os.path.abspath(path))
+    files = [f for f in raw.get("config_files") or []]
+    for f in files:
+        if not os.path.isfile(f):
+            raise UserInputError(f"{path}: config file '{f}' not found (paths are relative to the working directory)")
+    datasets = raw.get("datasets") or {}
+    for name, settings in datasets.items():
+        folder = (settings or {}).get("data_path")
+        if folder and not os.path.isdir(os.path.join(folder, name)):
+            raise UserInputError(f"{path}: dataset '{name}' not found under data_path '{folder}' "
+                                 f"(expected the folder {os.path.join(folder, name)})")
+    named = raw.get("variants") or {}
+    variants, cells = {}, []
+    for g, grid in enumerate(raw["grids"]):
+        missing = {"datasets", "models", "seeds"} - set(grid)
+        if missing:
+            raise UserInputError(f"{path}: grids[{g}] lacks {sorted(missing)}")
+        for name in grid["models"]:
+            if name not in variants:
+                variants[name] = resolve_variant(name, named)
+        for ds in grid["datasets"]:
+            for seed in grid["seeds"]:  # seed-major: a partly run grid already compares every model
+                for name in grid["models"]:
+                    cell = Cell(ds, name, int(seed))
+                    if cell not in cells:
+                        cells.append(cell)
+    out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
+    return Spec(path=path, out=out, config_files=files, datasets=datasets, variants=variants, cells=cells,
+                paper=raw.get("paper") or {}, report=raw.get("report") or {})

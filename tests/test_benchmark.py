@@ -1,0 +1,61 @@
+"""The one-command benchmark on a tiny grid: cells run in their own processes, a failing cell is
+reported without losing the others, finished cells are not recomputed, results.csv and the
+markdown block are written; bad grid files are clear errors before any work."""
+
+import csv
+import os
+
+import pytest
+import yaml
+
+from recbole_dnr.benchmark.__main__ import main
+from recbole_dnr.benchmark.spec import load_spec
+from recbole_dnr.utils import UserInputError
+
+from conftest import SLICE, smoke_config
+
+
+def grid_file(tmp_path, slice_root, models, **extra):
+    settings = smoke_config(slice_root, epochs=1)
+    settings.pop("dataset")
+    settings["checkpoint_dir"] = os.path.abspath("saved")  # the smoke runs' list cache
+    spec = {"out": str(tmp_path / "out"), "datasets": {SLICE: settings},
+            "variants": {"Broken": {"model": "PRM", "n_heads": 5}},  # 32-d cannot split into 5 heads
+            "grids": [{"datasets": [SLICE], "models": models, "seeds": [1]}],
+            "report": {"markdown": str(tmp_path / "bench.md"), "tag": "t"}}
+    spec.update(extra)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, capsys):
+    path = grid_file(tmp_path, slice_root, ["Retriever", "Broken", "PRM"])
+    with pytest.raises(SystemExit, match="1 cell.*Broken"):
+        main(["--config", path])
+    spec = load_spec(path)
+    assert [os.path.isfile(spec.cell_path(c)) for c in spec.cells] == [True, False, True]
+    assert os.path.isfile(spec.cell_path(spec.cells[1], "error.txt"))
+    with open(os.path.join(spec.out, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["variant"], r["split"]) for r in rows} >= {("Retriever", "test"), ("PRM", "valid"), ("PRM", "test")}
+    prm = next(r for r in rows if r["variant"] == "PRM" and r["split"] == "test")
+    assert 0 < float(prm["ndcg@6"]) <= 1 and prm["epochs_run"] == "1" and float(prm["peak_rss_mb"]) > 0
+    md = (tmp_path / "bench.md").read_text()
+    assert "<!-- BEGIN t" in md and "| PRM | 1 |" in md
+    capsys.readouterr()
+    mtime = os.path.getmtime(spec.cell_path(spec.cells[2]))
+    main(["--config", path, "--only", "variant=PRM"])  # finished: nothing recomputed
+    assert "0 to run" in capsys.readouterr().out
+    assert os.path.getmtime(spec.cell_path(spec.cells[2])) == mtime
+
+
+def test_bad_grids_are_clear_errors(tmp_path, slice_root):
+    with pytest.raises(UserInputError, match="not found"):
+        load_spec(str(tmp_path / "missing.yaml"))
+    with pytest.raises(UserInputError, match="Unknown model 'NoSuch'"):
+        load_spec(grid_file(tmp_path, slice_root, ["NoSuch"]))
+    with pytest.raises(UserInputError, match="unknown keys"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], colour="red"))
+    spec = load_spec(grid_file(tmp_path, slice_root, ["SASRec", "DNR_GRU4Rec"]))
+    assert spec.variants["SASRec"] == {"model": "RecBoleReranker", "recbole_model": "SASRec"}
