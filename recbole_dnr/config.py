@@ -100,9 +100,16 @@ class Config(RecBoleConfig):
         if self.final_config_dict.get("MODEL_TYPE") != ModelType.RERANK:
             self._recbole_ce_negatives()
             return super()._set_default_parameters()
-        if self.wrapped_recbole_model(self.model_class):
+        wrapped = self.wrapped_recbole_model(self.model_class)
+        if wrapped:
             cfg = self.final_config_dict
             cfg["MAX_ITEM_LIST_LENGTH"] = min(cfg["MAX_ITEM_LIST_LENGTH"], cfg["max_history"])
+            if cfg.get("recbole_pretrain") and (recbole_class(wrapped).type != RecBoleModelType.SEQUENTIAL
+                                                or cfg.get("loss_type") != "CE"):
+                raise UserInputError(
+                    f"recbole_pretrain supports RecBole's sequential models with loss_type CE (next-item "
+                    f"prediction over all items); {wrapped} with loss_type {cfg.get('loss_type')} is not one. "
+                    f"Set recbole_pretrain: False, or loss_type: CE.")
         # List metrics share names with RecBole's (ndcg, map, auc) but not their meaning or type,
         # so validate them against our registry and let RecBole check the rest with a placeholder.
         from recbole_dnr.evaluator import LIST_METRICS

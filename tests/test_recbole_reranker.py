@@ -1,6 +1,7 @@
 """RecBole's models as rerankers: input conversion, equality with RecBole's own scoring, fusion,
 config resolution, RecBole's own pipeline for CE models, smoke runs (SASRec, DNR_SASRec)."""
 
+import numpy as np
 import pytest
 import torch
 from recbole.data.interaction import Interaction
@@ -151,3 +152,33 @@ def test_smoke_recbole_rerankers(slice_root, in_session_dir, model):
     result = objective_function(cfg, saved=False)
     ndcg = result["test_result"]["ndcg@6"]
     assert 0.0 < ndcg <= 1.0
+
+
+def test_pretraining_sequences_stay_in_the_training_period(slice_root, in_session_dir):
+    from recbole_dnr.data import create_dataset, data_preparation
+    from recbole_dnr.data import protocol as P
+    from recbole_dnr.trainer.recbole_pretrain import training_sequences
+
+    config = Config(config_dict=smoke_config(slice_root, model="SASRec", list_mode="slate"))
+    ds = create_dataset(config)
+    data_preparation(config, ds)
+    users, hist, targets = training_sequences(ds, 4)
+    _, log_users, items, _, _ = ds._log_arrays()
+    starts, splits, _ = P.cut_requests(log_users, 6, config["valid_slates"], config["test_slates"])
+    allowed = P.training_rows(log_users, starts, splits)
+    rows = np.flatnonzero(allowed)
+    rows = rows[rows > P.user_bounds(log_users)[log_users[rows]]]
+    assert np.array_equal(targets, items[rows]) and np.array_equal(users, log_users[rows])
+    r = 5  # a target: its sequence is the up-to-4 items just before it, same user, oldest first
+    prev = [i for i in range(rows[r] - 1, rows[r] - 5, -1) if i >= 0 and log_users[i] == users[r]][::-1]
+    assert hist[r][hist[r] > 0].tolist() == items[prev].tolist()
+    assert not allowed[starts[splits != P.TRAIN]].any()  # no valid/test slate row is a target
+
+
+def test_pretraining_runs_and_refuses_what_it_cannot_do(slice_root, in_session_dir):
+    cfg = smoke_config(slice_root, model="DNR_SASRec", list_mode="slate", epochs=1, recbole_pretrain=True,
+                       recbole_pretrain_epochs=1)
+    assert 0 < objective_function(cfg, saved=False)["test_result"]["ndcg@6"] <= 1
+    with pytest.raises(UserInputError, match="recbole_pretrain supports"):
+        objective_function(smoke_config(slice_root, model="BPR", list_mode="slate", epochs=1,
+                                        recbole_pretrain=True), saved=False)

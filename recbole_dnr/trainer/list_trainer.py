@@ -55,7 +55,18 @@ class ListTrainer(Trainer):
             if valid_data:
                 self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress)
             return self.best_valid_score, self.best_valid_result
+        if self.config["recbole_pretrain"]:
+            self._recbole_pretrain(train_data)
         return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def _recbole_pretrain(self, train_data):
+        """Pre-train every RecBole model inside the reranker (also under DNR) the RecBole way."""
+        from recbole_dnr.model.recbole_reranker import RecBoleReranker
+        from recbole_dnr.trainer.recbole_pretrain import recbole_pretrain
+
+        for module in self.model.modules():
+            if isinstance(module, RecBoleReranker):
+                recbole_pretrain(self.config, module, train_data._dataset.parent)
 
     def _after_theta_step(self, interaction, epoch_idx):
         """Hook for extra optimisation steps after each θ step (DNR's generator step)."""
