@@ -48,6 +48,19 @@ def test_shapes_and_training_step(name, fusion):
     assert model.eval().predict(batch).shape == (B, N)
 
 
+@pytest.mark.parametrize("name", BACKBONES)
+def test_history_padding_is_masked(name):
+    """What sits in a padded history slot (item 0) — its feedback label — never changes a score."""
+    model = build(name).eval()
+    batch = make_batch()
+    padded = batch[HISTORY_ITEM] == 0
+    assert padded.any()
+    other = dict(batch.interaction)
+    other[HISTORY_LABEL] = torch.where(padded, 1 - batch[HISTORY_LABEL], batch[HISTORY_LABEL])
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(Interaction(other)), model.predict(batch))
+
+
 def test_setrank_is_permutation_equivariant():
     model = build("SetRank").eval()
     batch = make_batch()
