@@ -21,6 +21,8 @@ one that the problem is real on the installed versions and that the fix removes 
    warning, only when raised from recbole.data.dataset.
 5. Checkpoints and caches are written through :func:`atomic_save` (temp file + ``os.replace``),
    so a crash never leaves a half-written file that would later be read back as valid.
+6. scipy >= 1.15 removed the private ``dok_matrix._update`` that RecBole's graph models (LightGCN,
+   NGCF, NCL, GCMC, SpectralCF) use to build their adjacency; :func:`scipy_dok_update` restores it.
 """
 
 import contextlib
@@ -100,3 +102,17 @@ def atomic_save(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def scipy_dok_update():
+    """Fix 6: RecBole 1.2.1's graph models (LightGCN, NGCF, NCL, GCMC, SpectralCF) fill their
+    adjacency with ``dok_matrix._update``, a private method recent scipy removed; restore it."""
+    import scipy.sparse as sp
+
+    if not hasattr(sp.dok_matrix, "_update"):
+        def _update(self, data):
+            if data:
+                keys = np.array(list(data.keys()), dtype=np.int64)
+                self[keys[:, 0], keys[:, 1]] = np.array(list(data.values()), dtype=self.dtype)
+
+        sp.dok_matrix._update = _update

@@ -32,6 +32,7 @@ class Config(RecBoleConfig):
 
     def compatibility_settings(self):
         compat.numpy_aliases()
+        compat.scipy_dok_update()
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:

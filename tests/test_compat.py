@@ -79,3 +79,22 @@ def test_atomic_save_leaves_no_half_written_file(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", real_save)
     assert compat.load_checkpoint(path) == {"v": 1}  # the old, complete file survives
     assert os.listdir(tmp_path) == ["model.pth"]  # no temp file left behind
+
+
+def test_scipy_dok_update_is_gone_and_fix_restores_it():
+    import scipy.sparse as sp
+
+    from recbole_dnr import compat
+
+    saved = sp.dok_matrix.__dict__.get("_update")
+    if saved is not None:
+        del sp.dok_matrix._update
+    try:
+        assert not hasattr(sp.dok_matrix((2, 2)), "_update")  # what LightGCN would hit on this scipy
+        compat.scipy_dok_update()
+        m = sp.dok_matrix((3, 4), dtype=np.float32)
+        m._update({(0, 1): 1.0, (2, 3): 2.0})
+        assert m.toarray().tolist() == [[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 2]]
+    finally:
+        if saved is not None:
+            sp.dok_matrix._update = saved

@@ -24,6 +24,13 @@ class FakeDataset:
     def num(self, field):
         return USERS if field == "user_id" else ITEMS
 
+    def inter_matrix(self, form="coo", value_field=None):
+        import scipy.sparse as sp
+
+        g = np.random.default_rng(0)
+        return sp.coo_matrix((np.ones(60), (g.integers(1, USERS, 60), g.integers(1, ITEMS, 60))),
+                             shape=(USERS, ITEMS)).tocsr().tocoo().asformat(form)
+
 
 def config_for(model, **over):
     cfg = {"list_mode": "slate", "score_fusion": "none", "gpu_id": "", "max_history": H, "state": "ERROR"}
@@ -62,7 +69,7 @@ def test_recbole_sequence_by_hand():
     assert seq.tolist() == [[3, 4, 5, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]] and length.tolist() == [3, 5, 1]
 
 
-@pytest.mark.parametrize("name", list(REPRESENTATION_MODELS) + ["BERT4Rec", "BPR", "NeuMF"])
+@pytest.mark.parametrize("name", list(REPRESENTATION_MODELS) + ["BERT4Rec", "BPR", "NeuMF", "LightGCN"])
 def test_scores_equal_recbole_own_prediction(name):
     """score_fusion none, no fine-tuning: the reranker's score of each candidate is RecBole's own."""
     model = build(name).eval()
@@ -141,9 +148,9 @@ def test_recbole_ce_model_runs_recbole_pipeline_without_negatives():
             "gpu_id": "", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}})
 
 
-def test_graph_model_is_a_clear_error():
+def test_models_needing_item_features_are_a_clear_error():
     with pytest.raises(UserInputError, match="cannot be built as a reranker"):
-        build("LightGCN")
+        build("FDSA")
 
 
 @pytest.mark.parametrize("model", ["SASRec", "DNR_SASRec", "DNR_Caser"])
@@ -173,6 +180,11 @@ def test_pretraining_sequences_stay_in_the_training_period(slice_root, in_sessio
     prev = [i for i in range(rows[r] - 1, rows[r] - 5, -1) if i >= 0 and log_users[i] == users[r]][::-1]
     assert hist[r][hist[r] > 0].tolist() == items[prev].tolist()
     assert not allowed[starts[splits != P.TRAIN]].any()  # no valid/test slate row is a target
+    graph = ds.training_matrix("csr")  # LightGCN's graph: the training period only, binary
+    assert graph.nnz == len(set(zip(log_users[allowed].tolist(), items[allowed].tolist())))
+    held = starts[splits != P.TRAIN]
+    assert all(graph[log_users[r], items[r]] == 0 for r in held[:50]
+               if not ((log_users[allowed] == log_users[r]) & (items[allowed] == items[r])).any())
 
 
 def test_pretraining_runs_and_refuses_what_it_cannot_do(slice_root, in_session_dir):

@@ -51,6 +51,13 @@ class RequestSet:
             return self.inter[index]
         return self.inter[torch.as_tensor(index, dtype=torch.long)]
 
+    def inter_matrix(self, form="coo", value_field=None):
+        """User-item matrix ``[user_num, item_num]`` of the **training period** only (what the
+        retriever sees), for RecBole's graph models used as rerankers (LightGCN reads it)."""
+        if value_field is not None:
+            raise UserInputError("a reranker's interaction matrix has no value field (value_field must be None)")
+        return self.parent.training_matrix(form)
+
     @property
     def user_num(self):
         return self.parent.user_num
@@ -112,6 +119,20 @@ class ListDataset(Dataset):
         self.stats = blob["stats"]
         logger.info(set_color("List statistics", "pink") + f": {json.dumps(self.stats)}")
         return [RequestSet(self, Interaction(blob["splits"][name]), name) for name in SPLIT_NAMES]
+
+    def training_matrix(self, form="coo"):
+        """Binary user-item matrix of the log rows before each user's first valid/test slate."""
+        import scipy.sparse as sp
+
+        cfg = self.config
+        _, users, items, _, _ = self._log_arrays()
+        starts, splits, _ = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
+        rows = P.training_rows(users, starts, splits)
+        m = sp.coo_matrix((np.ones(int(rows.sum()), dtype=np.float64), (users[rows], items[rows])),
+                          shape=(self.user_num, self.item_num))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m.asformat(form)
 
     def _log_arrays(self):
         """The log sorted by (user, time): ``order`` (original row ids), users, items, ratings, times.

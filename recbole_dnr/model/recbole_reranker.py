@@ -9,7 +9,8 @@ RecBole's class, built from its own yaml defaults, does the encoding: the reques
 (the same history our lists carry, liked and disliked items alike, as RecBole's sequences) is
 given as RecBole's right-padded ``item_id_list [B, L]`` + ``item_length [B]`` (the last
 ``L = min(MAX_ITEM_LIST_LENGTH, max_history)`` items) and ``user_id [B]``, and each candidate is
-scored as RecBole scores an item. General models (BPR, NeuMF, ...) score from the user id.
+scored as RecBole scores an item. General models (BPR, NeuMF, LightGCN, ...) score from the user
+id; graph models see the training period's user-item graph only (``RequestSet.inter_matrix``).
 """
 
 import inspect
@@ -66,7 +67,7 @@ class RecBoleReranker(ListBackbone):
         except (AttributeError, KeyError, TypeError, NotImplementedError) as e:
             raise UserInputError(
                 f"RecBole's {name} cannot be built as a reranker ({type(e).__name__}: {e}). It needs more than "
-                f"user ids, item ids and item sequences (e.g. item features or the interaction graph); "
+                f"user ids, item ids, item sequences and the training graph (e.g. item features); "
                 f"use a sequential model such as {', '.join(REPRESENTATION_MODELS[:4])}, or BPR.") from e
         self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
         self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
