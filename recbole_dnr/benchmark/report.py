@@ -138,6 +138,10 @@ def render_markdown(spec, runs_by_dataset):
     body = [begin, ""]
     for ds, runs in runs_by_dataset.items():
         body += dataset_markdown(spec, ds, runs)
+        if spec.report.get("img_dir"):
+            png = os.path.join(spec.report["img_dir"], f"{spec.report.get('prefix', 'benchmark')}_{ds}.png")
+            rel = os.path.relpath(png, os.path.dirname(os.path.abspath(target)))
+            body += [f"![{ds}: test NDCG@6 per model, valid curves, quality vs cost]({rel})", ""]
     body.append(end)
     text = open(target).read() if os.path.isfile(target) else ""
     if begin in text and end in text:
