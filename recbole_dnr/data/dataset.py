@@ -106,6 +106,7 @@ class ListDataset(Dataset):
     # ------------------------------------------------------------------ build
     def build(self):
         logger = logging.getLogger()
+        self._check_options()
         self._log_arrays()
         path = self.cache_path()
         if self.config["list_cache"] and os.path.isfile(path):
@@ -118,7 +119,12 @@ class ListDataset(Dataset):
                 logger.info(set_color("Saved candidate lists", "green") + f": {path}")
         self.stats = blob["stats"]
         logger.info(set_color("List statistics", "pink") + f": {json.dumps(self.stats)}")
-        return [RequestSet(self, Interaction(blob["splits"][name]), name) for name in SPLIT_NAMES]
+        splits = blob["splits"]
+        if self.config["list_order"] == "shuffled":
+            splits = {name: shuffle_candidates(split, self.list_seed) for name, split in splits.items()}
+            logger.info(set_color("list_order: shuffled", "yellow") + ": candidates in a random order fixed per "
+                        "request (position carries no retriever information)")
+        return [RequestSet(self, Interaction(splits[name]), name) for name in SPLIT_NAMES]
 
     def training_matrix(self, form="coo"):
         """Binary user-item matrix of the log rows before each user's first valid/test slate."""
@@ -157,6 +163,7 @@ class ListDataset(Dataset):
     def _check_options(self):
         """Fail on a mistyped option before minutes of retriever training, not after."""
         choices = {"list_mode": ("slate", "retrieve"), "retriever_fit": ("holdout", "crossfit"),
+                   "list_order": ("retriever", "shuffled"),
                    "retriever_loader": ("fast", "recbole"),
                    "filler_sampling": ("uniform", "popularity", "retriever"), "score_norm": ("minmax", "sigmoid")}
         for key, allowed in choices.items():
@@ -168,7 +175,6 @@ class ListDataset(Dataset):
 
     def _build_lists(self):
         cfg = self.config
-        self._check_options()
         logger = logging.getLogger()
         order, users, items, ratings, _ = self._log_arrays()
         z_log = (ratings >= cfg["label_threshold"]).astype(np.int64)
@@ -284,6 +290,23 @@ class ListDataset(Dataset):
         x = RT.normalise(RT.score_pairs(user_emb, item_emb, r_users, cand), cfg["score_norm"])
         cand, x, label, slate = P.order_by_score(cand, x, label, slate)
         return {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
+
+
+def shuffle_candidates(split, list_seed):
+    """``list_order: shuffled``: each request's candidates (items, x, z, slate mask) in a random
+    order drawn from (``list_seed``, request id), so it is the same in every split, epoch and run,
+    and independent of the retriever's order. The stored lists are untouched."""
+    ids = split[REQUEST_ID].numpy()
+    n = split[SCORE].shape[1]
+    # row r of one stream's [max_id + 1, n] table, whatever the table's length: same in every split
+    table = np.random.default_rng([list_seed, 104729]).random((int(ids.max()) + 1 if len(ids) else 0, n))
+    keys = table[ids]
+    perm = torch.as_tensor(np.argsort(keys, axis=1, kind="stable"))
+    out = dict(split)
+    for key, value in split.items():
+        if value.dim() == 2 and value.shape[1] == n and key not in (HISTORY_ITEM, HISTORY_LABEL):
+            out[key] = value.gather(1, perm)
+    return out
 
 
 def _user_end(users):

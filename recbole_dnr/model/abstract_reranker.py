@@ -8,6 +8,8 @@ from history (:class:`HistoryEncoder`), the candidate tokens and the scoring hea
 (``encode_list``).
 """
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -50,12 +52,17 @@ class ScoreFeature(nn.Module):
     """How the retriever score x ``[B, n]`` enters a backbone (one module for every backbone).
 
     ``score_fusion: none``: never (the paper's score-free PRM). ``early``: x is embedded and added
-    to each candidate token before the encoder. ``late``: x is embedded and added to the encoder
-    output before the head (the DNR group's σ(W·(h + x))), so a pass with other scores x' re-runs
-    only the head. The embedding is a 1 -> ``width`` -> ``hidden`` MLP.
+    to each candidate token before the encoder (≈ the paper's "c score"). ``late``: x is embedded
+    and added to the encoder output before the head (the DNR group's σ(W·(h + x)); ≈ "+ score"), so
+    a pass with other scores x' re-runs only the head. ``weight``: x weighs the backbone's output,
+    logit = s + w·logit(x) with w = softplus(a) ≥ 0 learned (≈ "w score"): the probability's odds
+    are the backbone's odds times x's odds to the power w, so the score is monotone in x for a fixed
+    h, x = 0.5 is neutral, and the BCE-with-logits path and DNR's head-only rerun are kept. The
+    embedding is a 1 -> ``width`` -> ``hidden`` MLP. While :meth:`ignoring_x` is active every form
+    acts as ``none`` (``predict_without_score``).
     """
 
-    FUSIONS = ("none", "early", "late")
+    FUSIONS = ("none", "early", "late", "weight")
 
     def __init__(self, hidden, fusion, width=None):
         super().__init__()
@@ -63,22 +70,43 @@ class ScoreFeature(nn.Module):
             raise UserInputError(f"score_fusion must be one of {list(self.FUSIONS)}, got '{fusion}'")
         self.fusion = fusion
         width = width or hidden
-        self.proj = None if fusion == "none" else nn.Sequential(
-            nn.Linear(1, width), nn.Tanh(), nn.Linear(width, hidden))
+        self.proj = nn.Sequential(nn.Linear(1, width), nn.Tanh(), nn.Linear(width, hidden)) \
+            if fusion in ("early", "late") else None
+        # softplus(0.5413) = 1: start from the plain product of odds
+        self.weight_raw = nn.Parameter(torch.tensor(0.5413)) if fusion == "weight" else None
+        self._ignore_x = False
 
     @property
     def encoder_reads_x(self):
         """True iff the encoder output h depends on x (then a pass on x' must re-encode)."""
         return self.fusion == "early"
 
+    def _uses(self, form):
+        return self.fusion == form and not self._ignore_x
+
     def embed(self, x):
         return self.proj(x.unsqueeze(-1))
 
     def early(self, tokens, x):
-        return tokens + self.embed(x) if self.fusion == "early" else tokens
+        return tokens + self.embed(x) if self._uses("early") else tokens
 
     def late(self, h, x):
-        return h + self.embed(x) if self.fusion == "late" else h
+        return h + self.embed(x) if self._uses("late") else h
+
+    def weigh(self, logits, x):
+        """``weight`` fusion on the final logits ``[B, n]``."""
+        if not self._uses("weight"):
+            return logits
+        return logits + F.softplus(self.weight_raw) * torch.logit(x.clamp(1e-4, 1 - 1e-4))
+
+    @contextlib.contextmanager
+    def ignoring_x(self):
+        """Score as if ``score_fusion`` were ``none`` (the group code's evaluation without x)."""
+        self._ignore_x = True
+        try:
+            yield
+        finally:
+            self._ignore_x = False
 
 
 class HistoryEncoder(nn.Module):
@@ -100,9 +128,9 @@ class ListBackbone(ListRecommender):
     """A reranker DNR can wrap: ``encode(interaction, x) -> h`` then ``head_logits(h, x) -> [B, n]``.
 
     Subclasses set ``self.score_feature`` (:class:`ScoreFeature`) and implement ``encode`` and
-    ``head_logits``; x may enter only through ``score_feature``, so ``score_fusion`` means the
-    same thing for every backbone, and with late or no fusion h does not depend on x.
-    Loss L_direct = list-wise BCE against z.
+    ``score_head``; x may enter only through ``score_feature``, so ``score_fusion`` means the
+    same thing for every backbone, and unless it is ``early`` h does not depend on x.
+    Loss L_direct = list-wise BCE against z (or ``list_loss: attention_rank``).
     """
 
     is_backbone = True
@@ -111,9 +139,13 @@ class ListBackbone(ListRecommender):
         """h ``[B, n, ...]``; x ``[B, n]`` may be used only through ``score_feature.early``."""
         raise NotImplementedError
 
-    def head_logits(self, h, x):
-        """Logits ``[B, n]`` from h; x ``[B, n]`` may be used only through ``score_feature.late``."""
+    def score_head(self, h, x):
+        """Backbone-specific logits ``[B, n]`` from h; x may be used only through ``score_feature.late``."""
         raise NotImplementedError
+
+    def head_logits(self, h, x):
+        """Logits ``[B, n]`` from h (``score_head``, then the ``weight`` fusion if chosen)."""
+        return self.score_feature.weigh(self.score_head(h, x), x)
 
     def forward(self, interaction, x=None):
         """Logits of q_θ(z | x) ``[B, n]``; ``x`` defaults to the real retriever scores."""
@@ -141,8 +173,17 @@ class ListBackbone(ListRecommender):
         aux = self.aux_loss(interaction, h)
         return loss if aux is None else (loss, aux)
 
-    def predict(self, interaction):
+    def score(self, interaction):
+        """Evaluation scores ``[B, n]`` (the logits; PIER overrides it)."""
         return self.forward(interaction)
+
+    def predict(self, interaction):
+        """``score``; with ``predict_without_score: True`` as if x were never given (the DNR group
+        code's evaluation, a reported variant, not a default)."""
+        if self.config["predict_without_score"]:
+            with self.score_feature.ignoring_x():
+                return self.score(interaction)
+        return self.score(interaction)
 
 
 def attention_rank_loss(logits, z):
@@ -189,6 +230,6 @@ class NeuralReranker(ListBackbone):
             tokens = tokens + self.position_embedding(torch.arange(items.shape[1], device=items.device))
         return self.encode_list(self.dropout(self.score_feature.early(tokens, x)))
 
-    def head_logits(self, h, x):
+    def score_head(self, h, x):
         """Logits ``[B, n]`` from h ``[B, n, D]``; x ``[B, n]`` is used here only with late fusion."""
         return self.head(self.score_feature.late(h, x)).squeeze(-1)

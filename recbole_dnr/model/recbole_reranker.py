@@ -112,7 +112,7 @@ class RecBoleReranker(ListBackbone):
         e = self.score_feature.early(self.model.item_embedding(items), x)
         return u.unsqueeze(1) * e
 
-    def head_logits(self, h, x):
+    def score_head(self, h, x):
         return self.score_feature.late(h, x).sum(-1)
 
 

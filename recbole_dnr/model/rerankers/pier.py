@@ -100,7 +100,7 @@ class PIER(PRM):
     def _propose(self, interaction, h):
         x = interaction[SCORE]
         g = self.score_feature.late(h, x)  # what the head reads: the evaluator sees x the same way
-        s = self.head(g).squeeze(-1)
+        s = self.head_logits(h, x)
         idx = self.permutations(s.detach())
         slots = self.slots(g, idx)
         e = self.perm_proj(slots.flatten(2))
@@ -133,7 +133,7 @@ class PIER(PRM):
         best = keep.gather(1, value.argmax(1, keepdim=True)).squeeze(1)
         return s, idx[rows.squeeze(1), best]
 
-    def predict(self, interaction):
+    def score(self, interaction):
         s, perm = self.choose(interaction)
         lead = s.max(1, keepdim=True).values + torch.arange(self.k, 0, -1, device=s.device, dtype=s.dtype)
         return s.scatter(1, perm, lead)

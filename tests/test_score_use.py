@@ -1,0 +1,76 @@
+"""How a backbone may use the retriever score x: list_order shuffled, score_fusion weight,
+predict_without_score (issue 8's options, shared by every backbone)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from recbole.data.interaction import Interaction
+
+from recbole_dnr.data.dataset import HISTORY_ITEM, LABEL, REQUEST_ID, SCORE, SLATE_MASK, shuffle_candidates
+from recbole_dnr.model.abstract_reranker import ScoreFeature
+from recbole_dnr.utils import get_model
+
+from test_dnr import B, N, FakeDataset, make_batch, make_config
+from test_rerankers import BACKBONES, build
+
+
+def split(n_req=6, n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"item_id": torch.randint(1, 99, (n_req, n), generator=g), SCORE: torch.rand(n_req, n, generator=g),
+            LABEL: (torch.rand(n_req, n, generator=g) > 0.6).float(), SLATE_MASK: torch.rand(n_req, n) > 0.5,
+            HISTORY_ITEM: torch.randint(0, 99, (n_req, n), generator=g),  # same width as the lists on purpose
+            REQUEST_ID: torch.tensor([4, 0, 9, 2, 7, 5]), "user_id": torch.arange(n_req)}
+
+
+def test_shuffled_lists_keep_each_candidate_with_its_x_and_z():
+    s = split()
+    out = shuffle_candidates(s, list_seed=3)
+    assert torch.equal(out[HISTORY_ITEM], s[HISTORY_ITEM]) and torch.equal(out[REQUEST_ID], s[REQUEST_ID])
+    for r in range(6):
+        before = sorted(zip(s["item_id"][r].tolist(), s[SCORE][r].tolist(), s[LABEL][r].tolist(),
+                            s[SLATE_MASK][r].tolist()))
+        after = sorted(zip(out["item_id"][r].tolist(), out[SCORE][r].tolist(), out[LABEL][r].tolist(),
+                           out[SLATE_MASK][r].tolist()))
+        assert before == after
+    assert not torch.equal(out["item_id"], s["item_id"])
+    again = shuffle_candidates(s, list_seed=3)
+    assert torch.equal(again["item_id"], out["item_id"])  # fixed across epochs and runs
+    # the order depends on the request id only: the same request in another split, same permutation
+    sub = {k: v[2:4] for k, v in s.items()}
+    assert torch.equal(shuffle_candidates(sub, 3)["item_id"], out["item_id"][2:4])
+    assert not torch.equal(shuffle_candidates(s, list_seed=4)["item_id"], out["item_id"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.floats(-5, 5), x1=st.floats(0, 1), x2=st.floats(0, 1))
+def test_weight_fusion_is_monotone_in_x(h, x1, x2):
+    sf = ScoreFeature(4, "weight")
+    with torch.no_grad():
+        sf.weight_raw.fill_(0.3)
+        lo, hi = sorted([x1, x2])
+        logits = torch.full((1, 2), h)
+        out = sf.weigh(logits, torch.tensor([[lo, hi]]))
+    assert out[0, 0] <= out[0, 1]
+    assert sf.weigh(torch.tensor([[h]]), torch.tensor([[0.5]])).item() == pytest.approx(h, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("fusion", ["early", "late", "weight"])
+def test_predict_without_score_ignores_x(name, fusion):
+    model = build(name, score_fusion=fusion, predict_without_score=True).eval()
+    batch = make_batch()
+    other = Interaction({**batch.interaction, SCORE: torch.rand(B, N)})
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(other), model.predict(batch))
+        assert not torch.allclose(model(other), model(batch))  # training still reads x
+    assert model.score_feature._ignore_x is False
+
+
+def test_weight_fusion_backbones_train():
+    for name in ("PRM", "DLCM"):
+        model = get_model(name)(make_config(score_fusion="weight"), FakeDataset())
+        loss = model.calculate_loss(make_batch())
+        loss.backward()
+        assert model.score_feature.weight_raw.grad is not None
