@@ -29,7 +29,7 @@ def make_config(**over):
         "n_layers": 1, "n_heads": 2, "inner_size": 16, "noise": "gaussian", "noise_squash": "clamp",
         "lambda_c": 0.4, "lambda_m": 0.5, "lambda_adv": 1.0, "lambda_x": 1.0, "kl_bins": 10,
         "generator_hidden_size": 8, "backbone": None, "fast_path": True, "attn_dropout_prob": 0.0,
-        "list_loss": "bce", "predict_without_score": False,
+        "list_loss": "bce", "predict_without_score": False, "generator_form": "residual",
     }
     cfg.update(over)
     return cfg
@@ -250,3 +250,37 @@ def test_phi_step_reuses_the_encoder_output_under_late_fusion():
     early.train()
     early.calculate_loss(batch)
     assert early._encoded is None  # early fusion: x' changes the encoder input, nothing to reuse
+
+
+@pytest.mark.parametrize("form", ["residual", "direct", "conditioned"])
+def test_generator_forms(form):
+    """direct outputs x' in [0, 1] itself; residual and conditioned start equal to the heuristic
+    noise; conditioned reads the backbone's candidate states; every form trains φ only."""
+    model = dnr(generator_form=form)
+    model.phase = LEARNED
+    batch = make_batch()
+    h = model.backbone.encode(batch, batch[SCORE]).detach()
+    torch.manual_seed(5)
+    x_syn = model.synthetic_scores(batch, h)
+    assert x_syn.shape == (B, N) and x_syn.min() >= 0 and x_syn.max() <= 1
+    torch.manual_seed(5)
+    model.phase = "heuristic"
+    heuristic = model.synthetic_scores(batch, h)
+    model.phase = LEARNED
+    if form == "direct":
+        assert not torch.allclose(x_syn, heuristic)
+    else:
+        torch.testing.assert_close(x_syn, heuristic)
+    if form == "conditioned":
+        with torch.no_grad():
+            model.generator.mlp[-1].weight.fill_(0.1)
+        u = torch.randn(B, N)
+        assert not torch.allclose(model.synthetic_scores(batch, h, u), model.synthetic_scores(batch, h * 2, u))
+    loss = model.generator_loss(batch)
+    loss.backward(inputs=list(model.phi_parameters()))
+    assert all(p.grad is None for p in model.theta_parameters())
+
+
+def test_unknown_generator_form_is_a_clear_error():
+    with pytest.raises(ValueError, match="generator_form"):
+        dnr(generator_form="magic")

@@ -134,6 +134,7 @@ class ListBackbone(ListRecommender):
     """
 
     is_backbone = True
+    h_dim = None  # width of h's last axis (read by DNR's conditioned generator); set by subclasses
 
     def encode(self, interaction, x):
         """h ``[B, n, ...]``; x ``[B, n]`` may be used only through ``score_feature.early``."""
@@ -208,7 +209,7 @@ class NeuralReranker(ListBackbone):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         d = config["hidden_size"]
-        self.hidden_size = d
+        self.hidden_size = self.h_dim = d
         self.n_candidates = config["candidate_num"]
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.n_candidates, d) if self.uses_position else None

@@ -6,6 +6,8 @@ the backbone's forward on the real x and inference costs exactly the backbone's.
 Symbol-to-code map: docs/method.md.
 """
 
+import torch
+
 from recbole_dnr.data.dataset import LABEL, SCORE
 from recbole_dnr.model.abstract_reranker import ListRecommender
 from recbole_dnr.model.noise import LearnedNoise, base_noise, score_kl, synthesize
@@ -38,9 +40,10 @@ class DNR(ListRecommender):
         self.lambda_adv = config["lambda_adv"]
         self.lambda_x = config["lambda_x"]
         self.kl_bins = config["kl_bins"]
-        self.generator = LearnedNoise(config["generator_hidden_size"])
+        self.generator_form = config["generator_form"]
+        self.generator = LearnedNoise(config["generator_hidden_size"], self.generator_form,
+                                      cond_dim=self.backbone.h_dim)
         self.phase = HEURISTIC
-        self._h = None  # h of the last θ pass, for the backbone's aux_loss
         self._encoded = None  # (batch, h.detach()) of the last θ step, reused by the φ step (late/no fusion)
 
     def theta_parameters(self):
@@ -49,24 +52,26 @@ class DNR(ListRecommender):
     def phi_parameters(self):
         return self.generator.parameters()
 
-    def synthetic_scores(self, interaction):
-        """x' ``[B, n]`` from p_φ(x' | z) under the current phase (differentiable in φ)."""
+    def synthetic_scores(self, interaction, h=None, u=None):
+        """x' ``[B, n]`` from p_φ(x' | z) under the current phase (differentiable in φ); h (the
+        backbone's encoder output) is read only by the ``conditioned`` generator, detached; u is
+        the base noise (drawn here if not given)."""
         z, x = interaction[LABEL], interaction[SCORE]
-        u = base_noise(self.noise, z)
-        eps = self.generator(u, z, x) if self.phase == LEARNED else u
-        return synthesize(z, eps, self.lambda_c, self.noise_squash)
+        u = base_noise(self.noise, z) if u is None else u
+        if self.phase != LEARNED:
+            return synthesize(z, u, self.lambda_c, self.noise_squash)
+        cond = h.detach() if self.generator_form == "conditioned" else None
+        out = self.generator(u, z, x, cond)
+        return out if self.generator_form == "direct" else synthesize(z, out, self.lambda_c, self.noise_squash)
 
-    def real_and_synthetic_logits(self, interaction, x_syn):
-        """Logits on x and on x'. Unless the encoder reads x (early fusion), it runs once and only
-        the head reruns."""
+    def real_and_synthetic_logits(self, interaction, h, x_syn):
+        """Logits on x and on x' from h = encode(x). Unless the encoder reads x (early fusion),
+        only the head reruns on x'."""
         bb = self.backbone
-        x = interaction[SCORE]
-        h = bb.encode(interaction, x)
         late = not bb.score_feature.encoder_reads_x
         self._encoded = (interaction, h.detach()) if late and self.training else None
-        self._h = h
         h_syn = h if late else bb.encode(interaction, x_syn)
-        return bb.head_logits(h, x), bb.head_logits(h_syn, x_syn)
+        return bb.head_logits(h, interaction[SCORE]), bb.head_logits(h_syn, x_syn)
 
     def _logits_on(self, interaction, x_syn):
         """q_θ logits on x'. Unless the encoder reads x, its output does not depend on x', so the φ
@@ -82,16 +87,24 @@ class DNR(ListRecommender):
         z = interaction[LABEL]
         if self.lambda_m == 0:
             return self.backbone.calculate_loss(interaction)
-        real, syn = self.real_and_synthetic_logits(interaction, self.synthetic_scores(interaction).detach())
+        u = base_noise(self.noise, z)  # drawn before the encoder's dropout: the random stream of before
+        h = self.backbone.encode(interaction, interaction[SCORE])
+        x_syn = self.synthetic_scores(interaction, h, u).detach()
+        real, syn = self.real_and_synthetic_logits(interaction, h, x_syn)
         losses = (self.backbone.list_loss(real, z), self.lambda_m * self.backbone.list_loss(syn, z))
-        aux = self.backbone.aux_loss(interaction, self._h)
-        self._h = None
+        aux = self.backbone.aux_loss(interaction, h)
         return losses if aux is None else losses + (aux,)
 
     def generator_loss(self, interaction):
         """λ_adv L_adv + λ_x L_x; L_adv = log q_θ(z | x') = -BCE (minimised over φ; θ is not stepped)."""
         z, x = interaction[LABEL], interaction[SCORE]
-        x_syn = self.synthetic_scores(interaction)
+        h = None
+        if self.generator_form == "conditioned":
+            h = self._encoded[1] if self._encoded is not None and self._encoded[0] is interaction else None
+            if h is None:
+                with torch.no_grad():
+                    h = self.backbone.encode(interaction, x)
+        x_syn = self.synthetic_scores(interaction, h)
         l_adv = -self.backbone.list_loss(self._logits_on(interaction, x_syn), z)
         l_x = score_kl(x_syn, x, self.kl_bins)
         return self.lambda_adv * l_adv + self.lambda_x * l_x

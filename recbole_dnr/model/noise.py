@@ -2,7 +2,7 @@
 
 Synthetic scores x' = squash((1 - λ_c) z + λ_c ε), ε from a heuristic base noise u
 (``gaussian``: N(0, 1); ``beta``: Beta(0.5, 0.5)) or from the learned generator
-ε = u + f_φ(u, z, list statistics of x). ``squash`` keeps x' in [0, 1] like x:
+ε = u + f_φ(u, z, list statistics of x) (or its ``direct``/``conditioned`` forms, :class:`LearnedNoise`). ``squash`` keeps x' in [0, 1] like x:
 ``clamp`` (default) or ``minmax`` per list (the DNR group's code).
 """
 
@@ -33,24 +33,42 @@ def synthesize(z, eps, lambda_c, squash="clamp"):
     raise UserInputError(f"noise_squash must be 'clamp' or 'minmax', got '{squash}'")
 
 
+GENERATOR_FORMS = ("residual", "direct", "conditioned")
+
+
 class LearnedNoise(nn.Module):
-    """f_φ: 2-layer MLP over [u, z, mean_list(x), std_list(x)] -> residual on u; ε = u + f_φ ``[B, n]``.
+    """f_φ, a 2-layer MLP over [u, z, mean_list(x), std_list(x)] ``[B, n, 4]`` (+ a projection of
+    the backbone's candidate state h ``[B, n, D]`` for ``conditioned``). ``generator_form``:
+
+    - ``residual`` (ours): ε = u + f_φ, then x' = squash((1 - λ_c) z + λ_c ε). The last layer
+      starts at zero, so at the phase switch the learned generator equals the heuristic one.
+    - ``direct`` (the paper: "λ_c set directly to 1"): x' = σ(f_φ) ∈ [0, 1] is the output itself.
+    - ``conditioned`` (the DNR group's commented-out generator): ε = u + f_φ(..., W h_i), noise
+      that depends on the candidate's and the user's hidden state (h holds both); zero-started.
 
     The list statistics of the real x let the generator calibrate x' to each list's score range.
-    The last layer starts at zero, so at the phase switch the learned generator equals the
-    heuristic one and training continues smoothly.
     """
 
-    def __init__(self, hidden):
+    def __init__(self, hidden, form="residual", cond_dim=0, cond_hidden=8):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        if form not in GENERATOR_FORMS:
+            raise UserInputError(f"generator_form must be one of {list(GENERATOR_FORMS)}, got '{form}'")
+        self.form = form
+        self.cond = nn.Linear(cond_dim, cond_hidden) if form == "conditioned" else None
+        width = 4 + (cond_hidden if self.cond is not None else 0)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        if form != "direct":
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, u, z, x):
+    def forward(self, u, z, x, h=None):
+        """ε ``[B, n]`` (residual, conditioned) or x' ``[B, n]`` in [0, 1] (direct)."""
         stats = torch.stack([x.mean(1), x.std(1)], -1).unsqueeze(1).expand(-1, x.shape[1], -1)
-        inp = torch.cat([u.unsqueeze(-1), z.unsqueeze(-1), stats], -1)
-        return u + self.mlp(inp).squeeze(-1)
+        parts = [u.unsqueeze(-1), z.unsqueeze(-1), stats]
+        if self.cond is not None:
+            parts.append(self.cond(h))
+        out = self.mlp(torch.cat(parts, -1)).squeeze(-1)
+        return torch.sigmoid(out) if self.form == "direct" else u + out
 
 
 def soft_histogram(values, bins=20, bandwidth=None):

@@ -75,7 +75,7 @@ class RecBoleReranker(ListBackbone):
         self.representation = name in REPRESENTATION_MODELS
         if self.representation:
             self._forward_args = [_SEQ_ARGS[p] for p in inspect.signature(self.model.forward).parameters]
-            d = self.model.item_embedding.embedding_dim
+            d = self.h_dim = self.model.item_embedding.embedding_dim
             self.score_feature = ScoreFeature(d, fusion)
         else:
             if fusion == "early":
@@ -83,6 +83,7 @@ class RecBoleReranker(ListBackbone):
                     f"score_fusion: early needs the candidate embeddings the model scores against; RecBole's "
                     f"{name} is scored through its own predict, so use score_fusion: late or none "
                     f"(early works for {', '.join(REPRESENTATION_MODELS)}).")
+            self.h_dim = 1
             self.score_feature = ScoreFeature(1, fusion, width=config["hidden_size"])
             overridden = type(self.model).full_sort_predict is not AbstractRecommender.full_sort_predict
             self._full_sort = overridden
