@@ -76,7 +76,7 @@ def run_one(args, variant, seed):
     test_result = trainer.evaluate(test, load_best_model=True)
     out = trainer.last_eval
     per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
-    # the same predictions scored on the 6 exposed slate items only (the paper's easier scope)
+    # the same predictions scored on the 6 exposed slate items only (a diagnostic scope)
     slate_eval = ListEvaluator(config, scope="slate") if config["list_mode"] == "slate" else None
     slate = {}
     if slate_eval is not None:

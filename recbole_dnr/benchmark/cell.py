@@ -76,7 +76,7 @@ def run_cell(settings, config_files=None, label=""):
     out = trainer.last_eval
     per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
     slate, slate_per_list = {}, {}
-    if config["list_mode"] == "slate":  # the same predictions ranked within the exposed slate (the paper's scope)
+    if config["list_mode"] == "slate":  # the same predictions ranked within the exposed slate (a diagnostic scope)
         slate_eval = ListEvaluator(config, scope="slate")
         slate["test"] = dict(slate_eval.evaluate(out["scores"], out[LABEL], out[SLATE_MASK]))
         slate_per_list = slate_eval.per_list(out["scores"], out[LABEL], out[SLATE_MASK])

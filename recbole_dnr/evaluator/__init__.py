@@ -27,7 +27,7 @@ class ListEvaluator:
     """RecBole-style evaluator for rerankers: ``metrics`` and ``topk`` come from the config.
 
     ``eval_scope: candidates`` scores the whole candidate list (default); ``slate`` scores only
-    the exposed slate items (the DNR group's draft evaluator), for comparison with the paper.
+    the exposed slate items (a diagnostic: the DNR group's draft evaluator ranks all candidates, docs/metrics.md).
     """
 
     def __init__(self, config, scope=None):
