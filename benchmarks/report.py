@@ -79,7 +79,7 @@ def report(paths, baseline, metric):
     scoped = {v: [r for r in rs if r.get("slate_scope")] for v, rs in by_variant.items()}
     if any(scoped.values()):
         out += ["**test, `eval_scope: slate`** (the same predictions ranked within the 6 exposed items "
-                "only, the DNR paper's scope; H@6 is 1 there by construction)", "",
+                "only, a diagnostic scope, not the DNR group's evaluator's (docs/metrics.md); H@6 is 1 there by construction)", "",
                 "| variant | seeds | " + " | ".join(METRICS[1:]) + " |", "|---|---|" + "---|" * (len(METRICS) - 1)]
         for v, rs in scoped.items():
             if rs:
