@@ -3,6 +3,7 @@ reported without losing the others, finished cells are not recomputed, results.c
 markdown block are written; bad grid files are clear errors before any work."""
 
 import csv
+import json
 import os
 
 import pytest
@@ -19,6 +20,7 @@ def grid_file(tmp_path, slice_root, models, **extra):
     settings = smoke_config(slice_root, epochs=1)
     settings.pop("dataset")
     settings["checkpoint_dir"] = os.path.abspath("saved")  # the smoke runs' list cache
+    settings["probe_sigmas"] = [0, 0.4]
     spec = {"out": str(tmp_path / "out"), "datasets": {SLICE: settings},
             "variants": {"Broken": {"model": "PRM", "n_heads": 5}},  # 32-d cannot split into 5 heads
             "grids": [{"datasets": [SLICE], "models": models, "seeds": [1]}],
@@ -41,6 +43,11 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     assert {(r["variant"], r["split"]) for r in rows} >= {("Retriever", "test"), ("PRM", "valid"), ("PRM", "test")}
     prm = next(r for r in rows if r["variant"] == "PRM" and r["split"] == "test")
     assert 0 < float(prm["ndcg@6"]) <= 1 and prm["epochs_run"] == "1" and float(prm["peak_rss_mb"]) > 0
+    with open(spec.cell_path(spec.cells[2])) as f:
+        rec = json.load(f)
+    probe = rec["score_corruption"]
+    assert probe["0"]["ndcg@6"] == rec["test"]["ndcg@6"]  # σ = 0: the stored x, the same metrics
+    assert probe["0.4"]["ndcg@6"] != rec["test"]["ndcg@6"]
     md = (tmp_path / "bench.md").read_text()
     assert "<!-- BEGIN t" in md and "| PRM | 1 |" in md
     capsys.readouterr()

@@ -74,3 +74,19 @@ def test_weight_fusion_backbones_train():
         loss = model.calculate_loss(make_batch())
         loss.backward()
         assert model.score_feature.weight_raw.grad is not None
+
+
+def test_corruption_probe_noise_and_stored_lists_untouched():
+    from recbole_dnr.benchmark.probe import corrupt_scores, with_scores
+    from recbole_dnr.data.dataset import RequestSet
+
+    x = torch.rand(4, 6)
+    assert torch.equal(corrupt_scores(x, 0, torch.Generator().manual_seed(0)), x)
+    y = corrupt_scores(x, 0.4, torch.Generator().manual_seed(0))
+    assert y.min() >= 0 and y.max() <= 1 and not torch.allclose(y, x)
+    assert torch.equal(y, corrupt_scores(x, 0.4, torch.Generator().manual_seed(0)))  # same lists for every model
+    stored = Interaction({SCORE: x.clone(), "item_id": torch.arange(24).view(4, 6)})
+    split = RequestSet(type("P", (), {"uid_field": "user_id", "iid_field": "item_id"})(), stored, "test")
+    probed = with_scores(split, y)
+    assert torch.equal(probed.inter[SCORE], y) and torch.equal(split.inter[SCORE], x)
+    assert torch.equal(probed.inter["item_id"], split.inter["item_id"])

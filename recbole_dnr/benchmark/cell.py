@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from recbole_dnr.benchmark.probe import score_corruption_probe
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.quick_start import build
@@ -80,13 +81,16 @@ def run_cell(settings, config_files=None, label=""):
         slate_eval = ListEvaluator(config, scope="slate")
         slate["test"] = dict(slate_eval.evaluate(out["scores"], out[LABEL], out[SLATE_MASK]))
         slate_per_list = slate_eval.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
+    probe = {}
+    if config["probe_sigmas"]:  # after the test evaluation, on the selected checkpoint's weights
+        probe = score_corruption_probe(config, trainer, test, config["probe_sigmas"], ds.list_seed)
     infer = inference_seconds_per_list(trainer, test)
     best_epoch = int(np.argmax(curve)) + 1 if curve else 0
     record = {
         "dataset": config["dataset"], "model": config["model"], "seed": config["seed"],
         "valid": {k: float(v) for k, v in (best_valid or {}).items()},
         "test": {k: float(v) for k, v in test_result.items()},
-        "slate_scope": slate, "valid_curve": curve, "best_epoch": best_epoch,
+        "slate_scope": slate, "score_corruption": probe, "valid_curve": curve, "best_epoch": best_epoch,
         "epochs_run": len(epoch_times), "epoch_cap": config["epochs"],
         "hit_epoch_cap": bool(config["epochs"]) and len(epoch_times) >= config["epochs"],
         "train_sec_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0, "epoch_times": epoch_times,
