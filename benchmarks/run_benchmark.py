@@ -1,5 +1,9 @@
 """Benchmark variants x seeds on one dataset, in one process (so cost ratios share one machine state).
 
+Superseded for new grids by ``python -m recbole_dnr.benchmark --config <grid.yaml>`` (resumable,
+one process per cell); kept because the result files of the sections before the model zoo in
+docs/benchmarks.md were written by it.
+
 Each variant is a yaml file in properties/experiments/ (e.g. PRM, DNR-G, DNR-B, the ablations).
 For every run it records valid/test metrics (early stopping on the valid split), epochs run,
 training seconds per epoch, inference seconds per list (best of 3 passes over the test lists),
@@ -16,7 +20,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 import torch
@@ -25,9 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK  # noqa: E402
-from recbole_dnr.evaluator import ListEvaluator  # noqa: E402
-from recbole_dnr.quick_start import build  # noqa: E402
+from recbole_dnr.benchmark.cell import run_cell  # noqa: E402
 
 
 def variant_file(name):
@@ -45,63 +46,16 @@ def parse_value(text):
         return text
 
 
-def inference_seconds_per_list(trainer, data, repeats=3):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = trainer.predict_lists(data)
-        best = min(best, time.perf_counter() - start)
-    return best / len(out["scores"])
-
-
 def run_one(args, variant, seed):
+    """One run through the benchmark command's cell runner (recbole_dnr/benchmark/cell.py), in this process."""
     files = [variant_file(variant)] + (args.config_files or [])
     config_dict = {"dataset": args.dataset, "seed": seed, "show_progress": False}
     if args.data_path:
         config_dict["data_path"] = args.data_path
     config_dict.update({k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set or [])})
-    started = time.perf_counter()
-    config, ds, (train, valid, test), model, trainer = build(config_file_list=files, config_dict=config_dict)
-    epoch_times = []
-    train_epoch = trainer._train_epoch
-
-    def timed(*a, **kw):
-        t0 = time.perf_counter()
-        out = train_epoch(*a, **kw)
-        epoch_times.append(time.perf_counter() - t0)
-        return out
-
-    trainer._train_epoch = timed
-    best_score, best_valid = trainer.fit(train, valid, saved=True, show_progress=False)
-    test_result = trainer.evaluate(test, load_best_model=True)
-    out = trainer.last_eval
-    per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
-    # the same predictions scored on the 6 exposed slate items only (a diagnostic scope)
-    slate_eval = ListEvaluator(config, scope="slate") if config["list_mode"] == "slate" else None
-    slate = {}
-    if slate_eval is not None:
-        slate["test"] = dict(slate_eval.evaluate(out["scores"], out[LABEL], out[SLATE_MASK]))
-        slate_per_list = slate_eval.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
-        trainer.evaluate(valid, load_best_model=False)
-        v = trainer.last_eval
-        slate["valid"] = dict(slate_eval.evaluate(v["scores"], v[LABEL], v[SLATE_MASK]))
-    infer = inference_seconds_per_list(trainer, test)
-    record = {
-        "variant": variant, "model": config["model"], "seed": seed, "dataset": args.dataset,
-        "valid": dict(best_valid or {}), "test": dict(test_result),
-        "epochs_run": len(epoch_times), "train_sec_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0,
-        "epoch_times": epoch_times, "infer_sec_per_list": infer, "wall_sec": time.perf_counter() - started,
-        "test_lists": len(out["scores"]), "list_stats": ds.stats, "slate_scope": slate,
-        "config": {k: config[k] for k in ("learning_rate", "hidden_size", "epochs", "stopping_step", "train_batch_size",
-                                          "score_fusion", "lambda_c", "lambda_m", "lambda_e", "noise",
-                                          "use_learned_generator", "lambda_adv", "lambda_x") if k in config},
-    }
-    arrays = {"request_id": out[REQUEST_ID].numpy()}
-    for key, (values, defined) in per_list.items():
-        arrays[key] = np.where(defined.numpy(), values.numpy(), np.nan)
-    if slate_eval is not None:
-        for key, (values, defined) in slate_per_list.items():
-            arrays["slate_" + key] = np.where(defined.numpy(), values.numpy(), np.nan)
+    record, arrays = run_cell(config_dict, files, label=f"[{variant} seed {seed}]")
+    record["variant"] = variant
+    record["infer_sec_per_list"] = record["infer_us_per_list"] / 1e6  # the key report.py reads
     return record, arrays
 
 
