@@ -66,3 +66,11 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], colour="red"))
     spec = load_spec(grid_file(tmp_path, slice_root, ["SASRec", "DNR_GRU4Rec"]))
     assert spec.variants["SASRec"] == {"model": "RecBoleReranker", "recbole_model": "SASRec"}
+    two = [{"datasets": [SLICE], "models": ["PRM"], "seeds": [1]},
+           {"datasets": [SLICE], "models": ["PRM"], "seeds": [1], "set": {"retriever_fit": "holdout"}}]
+    with pytest.raises(UserInputError, match="no suffix"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], grids=two))
+    two[1]["suffix"] = "@holdout"
+    spec = load_spec(grid_file(tmp_path, slice_root, ["PRM"], grids=two))
+    assert [c.variant for c in spec.cells] == ["PRM", "PRM@holdout"]
+    assert spec.variants["PRM@holdout"] == {"model": "PRM", "retriever_fit": "holdout"}

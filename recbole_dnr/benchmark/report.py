@@ -113,8 +113,9 @@ def dataset_markdown(spec, dataset, runs):
                      f"{np.mean([r['infer_us_per_list'] for r in rs]):.1f} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
     lines += ["", "`*` = stopped by the epoch cap, not by early stopping.", ""]
     pairs = [(v, backbone_variant(v, by_variant)) for v in by_variant if backbone_variant(v, by_variant)]
+    pairs += [(a, b) for a, b in spec.report.get("pairs", []) if a in by_variant and b in by_variant]
     if pairs:
-        lines += ["**Paired tests, DNR_X − X** (test NDCG@6)", "",
+        lines += ["**Paired tests, A − B** (test NDCG@6; DNR_X against X, and the pairs the grid file lists)", "",
                   "| pair | Δ over requests | t p | Wilcoxon p | Δ per seed | t p (seeds) |", "|---|---|---|---|---|---|"]
         for v, b in pairs:
             p = paired(by_variant[v], by_variant[b])

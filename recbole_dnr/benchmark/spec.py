@@ -11,6 +11,7 @@ Example (benchmarks/zoo.yaml)::
       PRM-none: {model: PRM, score_fusion: none}   # a file in properties/experiments/
     grids:                                 # each: datasets × models × seeds
       - {datasets: [ml-100k], models: [Retriever, PRM, DNR_PRM, SASRec], seeds: [2020, 2021, 2022]}
+      - {datasets: [ml-100k], models: [PRM, DNR_PRM], seeds: [2020], set: {retriever_fit: holdout}, suffix: "@holdout"}
 
 A cell is (dataset, variant, seed). Cells are validated here, before any training.
 """
@@ -112,13 +113,20 @@ def load_spec(path):
         missing = {"datasets", "models", "seeds"} - set(grid)
         if missing:
             raise UserInputError(f"{path}: grids[{g}] lacks {sorted(missing)}")
+        extra = set(grid) - {"datasets", "models", "seeds", "set", "suffix"}
+        if extra:
+            raise UserInputError(f"{path}: grids[{g}] has unknown keys {sorted(extra)}; allowed: datasets, models, "
+                                 f"seeds, set (settings for this grid's cells), suffix (added to their variant names)")
+        if grid.get("set") and not grid.get("suffix"):
+            raise UserInputError(f"{path}: grids[{g}] has set: but no suffix: its cells need their own variant names")
+        suffix = grid.get("suffix", "")
         for name in grid["models"]:
-            if name not in variants:
-                variants[name] = resolve_variant(name, named)
+            if name + suffix not in variants:
+                variants[name + suffix] = {**resolve_variant(name, named), **(grid.get("set") or {})}
         for ds in grid["datasets"]:
             for seed in grid["seeds"]:  # seed-major: a partly run grid already compares every model
                 for name in grid["models"]:
-                    cell = Cell(ds, name, int(seed))
+                    cell = Cell(ds, name + suffix, int(seed))
                     if cell not in cells:
                         cells.append(cell)
     out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
