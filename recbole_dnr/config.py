@@ -101,6 +101,13 @@ class Config(RecBoleConfig):
         if self.final_config_dict.get("MODEL_TYPE") != ModelType.RERANK:
             self._recbole_ce_negatives()
             return super()._set_default_parameters()
+        weak = self.final_config_dict.get("probe_weak_retriever")
+        if weak:
+            from recbole_dnr.data.retriever import RETRIEVER_KEYS
+
+            if not isinstance(weak, dict) or set(weak) - set(RETRIEVER_KEYS):
+                raise UserInputError(f"probe_weak_retriever must be a dict of retriever settings "
+                                     f"({sorted(RETRIEVER_KEYS)}), e.g. {{retriever_embedding_size: 8}}; got {weak}")
         wrapped = self.wrapped_recbole_model(self.model_class)
         if wrapped:
             cfg = self.final_config_dict

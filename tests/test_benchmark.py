@@ -21,6 +21,7 @@ def grid_file(tmp_path, slice_root, models, **extra):
     settings.pop("dataset")
     settings["checkpoint_dir"] = os.path.abspath("saved")  # the smoke runs' list cache
     settings["probe_sigmas"] = [0, 0.4]
+    settings["probe_weak_retriever"] = {"retriever_embedding_size": 4, "retriever_epochs": 1}
     spec = {"out": str(tmp_path / "out"), "datasets": {SLICE: settings},
             "variants": {"Broken": {"model": "PRM", "n_heads": 5}},  # 32-d cannot split into 5 heads
             "grids": [{"datasets": [SLICE], "models": models, "seeds": [1]}],
@@ -48,6 +49,8 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     probe = rec["score_corruption"]
     assert probe["0"]["ndcg@6"] == rec["test"]["ndcg@6"]  # σ = 0: the stored x, the same metrics
     assert probe["0.4"]["ndcg@6"] != rec["test"]["ndcg@6"]
+    assert 0 < probe["weak_retriever"]["ndcg@6"] <= 1 and probe["weak_retriever"] != rec["test"]
+    assert any(f.endswith(".pth") and "-weak-" in f for f in os.listdir(os.path.join("saved", "lists")))
     md = (tmp_path / "bench.md").read_text()
     assert "<!-- BEGIN t" in md and "| PRM | 1 |" in md
     capsys.readouterr()

@@ -90,3 +90,14 @@ def test_corruption_probe_noise_and_stored_lists_untouched():
     probed = with_scores(split, y)
     assert torch.equal(probed.inter[SCORE], y) and torch.equal(split.inter[SCORE], x)
     assert torch.equal(probed.inter["item_id"], split.inter["item_id"])
+
+
+def test_weak_retriever_probe_settings_are_checked_before_any_work():
+    from recbole_dnr.config import Config
+    from recbole_dnr.utils import UserInputError
+
+    with pytest.raises(UserInputError, match="probe_weak_retriever"):
+        Config(model="PRM", dataset="ml-100k", config_dict={"gpu_id": "", "probe_weak_retriever": {"depth": 2}})
+    ok = Config(model="PRM", dataset="ml-100k", config_dict={"gpu_id": "",
+                                                             "probe_weak_retriever": {"retriever_epochs": 2}})
+    assert ok["probe_weak_retriever"] == {"retriever_epochs": 2}

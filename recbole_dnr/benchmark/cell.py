@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from recbole_dnr.benchmark.probe import score_corruption_probe
+from recbole_dnr.benchmark.probe import score_corruption_probe, weak_retriever_probe
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.quick_start import build
@@ -84,6 +84,8 @@ def run_cell(settings, config_files=None, label=""):
     probe = {}
     if config["probe_sigmas"]:  # after the test evaluation, on the selected checkpoint's weights
         probe = score_corruption_probe(config, trainer, test, config["probe_sigmas"], ds.list_seed)
+    if config["probe_weak_retriever"]:
+        probe["weak_retriever"] = weak_retriever_probe(config, trainer, test, dict(config["probe_weak_retriever"]))
     infer = inference_seconds_per_list(trainer, test)
     best_epoch = int(np.argmax(curve)) + 1 if curve else 0
     record = {

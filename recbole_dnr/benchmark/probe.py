@@ -1,10 +1,19 @@
 """Test-time robustness probe (issue 8; the DNR reviewers' question): evaluate a trained model
-with its test x corrupted, x + σ·N(0, 1) re-normalised per list, and report its metrics per σ.
+with its test x corrupted — x + σ·N(0, 1) re-normalised per list (``probe_sigmas``), or x from a
+weaker retriever on the same candidates (``probe_weak_retriever``) — and report its metrics.
 If DNR's claim holds, DNR_X degrades more slowly than X when x is noisier than in training."""
+
+import hashlib
+import json
+import logging
+import os
 
 import torch
 from recbole.data.interaction import Interaction
 
+from recbole_dnr import compat
+from recbole_dnr.data import protocol as P
+from recbole_dnr.data import retriever as RT
 from recbole_dnr.data.dataloader import ListDataLoader
 from recbole_dnr.data.dataset import SCORE, RequestSet
 
@@ -34,3 +43,43 @@ def score_corruption_probe(config, trainer, test_loader, sigmas, seed):
                                 config["eval_batch_size"])
         out[str(sigma)] = {k: float(v) for k, v in trainer.evaluate(loader, load_best_model=False).items()}
     return out
+
+
+class _ConfigView:
+    """The config with some keys replaced (read-only, ``config[key]`` only)."""
+
+    def __init__(self, config, overrides):
+        self.config, self.overrides = config, overrides
+
+    def __getitem__(self, key):
+        return self.overrides[key] if key in self.overrides else self.config[key]
+
+
+def weak_retriever_scores(config, dataset, split, overrides):
+    """x ``[R, n]`` of the split's own candidates from a weaker BPR: the retriever settings with
+    ``overrides`` (e.g. ``{retriever_embedding_size: 8}`` or ``{retriever_epochs: 2}``), trained on the
+    same training-period rows with the list seed (keys checked by Config). Its embeddings are
+    cached beside the lists."""
+    tag = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    path = dataset.cache_path()[:-len(".pth")] + f"-weak-{tag}.pth"
+    if os.path.isfile(path):
+        user_emb, item_emb = compat.load_checkpoint(path)
+    else:
+        order, users, _, _, _ = dataset._log_arrays()
+        cfg = dataset.config
+        starts, splits, _ = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
+        rows = P.training_rows(users, starts, splits)
+        logging.getLogger().info(f"Weak retriever for the robustness probe: {overrides}")
+        user_emb, item_emb = RT.train_retriever(_ConfigView(cfg, overrides), dataset, order[rows], seed=dataset.list_seed)
+        compat.atomic_save((user_emb, item_emb), path)
+    inter = split.inter
+    logits = RT.score_pairs(user_emb, item_emb, inter[dataset.uid_field].numpy(), inter[dataset.iid_field].numpy())
+    return torch.as_tensor(RT.normalise(logits, config["score_norm"]), dtype=torch.float32)
+
+
+def weak_retriever_probe(config, trainer, test_loader, overrides):
+    """Test metrics of the trained model with x from the weaker retriever."""
+    split = test_loader._dataset
+    x = weak_retriever_scores(config, split.parent, split, overrides)
+    loader = ListDataLoader(config, with_scores(split, x), config["eval_batch_size"])
+    return {k: float(v) for k, v in trainer.evaluate(loader, load_best_model=False).items()}
