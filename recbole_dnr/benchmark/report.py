@@ -193,10 +193,14 @@ def render_plots(spec, runs_by_dataset):
                        label="retriever floor")
             ax.legend(loc="lower right")
         ax = axes[1]
-        for n in names:
+        bases = list(dict.fromkeys(n[len("DNR_"):] if n.startswith("DNR_") else n for n in names))
+        palette = plt.get_cmap("tab10" if len(bases) <= 10 else "tab20")
+        for n in names:  # DNR_X dashed, in X's colour
             curve = by_variant[n][0]["valid_curve"]
+            base = n[len("DNR_"):] if n.startswith("DNR_") else n
             if curve:
-                ax.plot(range(1, len(curve) + 1), curve, label=n, ls="--" if n.startswith("DNR") else "-")
+                ax.plot(range(1, len(curve) + 1), curve, label=n, ls="--" if n.startswith("DNR") else "-",
+                        color=palette(bases.index(base) % palette.N))
         ax.set_xlabel("epoch")
         ax.set_ylabel("valid NDCG@6")
         ax.set_title(f"valid NDCG@6 per epoch (seed {runs[0]['seed']})")
