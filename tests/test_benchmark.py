@@ -77,3 +77,37 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
     spec = load_spec(grid_file(tmp_path, slice_root, ["PRM"], grids=two))
     assert [c.variant for c in spec.cells] == ["PRM", "PRM@holdout"]
     assert spec.variants["PRM@holdout"] == {"model": "PRM", "retriever_fit": "holdout"}
+    bad = {"markdown": "x.md", "table2": [["row", "NoSuchVariant", 1.0]]}
+    with pytest.raises(UserInputError, match="table2 row"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], report=bad))
+    with pytest.raises(UserInputError, match="report has unknown keys"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"colour": 1}))
+
+
+def _probe_rec(variant, seed, test, probe):
+    return {"variant": variant, "seed": seed, "test": {"ndcg@6": test},
+            "score_corruption": {k: {"ndcg@6": v} for k, v in probe.items()}}
+
+
+def test_probe_and_table2_markdown_by_hand():
+    from types import SimpleNamespace
+
+    from recbole_dnr.benchmark.report import probe_markdown, table2_markdown
+
+    runs = [_probe_rec("PRM", 1, 0.40, {"0": 0.40, "0.4": 0.30, "weak_retriever": 0.35}),
+            _probe_rec("PRM", 2, 0.42, {"0": 0.42, "0.4": 0.34, "weak_retriever": 0.39}),
+            _probe_rec("DNR_PRM", 1, 0.41, {"0": 0.41, "0.4": 0.38})]
+    lines = probe_markdown(runs)
+    prm = next(line for line in lines if line.startswith("| PRM |"))
+    # σ=0 mean 0.41 ± std(0.40, 0.42) = 0.0141; drop at σ=0.4: -0.10, -0.08 → -0.09 ± 0.0141
+    assert prm == "| PRM | 2 | 0.4100 ± 0.0141 | 0.3200 ± 0.0283 | -0.0900 ± 0.0141 | 0.3700 ± 0.0283 | " \
+                  "-0.0400 ± 0.0141 |"  # weak: -0.05, -0.03
+    dnr = next(line for line in lines if line.startswith("| DNR_PRM |"))
+    assert dnr == "| DNR_PRM | 1 | 0.4100 | 0.3800 | -0.0300 |  |  |"
+    assert probe_markdown([{"variant": "X", "seed": 1, "test": {}, "score_corruption": {}}]) == []
+    spec = SimpleNamespace(report={"table2": [["no score", "PRM", 72.85], ["DNR-G", "DNR_PRM", 77.67],
+                                              ["missing", "DNR-B", None]]})
+    table = table2_markdown(spec, {"ml-100k": runs})
+    assert "| no score | PRM | 0.4100 ± 0.0141 (2) | 72.85 |" in table
+    assert "| DNR-G | DNR_PRM | 0.4100 (1) | 77.67 |" in table
+    assert "| missing | DNR-B | — |  |" in table

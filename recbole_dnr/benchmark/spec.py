@@ -25,6 +25,7 @@ from recbole_dnr.config import properties_dir
 from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
 
 TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report"}
+REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note"}
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,17 @@ def load_spec(path):
                     cell = Cell(ds, name + suffix, int(seed))
                     if cell not in cells:
                         cells.append(cell)
+    report = raw.get("report") or {}
+    unknown = set(report) - REPORT_KEYS
+    if unknown:
+        raise UserInputError(f"{path}: report has unknown keys {sorted(unknown)}; allowed: {sorted(REPORT_KEYS)}")
+    for row in report.get("table2") or []:
+        if not isinstance(row, (list, tuple)) or len(row) < 2 or row[1] not in variants:
+            raise UserInputError(f"{path}: report.table2 row {row!r} must be [label, variant, paper figure] with a "
+                                 f"variant of the grid ({', '.join(variants)})")
+    for pair in report.get("pairs") or []:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(v not in variants for v in pair):
+            raise UserInputError(f"{path}: report.pairs entry {pair!r} must be [A, B], two variants of the grid")
     out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
     return Spec(path=path, out=out, config_files=files, datasets=datasets, variants=variants, cells=cells,
-                paper=raw.get("paper") or {}, report=raw.get("report") or {})
+                paper=raw.get("paper") or {}, report=report)
