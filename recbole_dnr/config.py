@@ -78,14 +78,25 @@ class Config(RecBoleConfig):
         files = []
         if model_class.type == ModelType.RERANK:
             files.append(os.path.join(root, "overall.yaml"))
-        wrapped = self.wrapped_recbole_model(model_class)
+        yaml_model, yaml_class = model, model_class
+        if getattr(model_class, "trainer_name", None) == "CoRRTrainer":
+            # CoRR: the ranker's defaults first (its backbone yamls, DNR's), then CoRR.yaml
+            from recbole_dnr.model.corr import ranker_class
+
+            yaml_model = self.external_config_dict.get("ranker") or "PRM"
+            yaml_class = ranker_class(yaml_model)
+            yaml_model = yaml_class.__name__
+        self.yaml_class = yaml_class
+        wrapped = self.wrapped_recbole_model(yaml_class)
         if wrapped:
             # RecBole's own defaults for its model win over our backbone defaults (hidden_size, dropout_prob)
             files.append(os.path.join(self._recbole_properties(), "model", wrapped + ".yaml"))
             files.append(os.path.join(root, "model", "RecBoleReranker.yaml"))
             files.append(os.path.join(root, "model", wrapped + ".yaml"))
             self.internal_config_dict["recbole_model"] = wrapped
-        files += [f for f in self._model_yamls(model, model_class) if f not in files]
+        files += [f for f in self._model_yamls(yaml_model, yaml_class) if f not in files]
+        if yaml_class is not model_class:
+            files.append(os.path.join(root, "model", model + ".yaml"))
         dataset_file = os.path.join(root, "dataset", dataset + ".yaml")
         files.append(dataset_file)
         for file in files:
@@ -93,8 +104,8 @@ class Config(RecBoleConfig):
                 loaded = self._update_internal_config_dict(file) or {}
                 if file == dataset_file:
                     self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
-        if getattr(model_class, "backbone_name", None):
-            self.internal_config_dict["backbone"] = model_class.backbone_name
+        if getattr(yaml_class, "backbone_name", None):
+            self.internal_config_dict["backbone"] = yaml_class.backbone_name
 
     def _set_default_parameters(self):
         self.notes = []  # what we set for the user, logged by quick_start.build once the logger exists
@@ -108,7 +119,7 @@ class Config(RecBoleConfig):
             if not isinstance(weak, dict) or set(weak) - set(RETRIEVER_KEYS):
                 raise UserInputError(f"probe_weak_retriever must be a dict of retriever settings "
                                      f"({sorted(RETRIEVER_KEYS)}), e.g. {{retriever_embedding_size: 8}}; got {weak}")
-        wrapped = self.wrapped_recbole_model(self.model_class)
+        wrapped = self.wrapped_recbole_model(getattr(self, "yaml_class", self.model_class))
         if wrapped:
             cfg = self.final_config_dict
             cfg["MAX_ITEM_LIST_LENGTH"] = min(cfg["MAX_ITEM_LIST_LENGTH"], cfg["max_history"])

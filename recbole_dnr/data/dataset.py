@@ -247,8 +247,9 @@ class ListDataset(Dataset):
             "retriever_fit": self.config["retriever_fit"],
         }
 
-    def _lists_for(self, embs, req, starts, users, items, z_log, train_rows, seed):
-        """Candidates, x, z and slate mask for requests ``req`` scored by retriever ``embs``."""
+    def _lists_for(self, embs, req, starts, users, items, z_log, train_rows, seed, with_n_pos=False):
+        """Candidates, x, z and slate mask for requests ``req`` scored by retriever ``embs``
+        (and, in retrieve mode with ``with_n_pos``, the number of positives in each label window)."""
         cfg = self.config
         user_emb, item_emb = embs
         rng = np.random.default_rng([self.list_seed, seed])
@@ -289,7 +290,82 @@ class ListDataset(Dataset):
             recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
         x = RT.normalise(RT.score_pairs(user_emb, item_emb, r_users, cand), cfg["score_norm"])
         cand, x, label, slate = P.order_by_score(cand, x, label, slate)
-        return {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
+        out = {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
+        if cfg["list_mode"] == "retrieve" and with_n_pos:
+            out["n_pos"] = n_pos
+        return out
+
+    # ------------------------------------------------------------------ a trainable retriever (CoRR)
+    def request_layout(self):
+        """``(starts, splits, users)`` of every request (request id = index), cut from the sorted log."""
+        if getattr(self, "_layout", None) is None:
+            _, users, _, _, _ = self._log_arrays()
+            cfg = self.config
+            self._layout = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
+        return self._layout
+
+    def retriever_embeddings(self):
+        """``(user_emb, item_emb)`` of the independent retriever: BPR-MF fitted on the whole
+        training period with the list seed (the holdout retriever of the lists), cached beside them."""
+        path = self.cache_path()[:-len(".pth")] + "-retriever.pth"
+        if os.path.isfile(path):
+            return compat.load_checkpoint(path)
+        order, users, _, _, _ = self._log_arrays()
+        starts, splits, _ = self.request_layout()
+        embs = RT.train_retriever(self.config, self, order[P.training_rows(users, starts, splits)], seed=self.list_seed)
+        compat.atomic_save(embs, path)
+        return embs
+
+    def sorted_log_items(self):
+        """Item of every row of the (user, time)-sorted log ``[rows]`` (int64 tensor)."""
+        return torch.as_tensor(self._log_arrays()[2])
+
+    def window_positives(self, request_ids):
+        """Liked items of each request's label window ``[R, label_window]`` (0 = none): every
+        positive the retriever should have found, retrieved or not."""
+        _, users, items, ratings, _ = self._log_arrays()
+        starts = self.request_layout()[0][np.asarray(request_ids)]
+        end = _user_end(users)[users[starts]]
+        rows = starts[:, None] + np.arange(self.config["label_window"])
+        ok = rows < end[:, None]
+        rows = np.where(ok, rows, 0)
+        pos = ok & (ratings[rows] >= self.config["label_threshold"])
+        return torch.as_tensor(np.where(pos, items[rows], 0))
+
+    def prior_rows(self, request_ids):
+        """``(lo, hi) [R]``: the sorted-log rows of each request's user before the request
+        (what a retriever must not return)."""
+        _, users, _, _, _ = self._log_arrays()
+        starts = self.request_layout()[0][np.asarray(request_ids)]
+        return torch.as_tensor(P.user_bounds(users)[users[starts]]), torch.as_tensor(starts)
+
+    def retrieve_split(self, split, user_emb, item_emb):
+        """The requests of ``split`` (a :class:`RequestSet`) with candidate lists retrieved anew
+        by ``(user_emb, item_emb)`` (list mode ``retrieve``): top-n unseen items in retriever order,
+        x, labels of the label window; history unchanged. The result carries
+        ``retriever_metrics`` (per request: recall@n and NDCG@n of the window's positives)."""
+        if self.config["list_mode"] != "retrieve":
+            raise UserInputError("retrieving lists anew needs list_mode: retrieve")
+        order, users, items, ratings, _ = self._log_arrays()
+        z_log = (ratings >= self.config["label_threshold"]).astype(np.int64)
+        starts, _, _ = self.request_layout()
+        req = split.inter[REQUEST_ID].numpy()
+        part = self._lists_for((user_emb, item_emb), req, starts, users, items, z_log, None, seed=0, with_n_pos=True)
+        inter = dict(split.inter.interaction)
+        inter.update({self.iid_field: torch.as_tensor(part["items"]),
+                      SCORE: torch.as_tensor(part["x"], dtype=torch.float32),
+                      LABEL: torch.as_tensor(part["label"], dtype=torch.float32),
+                      SLATE_MASK: torch.as_tensor(part["slate"], dtype=torch.bool)})
+        n = part["label"].shape[1]
+        gains = 1.0 / np.log2(np.arange(n) + 2.0)
+        idcg = np.concatenate([[0.0], np.cumsum(gains)])[np.minimum(part["n_pos"], n)]
+        ndcg = np.where(idcg > 0, (part["label"] * gains).sum(1) / np.maximum(idcg, 1e-12), 0.0)
+        if self.config["list_order"] == "shuffled":
+            inter = shuffle_candidates(inter, self.list_seed)
+        out = RequestSet(self, Interaction(inter), split.phase)
+        out.retriever_metrics = {f"recall@{n}": torch.as_tensor(part["recall"]), f"ndcg@{n}": torch.as_tensor(ndcg),
+                                 "has_positive": torch.as_tensor(part["n_pos"] > 0)}
+        return out
 
 
 def shuffle_candidates(split, list_seed):

@@ -1,11 +1,12 @@
 """Models: reranker bases, backbones (rerankers/: PRM, DLCM, MiDNN, SetRank, PIER), RecBole's
-models as rerankers, the Retriever floor, DNR and its noise generators."""
+models as rerankers, the Retriever floor, DNR and its noise generators, CoRR."""
 
 from recbole_dnr.model.abstract_reranker import ListBackbone, ListRecommender, NeuralReranker, ScoreFeature
+from recbole_dnr.model.corr import CoRR
 from recbole_dnr.model.dnr import DNR
 from recbole_dnr.model.recbole_reranker import RecBoleReranker
 from recbole_dnr.model.rerankers import DLCM, PIER, PRM, MiDNN, SetRank
 from recbole_dnr.model.retriever import Retriever
 
 __all__ = ["ListRecommender", "ListBackbone", "NeuralReranker", "ScoreFeature", "PRM", "DLCM", "MiDNN",
-           "SetRank", "PIER", "RecBoleReranker", "Retriever", "DNR"]
+           "SetRank", "PIER", "RecBoleReranker", "Retriever", "DNR", "CoRR"]

@@ -1,7 +1,9 @@
-"""Trainers: ListTrainer for rerankers, DNRTrainer for DNR's two-phase schedule, and a
+"""Trainers: ListTrainer for rerankers, DNRTrainer for DNR's two-phase schedule, CoRRTrainer
+for the jointly trained retriever and ranker, and a
 checkpoint-loading fix for RecBole's own trainers."""
 
 from recbole_dnr import compat
+from recbole_dnr.trainer.corr_trainer import CoRRTrainer
 from recbole_dnr.trainer.dnr_trainer import DNRTrainer
 from recbole_dnr.trainer.list_trainer import ListTrainer
 
@@ -23,4 +25,4 @@ def with_trusted_checkpoints(trainer_class):
     return type(trainer_class.__name__, (TrustedCheckpointMixin, trainer_class), {})
 
 
-__all__ = ["ListTrainer", "DNRTrainer", "TrustedCheckpointMixin", "with_trusted_checkpoints"]
+__all__ = ["ListTrainer", "DNRTrainer", "CoRRTrainer", "TrustedCheckpointMixin", "with_trusted_checkpoints"]

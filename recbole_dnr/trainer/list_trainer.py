@@ -153,16 +153,20 @@ class ListTrainer(Trainer):
                 keep[k].append(interaction[field].cpu())
         return {k: torch.cat(v) for k, v in keep.items()}
 
+    def load_model(self, model_file=None):
+        """Load the weights of ``model_file`` (default: this run's best checkpoint)."""
+        path = model_file or self.saved_model_file
+        checkpoint = compat.load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.logger.info(f"Loading model structure and parameters from {path}")
+
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if not eval_data:
             return
         if load_best_model:
-            path = model_file or self.saved_model_file
-            checkpoint = compat.load_checkpoint(path, map_location=self.device)
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
-            self.logger.info(f"Loading model structure and parameters from {path}")
+            self.load_model(model_file)
         out = self.predict_lists(eval_data, show_progress)
         self.last_eval = out
         return self.evaluator.evaluate(out["scores"], out[LABEL], out[SLATE_MASK])

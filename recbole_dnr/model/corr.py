@@ -1,0 +1,147 @@
+"""CoRR: Cooperative Retriever and Ranker (Huang, Lian, Chen, Liu, Xie, Chen; WWW 2023).
+
+The retriever (MF, s_re(u, i) = <p_u, q_i>) and the ranker (any registered backbone, or DNR_X)
+train together on each training request's label-window positives:
+
+- the ranker's negatives are drawn from the retriever, q(i | u) ∝ exp(s_re(u, i)) over the items
+  the user has not rated (fault 1 of the paper: train the ranker on the items it will see);
+- both minimise a sampled softmax with the logQ correction s̃ = s - log q (q detached);
+- the retriever also minimises KL(p_ranker ‖ p_retriever) over the sampled negatives, a
+  self-normalised importance-sampling estimate of the full-catalogue KL (faults 2 and 3: soft
+  labels from the ranker instead of hard zeros, and the ranker's order imposed on the retriever).
+
+The ranker is list-wise, so each request's sample is presented as a list of ``candidate_num``
+candidates (its positives, then negatives) in the retriever's order with x = the retriever's
+scores normalised per list, the same shape and feature as at inference. At evaluation the
+retriever retrieves every request's top-n anew and the ranker reranks them (CoRRTrainer).
+Symbols and where this follows the authors' code: docs/method.md.
+"""
+
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
+from recbole_dnr.model.abstract_reranker import ListRecommender
+from recbole_dnr.retrieval import MFRetriever, distillation_kl, get_sampler, sampled_softmax_loss
+from recbole_dnr.retrieval.sampler import exclusion_mask
+from recbole_dnr.utils import UserInputError, get_backbone, get_model, register_model
+
+WINDOW_POSITIVE, PRIOR_LO, PRIOR_HI = "window_positive", "prior_lo", "prior_hi"
+MODES = ("joint", "alternating")
+
+
+def ranker_class(name):
+    """A registered backbone, ``DNR_<Backbone>``, or a RecBole model as a reranker."""
+    if not name:
+        raise UserInputError("CoRR needs a ranker: set ranker: <Backbone> (e.g. PRM, DLCM, SASRec, DNR_PRM)")
+    if name.startswith("DNR_"):
+        return get_model(name)
+    if name in ("CoRR", "Retriever"):
+        raise UserInputError(f"ranker: {name} cannot rank under CoRR; use a backbone (PRM, DLCM, SASRec, DNR_PRM, ...)")
+    return get_backbone(name)
+
+
+@register_model
+class CoRR(ListRecommender):
+    """``model: CoRR`` + ``ranker: <Backbone | DNR_Backbone | RecBole model>``; settings in
+    ``properties/model/CoRR.yaml``. ``predict`` is the ranker's, so inference costs the ranker's
+    (plus one retrieval per request, done by the trainer)."""
+
+    trainer_name = "CoRRTrainer"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        if config["list_mode"] != "retrieve":
+            raise UserInputError("CoRR trains the retriever that builds the lists, so it needs list_mode: retrieve "
+                                 f"(got {config['list_mode']})")
+        if config["corr_mode"] not in MODES:
+            raise UserInputError(f"corr_mode must be one of {list(MODES)}, got '{config['corr_mode']}'")
+        if config["corr_ranker_loss"] not in ("softmax", "own"):
+            raise UserInputError(f"corr_ranker_loss must be softmax or own, got '{config['corr_ranker_loss']}'")
+        self.ranker = ranker_class(config["ranker"])(config, dataset)
+        self.is_dnr = hasattr(self.ranker, "backbone")
+        if self.is_dnr and config["use_learned_generator"]:
+            raise UserInputError(f"ranker {config['ranker']}: CoRR runs DNR's heuristic phase only (its trainer has no "
+                                 "generator φ step); set use_learned_generator: False")
+        if self.is_dnr and config["corr_ranker_loss"] != "own":
+            raise UserInputError(f"ranker {config['ranker']} trains by DNR's own loss (L_direct + λ_m L_z): set "
+                                 "corr_ranker_loss: own")
+        if config["corr_retriever_init"] not in ("scratch", "pretrained"):
+            raise UserInputError(f"corr_retriever_init must be scratch or pretrained, got "
+                                 f"'{config['corr_retriever_init']}'")
+        lists = getattr(dataset, "parent", dataset)  # the ListDataset behind a split
+        init = lists.retriever_embeddings() if config["corr_retriever_init"] == "pretrained" else None
+        self.retriever = MFRetriever(dataset.user_num, self.n_items, config["retriever_embedding_size"], init)
+        self.sampler = get_sampler(config)
+        self.n = config["candidate_num"]
+        self.kd_weight = config["corr_kd_weight"]
+        self.retriever_weight = config["corr_retriever_weight"]
+        self.score_norm = config["score_norm"]
+        self.log_items = lists.sorted_log_items()
+        self.corr_phase = "joint"  # joint | ranker | retriever (set by the trainer in alternating mode)
+
+    def theta_parameters(self):
+        return list(self.ranker.theta_parameters()) + list(self.retriever.parameters())
+
+    def ranker_logits(self, interaction):
+        """The ranker's logits ``[B, n]`` on the lists' real x (DNR: its backbone's)."""
+        return (self.ranker.backbone if self.is_dnr else self.ranker)(interaction)
+
+    def sample_lists(self, batch, s_all):
+        """Each request's list: its window positives first, then negatives drawn from the sampler
+        over the items the user has not rated, re-ordered by s_re (the retriever's order, as at
+        inference). Returns the ranker's ``Interaction`` and ``(s_re, log_q, pos, neg) [B, n]``."""
+        pos = batch[WINDOW_POSITIVE]  # [B, W], 0 = none
+        pos = pos.gather(1, torch.argsort((pos == 0).to(torch.int8), dim=1, stable=True))  # positives first
+        n_pos = (pos > 0).sum(1, keepdim=True)
+        allowed = exclusion_mask(self.n_items, batch[PRIOR_LO], batch[PRIOR_HI], self.log_items)
+        neg, _, log_q_all = self.sampler.sample(s_all.detach(), allowed, self.n)
+        slot = torch.arange(self.n).unsqueeze(0)
+        is_pos = slot < n_pos
+        cand = torch.where(is_pos, pos.gather(1, slot.clamp(max=pos.shape[1] - 1).expand_as(neg)),
+                           neg.gather(1, (slot - n_pos).clamp(min=0)))
+        hit = ~is_pos & (cand.unsqueeze(2) == pos.unsqueeze(1)).any(2) & (cand > 0)  # a window positive drawn
+        s_re = s_all.gather(1, cand)
+        order = torch.argsort(s_re.detach(), dim=1, descending=True, stable=True)
+        cand, s_re, is_pos, hit = (t.gather(1, order) for t in (cand, s_re, is_pos, hit))
+        log_q = log_q_all.gather(1, cand)
+        x = s_re.detach()
+        if self.score_norm == "sigmoid":
+            x = torch.sigmoid(x)
+        else:
+            lo, hi = x.min(1, keepdim=True).values, x.max(1, keepdim=True).values
+            x = (x - lo) / (hi - lo).clamp(min=1e-12)
+        label = (is_pos | hit).float()
+        fields = {self.USER_ID: batch[self.USER_ID], self.ITEM_ID: cand, SCORE: x, LABEL: label,
+                  SLATE_MASK: is_pos | hit}
+        for key in (HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID):
+            fields[key] = batch[key]
+        return Interaction(fields), (s_re, log_q, is_pos, ~is_pos & ~hit)
+
+    def calculate_loss(self, batch):
+        """(ℓ_ranker, w_re ℓ_retriever, λ_KD KL) on one batch of training requests; in the
+        alternating phases the other side's terms are absent and its forward runs without grad."""
+        train_retriever = self.corr_phase in ("joint", "retriever")
+        train_ranker = self.corr_phase in ("joint", "ranker")
+        with torch.set_grad_enabled(train_retriever):
+            s_all = self.retriever.all_scores(batch[self.USER_ID])
+        inter, (s_re, log_q, pos, neg) = self.sample_lists(batch, s_all)
+        with torch.set_grad_enabled(train_ranker):
+            s_ra = self.ranker_logits(inter)
+            if train_ranker and self.config["corr_ranker_loss"] == "own":
+                own = self.ranker.calculate_loss(inter)
+                l_ra = sum(own) if isinstance(own, tuple) else own
+            else:
+                l_ra = sampled_softmax_loss(s_ra, log_q, pos, neg)
+        self._last_inter = inter
+        terms = []
+        if train_ranker:
+            terms.append(l_ra)
+        if train_retriever:
+            terms.append(self.retriever_weight * sampled_softmax_loss(s_re, log_q, pos, neg))
+            terms.append(self.kd_weight * distillation_kl(s_ra, s_re, log_q, neg))
+        return tuple(terms)
+
+    def predict(self, interaction):
+        return self.ranker.predict(interaction)
+

@@ -1,0 +1,10 @@
+"""The retriever as a trainable stage (CoRR, Huang et al. WWW 2023): retriever models, negative
+samplers over the retriever's distribution, and the sampled-softmax / distillation losses.
+``recbole_dnr.data`` builds candidate lists from whatever retriever embeddings it is handed."""
+
+from recbole_dnr.retrieval.losses import distillation_kl, sampled_softmax_loss
+from recbole_dnr.retrieval.mf import MFRetriever
+from recbole_dnr.retrieval.sampler import ExactSoftmaxSampler, UniformSampler, get_sampler
+
+__all__ = ["MFRetriever", "ExactSoftmaxSampler", "UniformSampler", "get_sampler", "sampled_softmax_loss",
+           "distillation_kl"]

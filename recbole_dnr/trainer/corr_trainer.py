@@ -1,0 +1,87 @@
+"""CoRRTrainer: trains the retriever and the ranker of :class:`~recbole_dnr.model.corr.CoRR`
+together, and evaluates the two-stage result.
+
+Training iterates over the training requests that have a liked item in their label window
+(one batch = ``train_batch_size`` requests), summing (``corr_mode: joint``) or alternating
+(``alternating``: ``corr_alternate_epochs`` epochs of ranker, then as many of retriever) the
+ranker's and the retriever's losses. Every evaluation (valid each epoch, test at the end)
+first retrieves each request's top-n anew with the current retriever, then reranks with the
+ranker, so early stopping selects the best *two-stage* model; the result adds the retriever's
+own recall@n and NDCG@n of the window positives.
+"""
+
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_dnr.data.dataloader import ListDataLoader
+from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID, RequestSet
+from recbole_dnr.model.corr import PRIOR_HI, PRIOR_LO, WINDOW_POSITIVE
+from recbole_dnr.trainer.list_trainer import ListTrainer
+
+
+class CoRRTrainer(ListTrainer):
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.mode = config["corr_mode"]
+        self.alternate = config["corr_alternate_epochs"]
+
+    def _build_optimizer(self, **kwargs):
+        if "params" in kwargs:
+            return super()._build_optimizer(**kwargs)
+        groups = [{"params": list(self.model.ranker.theta_parameters())},
+                  {"params": list(self.model.retriever.parameters()),
+                   "lr": self.config["corr_retriever_learning_rate"] or self.config["learning_rate"]}]
+        return super()._build_optimizer(params=groups, **kwargs)
+
+    def _theta_params(self):
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    @staticmethod
+    def training_requests(split):
+        """The training requests as CoRR's units: user, history, the label window's liked items and
+        the user's prior log rows; requests without a liked item are left out."""
+        parent = split.parent
+        ids = split.inter[REQUEST_ID]
+        pos = parent.window_positives(ids.numpy())
+        keep = (pos > 0).any(1)
+        lo, hi = parent.prior_rows(ids.numpy())
+        fields = {split.uid_field: split.inter[split.uid_field], HISTORY_ITEM: split.inter[HISTORY_ITEM],
+                  HISTORY_LABEL: split.inter[HISTORY_LABEL], HISTORY_LEN: split.inter[HISTORY_LEN],
+                  REQUEST_ID: ids, WINDOW_POSITIVE: pos, PRIOR_LO: lo, PRIOR_HI: hi}
+        return RequestSet(parent, Interaction({k: v[keep] for k, v in fields.items()}), "train")
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        units = ListDataLoader(self.config, self.training_requests(train_data._dataset),
+                               self.config["train_batch_size"], shuffle=True)
+        self.logger.info(f"CoRR: {len(units._dataset)} training requests with a liked item in their label window "
+                         f"(of {len(train_data._dataset)}), mode {self.mode}, ranker {self.config['ranker']}")
+        return super().fit(units, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def phase_for(self, epoch_idx):
+        if self.mode == "joint":
+            return "joint"
+        return "ranker" if (epoch_idx // self.alternate) % 2 == 0 else "retriever"
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.model.corr_phase = self.phase_for(epoch_idx)
+        return super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+
+    def retrieved(self, eval_data):
+        """A loader over ``eval_data``'s requests with lists retrieved by the current retriever."""
+        split = eval_data._dataset
+        user_emb, item_emb = self.model.retriever.embeddings()
+        fresh = split.parent.retrieve_split(split, user_emb, item_emb)
+        return ListDataLoader(self.config, fresh, self.config["eval_batch_size"])
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if not eval_data:
+            return
+        if load_best_model:
+            self.load_model(model_file)
+        loader = self.retrieved(eval_data)
+        result = super().evaluate(loader, load_best_model=False, show_progress=show_progress)
+        for key, values in loader._dataset.retriever_metrics.items():
+            if key != "has_positive":
+                result[f"retriever_{key}"] = round(float(values.float().mean()), 4)
+        return result

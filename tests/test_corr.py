@@ -1,0 +1,155 @@
+"""CoRR: the importance-sampled distillation KL, the sampler, the losses by hand, gradient flow
+(teacher = ranker), lists retrieved anew, and an end-to-end run on the ml-100k slice."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from recbole_dnr.quick_start.quick_start import build, run_recbole_dnr
+from recbole_dnr.retrieval import ExactSoftmaxSampler, UniformSampler, distillation_kl, sampled_softmax_loss
+from recbole_dnr.retrieval.sampler import exclusion_mask
+from recbole_dnr.utils import UserInputError
+
+from conftest import smoke_config
+
+
+def corr_config(slice_root, **overrides):
+    return smoke_config(slice_root, **{"model": "CoRR", "epochs": 1, **overrides})
+
+
+def _kl_estimate(teacher, student, k, g):
+    items, log_q, _ = ExactSoftmaxSampler().sample(student, torch.ones_like(student, dtype=torch.bool), k, generator=g)
+    return float(distillation_kl(teacher.gather(1, items), student.gather(1, items), log_q,
+                                 torch.ones_like(items, dtype=torch.bool)))
+
+
+def _exact_kl(teacher, student):
+    return float((teacher.softmax(1) * (teacher.log_softmax(1) - student.log_softmax(1))).sum())
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000))
+def test_importance_sampled_kl_converges_to_the_exact_kl(seed):
+    """Negatives drawn from the student (the retriever), both softmaxes on s - log q: the
+    self-normalised estimate of KL(p_t ‖ p_s) over the full catalogue is consistent."""
+    g = torch.Generator().manual_seed(seed)
+    teacher, student = torch.randn(1, 12, generator=g), torch.randn(1, 12, generator=g)
+    exact = _exact_kl(teacher, student)
+    assert abs(_kl_estimate(teacher, student, 100_000, g) - exact) < 0.1 * max(exact, 0.05)
+
+
+def test_importance_sampled_kl_error_shrinks_with_the_sample():
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.randn(1, 12, generator=g), torch.randn(1, 12, generator=g)) for _ in range(20)]
+    err = [np.mean([abs(_kl_estimate(t, s, k, g) - _exact_kl(t, s)) for t, s in pairs]) for k in (20, 500, 20_000)]
+    assert err[0] > err[1] > err[2]
+
+
+def test_negatives_follow_the_retriever_distribution_and_skip_excluded_items():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0, 0.5, 3.0]])
+    allowed = torch.tensor([[False, True, True, True, True, False]])  # item 0 = padding, item 5 rated
+    items, log_q, log_q_all = ExactSoftmaxSampler().sample(logits, allowed, 40_000, generator=g)
+    counts = torch.bincount(items.flatten(), minlength=6).numpy()
+    assert counts[0] == 0 and counts[5] == 0
+    q = torch.softmax(logits[0, 1:5].double(), 0).numpy()
+    assert stats.chisquare(counts[1:5], q * counts.sum()).pvalue > 1e-3
+    assert torch.allclose(log_q, log_q_all.gather(1, items))
+    assert torch.allclose(log_q_all[0, 1:5].exp(), torch.tensor(q, dtype=torch.float32), atol=1e-6)
+    uniform = UniformSampler().log_q(logits, allowed)
+    assert torch.allclose(uniform[0, 1:5], torch.full((4,), -math.log(4)))
+    assert ExactSoftmaxSampler(temperature=0.5).log_q(logits, allowed)[0, 2] > log_q_all[0, 2]  # sharper
+    with pytest.raises(UserInputError, match="no item left"):
+        ExactSoftmaxSampler().sample(logits, torch.zeros_like(allowed), 3)
+
+
+def test_exclusion_mask_by_hand():
+    log_items = torch.tensor([3, 1, 4, 2, 5])
+    m = exclusion_mask(6, torch.tensor([0, 3]), torch.tensor([2, 5]), log_items, extra=torch.tensor([[0], [1]]))
+    assert m.tolist() == [[False, False, True, False, True, True], [False, False, False, True, True, False]]
+
+
+def test_sampled_softmax_and_kl_by_hand():
+    s = torch.tensor([[2.0, 1.0, 0.0, 5.0]])
+    log_q = torch.tensor([[-1.0, -2.0, -1.0, -1.0]])
+    pos = torch.tensor([[True, False, False, False]])
+    neg = torch.tensor([[False, True, True, False]])  # slot 3: an accidental hit, left out
+    # s̃ = s - log q = [3, 3, 1, .]; loss = -log(e^3 / (e^3 + e^3 + e^1))
+    expected = -math.log(math.exp(3) / (math.exp(3) + math.exp(3) + math.exp(1)))
+    assert sampled_softmax_loss(s, log_q, pos, neg).item() == pytest.approx(expected, rel=1e-6)
+    t = torch.tensor([[0.0, 0.0, 1.0, 9.0]])  # teacher over negatives: s̃ = [., 2, 2, .] -> uniform
+    # student over negatives: s̃ = [., 3, 1, .]; KL(u || p) = Σ 0.5 (log 0.5 - log p_i)
+    p = torch.softmax(torch.tensor([3.0, 1.0]), 0)
+    kl = float((0.5 * (math.log(0.5) - p.log())).sum())
+    assert distillation_kl(t, s, log_q, neg).item() == pytest.approx(kl, rel=1e-6)
+
+
+def test_distillation_reaches_the_retriever_only(slice_root, in_session_dir):
+    config, ds, (train, _, _), model, trainer = build(config_dict=corr_config(slice_root))
+    units = trainer.training_requests(train._dataset)
+    b = units[torch.arange(16)]
+    model.train()
+    s_all = model.retriever.all_scores(b[model.USER_ID])
+    inter, (s_re, log_q, pos, neg) = model.sample_lists(b, s_all)
+    assert (inter["label"][pos] == 1).all() and pos.any(1).all()
+    assert torch.equal(inter[model.ITEM_ID].gather(1, torch.argsort(s_re.detach(), 1, descending=True)),
+                       inter[model.ITEM_ID])  # retriever order
+    kd = distillation_kl(model.ranker_logits(inter), s_re, log_q, neg)
+    kd.backward()
+    assert model.retriever.user_embedding.weight.grad.abs().sum() > 0
+    assert model.retriever.item_embedding.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.ranker.parameters())
+
+
+def test_retrieving_with_the_list_retriever_reproduces_the_stored_lists(slice_root, in_session_dir):
+    config, ds, (_, valid, _), model, trainer = build(config_dict=corr_config(slice_root))
+    split = valid._dataset
+    fresh = ds.retrieve_split(split, *ds.retriever_embeddings())
+    for key in ("item_id", "score", "label", "history_item", "request_id"):
+        assert torch.equal(fresh.inter[key], split.inter[key]), key
+    m = fresh.retriever_metrics
+    assert ((m["recall@50"] >= 0) & (m["recall@50"] <= 1)).all() and (m["ndcg@50"] <= 1 + 1e-9).all()
+    assert float(m["recall@50"].mean()) == pytest.approx(ds.stats["valid_retriever_recall"], abs=1e-4)
+
+
+@pytest.mark.parametrize("extra", [{}, {"corr_mode": "alternating", "corr_alternate_epochs": 1, "epochs": 2},
+                                   {"ranker": "DNR_PRM", "corr_ranker_loss": "own", "use_learned_generator": False}])
+def test_corr_runs_end_to_end(slice_root, in_session_dir, extra):
+    result = run_recbole_dnr(config_dict=corr_config(slice_root, **extra))
+    test = result["test_result"]
+    assert 0 <= test["ndcg@6"] <= 1 and 0 < test["retriever_recall@50"] <= 1
+
+
+def test_corr_bad_settings_are_clear_errors(slice_root, in_session_dir):
+    with pytest.raises(UserInputError, match="list_mode: retrieve"):
+        build(config_dict=corr_config(slice_root, list_mode="slate"))
+    with pytest.raises(UserInputError, match="corr_ranker_loss: own"):
+        build(config_dict=corr_config(slice_root, ranker="DNR_PRM", use_learned_generator=False))
+    with pytest.raises(UserInputError, match="corr_sampler"):
+        build(config_dict=corr_config(slice_root, corr_sampler="midx"))
+
+
+def test_alternating_phases_train_one_side_at_a_time(slice_root, in_session_dir):
+    config, ds, (train, _, _), model, trainer = build(config_dict=corr_config(
+        slice_root, corr_mode="alternating", corr_alternate_epochs=2))
+    assert [trainer.phase_for(e) for e in range(6)] == ["ranker", "ranker", "retriever", "retriever", "ranker", "ranker"]
+    b = trainer.training_requests(train._dataset)[torch.arange(8)]
+    model.train()
+    model.corr_phase = "ranker"
+    terms = model.calculate_loss(b)
+    assert len(terms) == 1
+    sum(terms).backward()
+    assert model.retriever.user_embedding.weight.grad is None
+    assert any(p.grad is not None for p in model.ranker.parameters())
+    model.zero_grad(set_to_none=True)
+    model.corr_phase = "retriever"
+    terms = model.calculate_loss(b)
+    assert len(terms) == 2  # retriever's sampled softmax + distillation
+    sum(terms).backward()
+    assert model.retriever.user_embedding.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.ranker.parameters())
