@@ -28,19 +28,25 @@ def load_cells(spec):
     return out
 
 
+def metrics_of(spec):
+    """Metric columns: ``report: metrics:`` of the grid file, else METRICS."""
+    return list(spec.report.get("metrics") or METRICS)
+
+
 def write_results_csv(spec):
+    metrics = metrics_of(spec)
     rows = []
     for r in load_cells(spec):
         splits = [("valid", r["valid"]), ("test", r["test"])] + [("test_slate", r["slate_scope"]["test"])
                                                                  for _ in [0] if r["slate_scope"].get("test")]
         for split, values in splits:
             rows.append({"dataset": r["dataset"], "variant": r["variant"], "model": r["model"], "seed": r["seed"],
-                         "split": split, **{m: values.get(m, "") for m in METRICS},
+                         "split": split, **{m: values.get(m, "") for m in metrics},
                          **{c: r.get(c, "") for c in COST}})
     os.makedirs(spec.out, exist_ok=True)
     path = os.path.join(spec.out, "results.csv")
     with open(path + ".tmp", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["dataset", "variant", "model", "seed", "split"] + METRICS + COST)
+        w = csv.DictWriter(f, fieldnames=["dataset", "variant", "model", "seed", "split"] + metrics + COST)
         w.writeheader()
         w.writerows(rows)
     os.replace(path + ".tmp", path)
@@ -91,6 +97,7 @@ def backbone_variant(variant, by_variant):
 
 
 def dataset_markdown(spec, dataset, runs):
+    metrics = metrics_of(spec)
     by_variant = defaultdict(list)
     for r in runs:
         by_variant[r["variant"]].append(r)
@@ -100,13 +107,13 @@ def dataset_markdown(spec, dataset, runs):
              f"Command: `python -m recbole_dnr.benchmark --config {spec.path}`; seeds per row as listed; "
              f"machine: {m0['platform']}, {m0['cpu_count']} CPUs, torch {m0['torch']} ({m0['torch_threads']} threads). "
              "Test metrics at the best valid epoch (early stopping on valid NDCG@6).", ""]
-    means = {v: {m: np.mean([r["test"].get(m, np.nan) for r in rs]) for m in METRICS} for v, rs in by_variant.items()}
-    best = {m: max(means, key=lambda v: -np.inf if np.isnan(means[v][m]) else means[v][m]) for m in METRICS}
-    head = "| variant | seeds | " + " | ".join(m.upper() for m in METRICS) + " | paper NDCG@6 | epochs best/run | " \
+    means = {v: {m: np.mean([r["test"].get(m, np.nan) for r in rs]) for m in metrics} for v, rs in by_variant.items()}
+    best = {m: max(means, key=lambda v: -np.inf if np.isnan(means[v][m]) else means[v][m]) for m in metrics}
+    head = "| variant | seeds | " + " | ".join(m.upper() for m in metrics) + " | paper NDCG@6 | epochs best/run | " \
            "train s/epoch | infer µs/list | peak MB |"
     lines += ["**test** (mean ± std over seeds; best in bold)", "", head, "|" + "---|" * (head.count("|") - 1)]
     for v, rs in by_variant.items():
-        cells = [fmt([r["test"].get(m, np.nan) for r in rs], bold=best[m] == v) for m in METRICS]
+        cells = [fmt([r["test"].get(m, np.nan) for r in rs], bold=best[m] == v) for m in metrics]
         epochs = ", ".join(f"{r['best_epoch']}/{r['epochs_run']}{'*' if r['hit_epoch_cap'] else ''}" for r in rs)
         lines.append(f"| {v} | {len(rs)} | " + " | ".join(cells) +
                      f" | {paper.get(v, '')} | {epochs} | {np.mean([r['train_sec_per_epoch'] for r in rs]):.1f} | "

@@ -25,7 +25,7 @@ from recbole_dnr.config import properties_dir
 from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
 
 TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report"}
-REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note"}
+REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics"}
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,8 @@ class ListDataset(Dataset):
         lists = None
         for k, (req, rows, seed) in enumerate(jobs):
             embs = RT.train_retriever(cfg, self, order[rows], seed=seed)
+            if k == 0 and cfg["list_cache"]:  # the independent retriever, for CoRR and the retrieval metrics
+                compat.atomic_save(embs, self._retriever_path())
             part = self._lists_for(embs, req, starts, users, items, z_log, train_rows, seed=k)
             if lists is None:
                 lists = {key: np.zeros((len(starts),) + v.shape[1:], v.dtype) for key, v in part.items()}
@@ -307,7 +309,7 @@ class ListDataset(Dataset):
     def retriever_embeddings(self):
         """``(user_emb, item_emb)`` of the independent retriever: BPR-MF fitted on the whole
         training period with the list seed (the holdout retriever of the lists), cached beside them."""
-        path = self.cache_path()[:-len(".pth")] + "-retriever.pth"
+        path = self._retriever_path()
         if os.path.isfile(path):
             return compat.load_checkpoint(path)
         order, users, _, _, _ = self._log_arrays()
@@ -315,6 +317,9 @@ class ListDataset(Dataset):
         embs = RT.train_retriever(self.config, self, order[P.training_rows(users, starts, splits)], seed=self.list_seed)
         compat.atomic_save(embs, path)
         return embs
+
+    def _retriever_path(self):
+        return self.cache_path()[:-len(".pth")] + "-retriever.pth"
 
     def sorted_log_items(self):
         """Item of every row of the (user, time)-sorted log ``[rows]`` (int64 tensor)."""
