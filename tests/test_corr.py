@@ -153,3 +153,17 @@ def test_alternating_phases_train_one_side_at_a_time(slice_root, in_session_dir)
     sum(terms).backward()
     assert model.retriever.user_embedding.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.ranker.parameters())
+
+
+def test_retriever_model_lightgcn_builds_lists_from_its_propagated_vectors(slice_root, in_session_dir):
+    config, ds, (train, valid, _), _, _ = build(config_dict=smoke_config(
+        slice_root, model="Retriever", retriever_model="LightGCN", retriever_epochs=2, list_mode="retrieve"))
+    bpr = build(config_dict=smoke_config(slice_root, model="Retriever", retriever_epochs=2, list_mode="retrieve"))[1]
+    assert ds.cache_path() != bpr.cache_path()  # the retriever's identity is in the list cache key
+    user_vec, item_vec = ds.retriever_embeddings()
+    fresh = ds.retrieve_split(valid._dataset, user_vec, item_vec)
+    assert torch.equal(fresh.inter["item_id"], valid._dataset.inter["item_id"])
+    with pytest.raises(UserInputError, match="retriever_model must be a RecBole general model"):
+        build(config_dict=smoke_config(slice_root, model="Retriever", retriever_model="SASRec"))
+    with pytest.raises(UserInputError, match="retriever_model must be"):
+        build(config_dict=smoke_config(slice_root, model="Retriever", retriever_model="NoSuch"))

@@ -169,6 +169,7 @@ class ListDataset(Dataset):
         for key, allowed in choices.items():
             if self.config[key] not in allowed:
                 raise UserInputError(f"{key} must be one of {list(allowed)}, got '{self.config[key]}'")
+        RT.retriever_class(self.config["retriever_model"])
         if self.config["list_mode"] == "slate" and self.config["candidate_num"] < self.config["slate_size"]:
             raise UserInputError(f"candidate_num ({self.config['candidate_num']}) must be >= slate_size "
                                  f"({self.config['slate_size']})")

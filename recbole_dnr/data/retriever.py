@@ -1,7 +1,9 @@
-"""The retriever stage: RecBole's BPR (MF) trained with RecBole's own Trainer, batched scoring.
+"""The retriever stage: a RecBole general model (``retriever_model``: BPR by default, LightGCN,
+NGCF, ...) trained with RecBole's own Trainer, batched scoring.
 
-The retriever's score of (user, item) is the MF logit ``<p_u, q_i>``; the list feature x is
-that logit mapped into [0, 1] (``score_norm``: per-list min-max, or sigmoid).
+The retriever's score of (user, item) is an inner product ``<p_u, q_i>`` of the model's user and
+item vectors (BPR's embeddings; a graph model's propagated ones, read from its ``forward()``);
+the list feature x is that score mapped into [0, 1] (``score_norm``: per-list min-max, or sigmoid).
 """
 
 import logging
@@ -27,7 +29,7 @@ RETRIEVER_KEYS = {
 }
 # Keys added after the lists' cache format was fixed, with the value that reproduces the lists of
 # before: hashed into the cache key only when set otherwise, so existing caches stay valid.
-LATER_KEYS = {"retriever_loader": "recbole"}
+LATER_KEYS = {"retriever_loader": "recbole", "retriever_model": "BPR"}
 _COPIED_KEYS = ["seed", "reproducibility", "gpu_id", "use_gpu", "checkpoint_dir", "state", "show_progress",
                 "USER_ID_FIELD", "ITEM_ID_FIELD", "RATING_FIELD", "TIME_FIELD", "data_path", "worker"]
 
@@ -42,7 +44,24 @@ class RetrieverConfig(Config):
         return {}
 
 
-def retriever_config(config):
+def retriever_class(name):
+    """The RecBole general model ``name`` (``retriever_model``), checked before any training."""
+    from recbole.utils import ModelType as RecBoleModelType
+
+    from recbole_dnr.utils import recbole_class
+
+    try:
+        cls = recbole_class(name)
+    except UserInputError:
+        cls = None
+    if cls is None or cls.type != RecBoleModelType.GENERAL:
+        raise UserInputError(f"retriever_model must be a RecBole general model scoring by an inner product of user "
+                             f"and item vectors (BPR, LightGCN, NGCF, ...); got '{name}'. Sequential retrievers "
+                             f"(SASRec) are not supported yet.")
+    return cls
+
+
+def retriever_config(config, model_class=BPR):
     values = {dst: config[src] for src, dst in RETRIEVER_KEYS.items()}
     values.update({k: config[k] for k in _COPIED_KEYS if config[k] is not None})
     values["retriever_loader"] = config["retriever_loader"]
@@ -50,7 +69,7 @@ def retriever_config(config):
     values["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
     values["eval_step"] = 0
     values["eval_args"] = {"split": {"RS": [1.0, 0.0, 0.0]}, "order": "RO", "group_by": "user", "mode": "full"}
-    return RetrieverConfig(model=BPR, dataset=config["dataset"], config_dict=values)
+    return RetrieverConfig(model=model_class, dataset=config["dataset"], config_dict=values)
 
 
 class PairDataLoader(AbstractDataLoader):
@@ -115,34 +134,58 @@ class RetrieverTrainer(Trainer):
 
 
 def train_retriever(config, dataset, rows, seed):
-    """Train BPR-MF, seeded with ``seed``, on ``dataset``'s interaction rows ``rows`` (original row ids).
+    """Train the retriever (``retriever_model``, BPR-MF by default), seeded with ``seed``, on
+    ``dataset``'s interaction rows ``rows`` (original row ids).
 
     ``retriever_loader: fast`` feeds RecBole's Trainer from index arrays (:class:`PairDataLoader`);
     ``recbole`` (the lists of before) copies the rows into a dataset and uses RecBole's sampler
-    and ``TrainDataLoader``. Returns ``(user_emb [n_users, d], item_emb [n_items, d])`` on CPU.
+    and ``TrainDataLoader``. A model other than BPR is built on a copy holding only ``rows``, so a
+    graph model's graph is the training period's. Returns ``(user_vectors [n_users, d],
+    item_vectors [n_items, d])`` on CPU.
     """
     logger = logging.getLogger()
-    rconf = retriever_config(config)
+    model_class = retriever_class(config["retriever_model"] or "BPR")
+    rconf = retriever_config(config, model_class)
     rconf["seed"] = seed
     init_seed(rconf["seed"], rconf["reproducibility"])
+    rows_t = torch.as_tensor(rows, dtype=torch.long)
     if rconf["retriever_loader"] == "fast":
         f = dataset.inter_feat
-        rows_t = torch.as_tensor(rows, dtype=torch.long)
         users, items = f[dataset.uid_field][rows_t], f[dataset.iid_field][rows_t]
-        train_ds = dataset
+        train_ds = dataset if model_class is BPR else dataset.copy(dataset.inter_feat[rows_t])
         loader = PairDataLoader(rconf, dataset, users, items, shuffle=True)
     else:
-        train_ds = dataset.copy(dataset.inter_feat[torch.as_tensor(rows, dtype=torch.long)])
+        train_ds = dataset.copy(dataset.inter_feat[rows_t])
         sampler = Sampler(["train"], [train_ds], rconf["train_neg_sample_args"]["distribution"]).set_phase("train")
         loader = TrainDataLoader(rconf, train_ds, sampler, shuffle=True)
-    model = BPR(rconf, train_ds).to(rconf["device"])
-    logger.info(f"Retriever BPR-MF: {len(rows)} training interactions, {rconf['epochs']} epochs, "
+    model = model_class(rconf, train_ds).to(rconf["device"])
+    logger.info(f"Retriever {model_class.__name__}: {len(rows)} training interactions, {rconf['epochs']} epochs, "
                 f"d={rconf['embedding_size']}")
     trainer = RetrieverTrainer(rconf, model)
     trainer.fit(loader, None, verbose=False, saved=False, show_progress=config["show_progress"])
     trainer.tensorboard.close()  # flush now: its folder is relative to the current directory
-    with torch.no_grad():
+    return two_tower_vectors(model)
+
+
+@torch.no_grad()
+def two_tower_vectors(model):
+    """``(user_vectors, item_vectors)`` whose inner products are ``model``'s scores: BPR's
+    embeddings, else the pair its ``forward()`` returns, checked against ``full_sort_predict``."""
+    model.eval()
+    if type(model) is BPR:
         return model.user_embedding.weight.detach().cpu(), model.item_embedding.weight.detach().cpu()
+    out = model.forward()
+    name = type(model).__name__
+    if not (isinstance(out, tuple) and len(out) == 2 and out[0].dim() == 2 and out[1].dim() == 2
+            and out[0].shape[0] == model.n_users and out[1].shape[0] == model.n_items):
+        raise UserInputError(f"retriever_model {name}: its forward() does not return (user vectors, item vectors); "
+                             "use a two-tower general model (BPR, LightGCN, NGCF, ...)")
+    users = torch.arange(1, min(model.n_users, 9))
+    full = model.full_sort_predict(Interaction({model.USER_ID: users})).view(len(users), -1).cpu()
+    if not torch.allclose(full, out[0][users].cpu() @ out[1].cpu().T, rtol=1e-4, atol=1e-4):
+        raise UserInputError(f"retriever_model {name}: its scores are not inner products of the vectors its "
+                             "forward() returns; use a two-tower general model (BPR, LightGCN, NGCF, ...)")
+    return out[0].detach().cpu(), out[1].detach().cpu()
 
 
 def score_pairs(user_emb, item_emb, users, items):
