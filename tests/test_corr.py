@@ -118,18 +118,30 @@ def test_retrieving_with_the_list_retriever_reproduces_the_stored_lists(slice_ro
 
 
 @pytest.mark.parametrize("extra", [{}, {"corr_mode": "alternating", "corr_alternate_epochs": 1, "epochs": 2},
-                                   {"ranker": "DNR_PRM", "corr_ranker_loss": "own", "use_learned_generator": False}])
+                                   {"ranker": "DNR_PRM", "corr_ranker_loss": "own", "lambda_e": 1, "epochs": 2}])
 def test_corr_runs_end_to_end(slice_root, in_session_dir, extra):
     result = run_recbole_dnr(config_dict=corr_config(slice_root, **extra))
     test = result["test_result"]
     assert 0 <= test["ndcg@6"] <= 1 and 0 < test["retriever_recall@50"] <= 1
 
 
+def test_dnr_ranker_under_corr_runs_its_learned_generator(slice_root, in_session_dir):
+    from recbole_dnr.model.dnr import LEARNED
+
+    config, ds, (train, valid, _), model, trainer = build(config_dict=corr_config(
+        slice_root, ranker="DNR_PRM", corr_ranker_loss="own", lambda_e=1, epochs=2))
+    phi_before = [p.detach().clone() for p in model.ranker.phi_parameters()]
+    trainer.fit(train, valid, saved=False, show_progress=False)
+    assert model.ranker.phase == LEARNED
+    assert any(not torch.equal(a, b) for a, b in zip(phi_before, model.ranker.phi_parameters()))
+    assert trainer.dnr_schedule.optimizer.state_dict()["state"]
+
+
 def test_corr_bad_settings_are_clear_errors(slice_root, in_session_dir):
     with pytest.raises(UserInputError, match="list_mode: retrieve"):
         build(config_dict=corr_config(slice_root, list_mode="slate"))
     with pytest.raises(UserInputError, match="corr_ranker_loss: own"):
-        build(config_dict=corr_config(slice_root, ranker="DNR_PRM", use_learned_generator=False))
+        build(config_dict=corr_config(slice_root, ranker="DNR_PRM"))
     with pytest.raises(UserInputError, match="corr_sampler"):
         build(config_dict=corr_config(slice_root, corr_sampler="midx"))
 

@@ -125,7 +125,7 @@ def _trainer_like(model, lr=0.01):
 
 
 def test_adv_step_moves_phi_only():
-    from recbole_dnr.trainer.dnr_trainer import DNRTrainer
+    from recbole_dnr.trainer.dnr_trainer import DNRSchedule
 
     model = dnr()
     model.phase = LEARNED
@@ -140,10 +140,10 @@ def test_adv_step_moves_phi_only():
     phi_before = copy.deepcopy(model.generator.state_dict())
     grads_before = [None if p.grad is None else p.grad.clone() for p in model.theta_parameters()]
 
-    fake = type("T", (), {})()
-    fake.model, fake.gen_optimizer, fake.phi = model, phi_opt, list(model.phi_parameters())
+    schedule = DNRSchedule.__new__(DNRSchedule)  # the trainer's schedule, with our φ optimizer
+    schedule.dnr, schedule.optimizer, schedule.phi = model, phi_opt, list(model.phi_parameters())
     for _ in range(3):
-        DNRTrainer.generator_step(fake, batch)
+        schedule.generator_step(batch)
 
     for k, v in model.backbone.state_dict().items():
         assert torch.equal(v, theta_before[k]), k  # bit-identical

@@ -172,7 +172,7 @@ def test_dnr_phase_switch_survives_save_and_resume(slice_root, in_session_dir):
     trainer2.fit(train2, valid2, saved=False, show_progress=False)
     assert model2.phase == LEARNED
     assert any(not torch.equal(v, phi_before[k]) for k, v in model2.generator.state_dict().items())
-    assert trainer2.gen_optimizer.state_dict()["state"]  # the φ optimizer has stepped
+    assert trainer2.schedule.optimizer.state_dict()["state"]  # the φ optimizer has stepped
 
 
 def test_lists_match_the_raw_log(slice_root, in_session_dir):

@@ -60,9 +60,6 @@ class CoRR(ListRecommender):
             raise UserInputError(f"corr_ranker_loss must be softmax or own, got '{config['corr_ranker_loss']}'")
         self.ranker = ranker_class(config["ranker"])(config, dataset)
         self.is_dnr = hasattr(self.ranker, "backbone")
-        if self.is_dnr and config["use_learned_generator"]:
-            raise UserInputError(f"ranker {config['ranker']}: CoRR runs DNR's heuristic phase only (its trainer has no "
-                                 "generator φ step); set use_learned_generator: False")
         if self.is_dnr and config["corr_ranker_loss"] != "own":
             raise UserInputError(f"ranker {config['ranker']} trains by DNR's own loss (L_direct + λ_m L_z): set "
                                  "corr_ranker_loss: own")
@@ -133,7 +130,7 @@ class CoRR(ListRecommender):
                 l_ra = sum(own) if isinstance(own, tuple) else own
             else:
                 l_ra = sampled_softmax_loss(s_ra, log_q, pos, neg)
-        self._last_inter = inter
+        self.last_lists = inter  # the ranker's lists of this step (a DNR ranker's φ step reuses them)
         terms = []
         if train_ranker:
             terms.append(l_ra)

@@ -16,6 +16,7 @@ from recbole.data.interaction import Interaction
 from recbole_dnr.data.dataloader import ListDataLoader
 from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID, RequestSet
 from recbole_dnr.model.corr import PRIOR_HI, PRIOR_LO, WINDOW_POSITIVE
+from recbole_dnr.trainer.dnr_trainer import DNRSchedule
 from recbole_dnr.trainer.list_trainer import ListTrainer
 
 
@@ -24,6 +25,8 @@ class CoRRTrainer(ListTrainer):
         super().__init__(config, model)
         self.mode = config["corr_mode"]
         self.alternate = config["corr_alternate_epochs"]
+        # ranker DNR_X: DNR's phases and generator φ steps, on the lists CoRR sampled for the θ step
+        self.dnr_schedule = DNRSchedule(config, model.ranker, self.logger) if model.is_dnr else None
 
     def _build_optimizer(self, **kwargs):
         if "params" in kwargs:
@@ -64,7 +67,20 @@ class CoRRTrainer(ListTrainer):
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.model.corr_phase = self.phase_for(epoch_idx)
+        if self.dnr_schedule:
+            self.dnr_schedule.start_epoch(epoch_idx)
         return super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+
+    def _after_theta_step(self, interaction, epoch_idx):
+        if self.dnr_schedule and self.model.corr_phase != "retriever":
+            self.dnr_schedule.after_theta_step(self.model.last_lists)
+
+    def _extra_state(self):
+        return self.dnr_schedule.state() if self.dnr_schedule else {}
+
+    def _load_extra_state(self, checkpoint):
+        if self.dnr_schedule:
+            self.dnr_schedule.load_state(checkpoint, self.start_epoch)
 
     def retrieved(self, eval_data):
         """A loader over ``eval_data``'s requests with lists retrieved by the current retriever."""
