@@ -255,7 +255,8 @@ def render_plots(spec, runs_by_dataset):
         ax = axes[0]
         mean = [np.mean(v) for v in vals]
         err = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
-        colors = ["tab:orange" if n.startswith("DNR") else "tab:gray" if n == "Retriever" else "tab:blue" for n in names]
+        floors = [n for n in names if by_variant[n][0].get("model") == "Retriever"]  # rank by x alone
+        colors = ["tab:orange" if n.startswith("DNR") else "tab:gray" if n in floors else "tab:blue" for n in names]
         ax.barh(range(len(names)), mean, xerr=err, color=colors, capsize=3)
         ax.set_yticks(range(len(names)), [f"{n} ({len(v)})" for n, v in zip(names, vals)])
         ax.invert_yaxis()
@@ -263,8 +264,8 @@ def render_plots(spec, runs_by_dataset):
         ax.set_xlim(lo, max(m + e for m, e in zip(mean, err)) + 0.01)
         ax.set_xlabel("test NDCG@6 (mean ± std over seeds; seeds in brackets)")
         ax.set_title(f"{ds}: test NDCG@6")
-        if "Retriever" in by_variant:
-            ax.axvline(np.mean([r["test"]["ndcg@6"] for r in by_variant["Retriever"]]), ls="--", c="k", lw=1,
+        if floors:
+            ax.axvline(np.mean([r["test"]["ndcg@6"] for r in by_variant[floors[0]]]), ls="--", c="k", lw=1,
                        label="retriever floor")
             ax.legend(loc="lower right")
         ax = axes[1]
