@@ -142,6 +142,8 @@ def test_corr_bad_settings_are_clear_errors(slice_root, in_session_dir):
         build(config_dict=corr_config(slice_root, list_mode="slate"))
     with pytest.raises(UserInputError, match="corr_ranker_loss: own"):
         build(config_dict=corr_config(slice_root, ranker="DNR_PRM"))
+    with pytest.raises(UserInputError, match="unset probe_sigmas"):
+        build(config_dict=corr_config(slice_root, probe_sigmas=[0, 0.1]))
     with pytest.raises(UserInputError, match="corr_sampler"):
         build(config_dict=corr_config(slice_root, corr_sampler="midx"))
 

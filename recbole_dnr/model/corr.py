@@ -58,6 +58,9 @@ class CoRR(ListRecommender):
             raise UserInputError(f"corr_mode must be one of {list(MODES)}, got '{config['corr_mode']}'")
         if config["corr_ranker_loss"] not in ("softmax", "own"):
             raise UserInputError(f"corr_ranker_loss must be softmax or own, got '{config['corr_ranker_loss']}'")
+        if config["probe_sigmas"] or config["probe_weak_retriever"]:
+            raise UserInputError("the robustness probes corrupt the stored lists' x, but CoRR retrieves its lists anew "
+                                 "at every evaluation: unset probe_sigmas and probe_weak_retriever for CoRR")
         self.ranker = ranker_class(config["ranker"])(config, dataset)
         self.is_dnr = hasattr(self.ranker, "backbone")
         if self.is_dnr and config["corr_ranker_loss"] != "own":

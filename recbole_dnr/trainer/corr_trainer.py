@@ -10,7 +10,6 @@ ranker, so early stopping selects the best *two-stage* model; the result adds th
 own recall@n and NDCG@n of the window positives.
 """
 
-import torch
 from recbole.data.interaction import Interaction
 
 from recbole_dnr.data.dataloader import ListDataLoader
@@ -82,22 +81,15 @@ class CoRRTrainer(ListTrainer):
         if self.dnr_schedule:
             self.dnr_schedule.load_state(checkpoint, self.start_epoch)
 
-    def retrieved(self, eval_data):
-        """A loader over ``eval_data``'s requests with lists retrieved by the current retriever."""
+    def eval_lists(self, eval_data):
+        """``eval_data``'s requests with lists retrieved by the current retriever."""
         split = eval_data._dataset
         user_emb, item_emb = self.model.retriever.embeddings()
         fresh = split.parent.retrieve_split(split, user_emb, item_emb)
         return ListDataLoader(self.config, fresh, self.config["eval_batch_size"])
 
-    @torch.no_grad()
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        if not eval_data:
-            return
-        if load_best_model:
-            self.load_model(model_file)
-        loader = self.retrieved(eval_data)
-        result = super().evaluate(loader, load_best_model=False, show_progress=show_progress)
-        for key, values in loader._dataset.retriever_metrics.items():
+    def extend_result(self, result, eval_data):
+        for key, values in eval_data._dataset.retriever_metrics.items():
             if key != "has_positive":
                 result[f"retriever_{key}"] = round(float(values.float().mean()), 4)
         return result

@@ -167,6 +167,15 @@ class ListTrainer(Trainer):
             return
         if load_best_model:
             self.load_model(model_file)
+        eval_data = self.eval_lists(eval_data)
         out = self.predict_lists(eval_data, show_progress)
         self.last_eval = out
-        return self.evaluator.evaluate(out["scores"], out[LABEL], out[SLATE_MASK])
+        return self.extend_result(self.evaluator.evaluate(out["scores"], out[LABEL], out[SLATE_MASK]), eval_data)
+
+    def eval_lists(self, eval_data):
+        """The loader an evaluation scores (CoRR retrieves its lists anew here)."""
+        return eval_data
+
+    def extend_result(self, result, eval_data):
+        """Hook to add metrics of the evaluated lists to ``result``."""
+        return result
