@@ -109,7 +109,7 @@ def test_distillation_reaches_the_retriever_only(slice_root, in_session_dir):
 def test_retrieving_with_the_list_retriever_reproduces_the_stored_lists(slice_root, in_session_dir):
     config, ds, (_, valid, _), model, trainer = build(config_dict=corr_config(slice_root))
     split = valid._dataset
-    fresh = ds.retrieve_split(split, *ds.retriever_embeddings())
+    fresh = ds.retrieve_split(split, ds.retriever_embeddings())
     for key in ("item_id", "score", "label", "history_item", "request_id"):
         assert torch.equal(fresh.inter[key], split.inter[key]), key
     m = fresh.retriever_metrics
@@ -174,10 +174,27 @@ def test_retriever_model_lightgcn_builds_lists_from_its_propagated_vectors(slice
         slice_root, model="Retriever", retriever_model="LightGCN", retriever_epochs=2, list_mode="retrieve"))
     bpr = build(config_dict=smoke_config(slice_root, model="Retriever", retriever_epochs=2, list_mode="retrieve"))[1]
     assert ds.cache_path() != bpr.cache_path()  # the retriever's identity is in the list cache key
-    user_vec, item_vec = ds.retriever_embeddings()
-    fresh = ds.retrieve_split(valid._dataset, user_vec, item_vec)
+    fresh = ds.retrieve_split(valid._dataset, ds.retriever_embeddings())
     assert torch.equal(fresh.inter["item_id"], valid._dataset.inter["item_id"])
-    with pytest.raises(UserInputError, match="retriever_model must be a RecBole general model"):
-        build(config_dict=smoke_config(slice_root, model="Retriever", retriever_model="SASRec"))
+    with pytest.raises(UserInputError, match="sequential retriever must score"):
+        build(config_dict=smoke_config(slice_root, model="Retriever", retriever_model="BERT4Rec"))
     with pytest.raises(UserInputError, match="retriever_model must be"):
         build(config_dict=smoke_config(slice_root, model="Retriever", retriever_model="NoSuch"))
+
+
+def test_sasrec_retriever_queries_per_request(slice_root, in_session_dir):
+    """A sequential retriever: one query per request from its history (two requests of one user
+    differ), lists reproduced from the cached vectors, trained on the given rows only."""
+    cfg = smoke_config(slice_root, model="Retriever", retriever_model="SASRec", retriever_epochs=1,
+                       list_mode="retrieve", retriever_fit="crossfit", crossfit_folds=2, max_history=8)
+    config, ds, (train, valid, test), _, _ = build(config_dict=cfg)
+    vectors = ds.retriever_embeddings()
+    starts, _, req_users = ds.request_layout()
+    assert vectors["request"].shape[0] == len(starts)
+    same_user = np.flatnonzero(req_users == req_users[0])[:2]
+    assert not torch.allclose(vectors["request"][same_user[0]], vectors["request"][same_user[1]])
+    fresh = ds.retrieve_split(test._dataset, vectors)
+    assert torch.equal(fresh.inter["item_id"], test._dataset.inter["item_id"])
+    assert 0 < ds.stats["test_retriever_recall"] <= 1
+    with pytest.raises(UserInputError, match="per-request queries"):
+        build(config_dict={**cfg, "model": "CoRR", "corr_retriever_init": "pretrained", "retriever_fit": "holdout"})

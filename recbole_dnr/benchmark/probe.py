@@ -8,6 +8,7 @@ import json
 import logging
 import os
 
+import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
@@ -15,7 +16,7 @@ from recbole_dnr import compat
 from recbole_dnr.data import protocol as P
 from recbole_dnr.data import retriever as RT
 from recbole_dnr.data.dataloader import ListDataLoader
-from recbole_dnr.data.dataset import SCORE, RequestSet
+from recbole_dnr.data.dataset import REQUEST_ID, SCORE, RequestSet
 
 
 def corrupt_scores(x, sigma, generator):
@@ -63,17 +64,18 @@ def weak_retriever_scores(config, dataset, split, overrides):
     tag = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
     path = dataset.cache_path()[:-len(".pth")] + f"-weak-{tag}.pth"
     if os.path.isfile(path):
-        user_emb, item_emb = compat.load_checkpoint(path)
+        vectors = compat.load_checkpoint(path)
     else:
         order, users, _, _, _ = dataset._log_arrays()
         cfg = dataset.config
         starts, splits, _ = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
         rows = P.training_rows(users, starts, splits)
         logging.getLogger().info(f"Weak retriever for the robustness probe: {overrides}")
-        user_emb, item_emb = RT.train_retriever(_ConfigView(cfg, overrides), dataset, order[rows], seed=dataset.list_seed)
-        compat.atomic_save((user_emb, item_emb), path)
+        vectors = RT.train_retriever(_ConfigView(cfg, overrides), dataset, order[rows], seed=dataset.list_seed)
+        compat.atomic_save(vectors, path)
     inter = split.inter
-    logits = RT.score_pairs(user_emb, item_emb, inter[dataset.uid_field].numpy(), inter[dataset.iid_field].numpy())
+    query, item_emb = RT.queries(vectors, inter[REQUEST_ID].numpy(), inter[dataset.uid_field].numpy())
+    logits = RT.score_pairs(query, item_emb, np.arange(len(query)), inter[dataset.iid_field].numpy())
     return torch.as_tensor(RT.normalise(logits, config["score_norm"]), dtype=torch.float32)
 
 

@@ -254,11 +254,12 @@ class ListDataset(Dataset):
         """Candidates, x, z and slate mask for requests ``req`` scored by retriever ``embs``
         (and, in retrieve mode with ``with_n_pos``, the number of positives in each label window)."""
         cfg = self.config
-        user_emb, item_emb = embs
         rng = np.random.default_rng([self.list_seed, seed])
         n, size = cfg["candidate_num"], cfg["slate_size"]
         first = P.user_bounds(users)
         r_users = users[starts[req]]
+        query, item_emb = RT.queries(embs, req, r_users)  # [len(req), d]: one query per request
+        q_rows = np.arange(len(req))
         if cfg["list_mode"] == "slate":
             slate_rows = starts[req][:, None] + np.arange(size)
             slate_items, slate_z = items[slate_rows], z_log[slate_rows]
@@ -271,7 +272,7 @@ class ListDataset(Dataset):
                 fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, weights=pop)
             else:  # "retriever" (values were checked in _check_options)
                 user_end = _user_end(users)
-                pools = RT.topk_unseen(user_emb, item_emb, r_users, first[r_users], user_end[r_users], items,
+                pools = RT.topk_unseen(query, item_emb, q_rows, first[r_users], user_end[r_users], items,
                                        max(cfg["filler_pool"], n))
                 fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, pools=pools)
             cand = np.concatenate([slate_items, fill], 1)
@@ -279,7 +280,7 @@ class ListDataset(Dataset):
             slate = np.concatenate([np.ones_like(slate_z), np.zeros_like(fill)], 1)
             recall = np.ones(len(req))  # every slate item is a candidate by construction
         else:  # "retrieve"
-            cand = RT.topk_unseen(user_emb, item_emb, r_users, first[r_users], starts[req], items, n)
+            cand = RT.topk_unseen(query, item_emb, q_rows, first[r_users], starts[req], items, n)
             end = _user_end(users)[r_users]
             w_rows = starts[req][:, None] + np.arange(cfg["label_window"])
             w_ok = w_rows < end[:, None]
@@ -291,7 +292,7 @@ class ListDataset(Dataset):
             slate = match.any(2).astype(np.int64)
             n_pos = np.array([len(set(w_items[r][w_pos[r]].tolist())) for r in range(len(req))])
             recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
-        x = RT.normalise(RT.score_pairs(user_emb, item_emb, r_users, cand), cfg["score_norm"])
+        x = RT.normalise(RT.score_pairs(query, item_emb, q_rows, cand), cfg["score_norm"])
         cand, x, label, slate = P.order_by_score(cand, x, label, slate)
         out = {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
         if cfg["list_mode"] == "retrieve" and with_n_pos:
@@ -308,8 +309,9 @@ class ListDataset(Dataset):
         return self._layout
 
     def retriever_embeddings(self):
-        """``(user_emb, item_emb)`` of the independent retriever: BPR-MF fitted on the whole
-        training period with the list seed (the holdout retriever of the lists), cached beside them."""
+        """Vectors of the independent retriever (``(user, item)``, or ``{"request", "item"}`` for a
+        sequential one), fitted on the whole training period with the list seed (the holdout
+        retriever of the lists), cached beside them."""
         path = self._retriever_path()
         if os.path.isfile(path):
             return compat.load_checkpoint(path)
@@ -345,9 +347,10 @@ class ListDataset(Dataset):
         starts = self.request_layout()[0][np.asarray(request_ids)]
         return torch.as_tensor(P.user_bounds(users)[users[starts]]), torch.as_tensor(starts)
 
-    def retrieve_split(self, split, user_emb, item_emb):
+    def retrieve_split(self, split, vectors):
         """The requests of ``split`` (a :class:`RequestSet`) with candidate lists retrieved anew
-        by ``(user_emb, item_emb)`` (list mode ``retrieve``): top-n unseen items in retriever order,
+        by a retriever's ``vectors`` (``(user, item)``, or a sequential one's ``{"request", "item"}``;
+        list mode ``retrieve``): top-n unseen items in retriever order,
         x, labels of the label window; history unchanged. The result carries
         ``retriever_metrics`` (per request: recall@n and NDCG@n of the window's positives)."""
         if self.config["list_mode"] != "retrieve":
@@ -356,7 +359,7 @@ class ListDataset(Dataset):
         z_log = (ratings >= self.config["label_threshold"]).astype(np.int64)
         starts, _, _ = self.request_layout()
         req = split.inter[REQUEST_ID].numpy()
-        part = self._lists_for((user_emb, item_emb), req, starts, users, items, z_log, None, seed=0, with_n_pos=True)
+        part = self._lists_for(vectors, req, starts, users, items, z_log, None, seed=0, with_n_pos=True)
         inter = dict(split.inter.interaction)
         inter.update({self.iid_field: torch.as_tensor(part["items"]),
                       SCORE: torch.as_tensor(part["x"], dtype=torch.float32),

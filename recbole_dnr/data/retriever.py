@@ -54,11 +54,24 @@ def retriever_class(name):
         cls = recbole_class(name)
     except UserInputError:
         cls = None
-    if cls is None or cls.type != RecBoleModelType.GENERAL:
+    if cls is not None and cls.type == RecBoleModelType.SEQUENTIAL:
+        from recbole_dnr.retrieval.sequential import check_sequential
+
+        check_sequential(name)
+    elif cls is None or cls.type != RecBoleModelType.GENERAL:
         raise UserInputError(f"retriever_model must be a RecBole general model scoring by an inner product of user "
-                             f"and item vectors (BPR, LightGCN, NGCF, ...); got '{name}'. Sequential retrievers "
-                             f"(SASRec) are not supported yet.")
+                             f"and item vectors (BPR, LightGCN, NGCF, ...) or a sequential one (SASRec, GRU4Rec, "
+                             f"NARM, ...); got '{name}'")
     return cls
+
+
+def queries(vectors, requests, users):
+    """``(query [R, d], item vectors)`` of a retriever's vectors for requests ``requests`` of users
+    ``users``: per request for a sequential retriever (``{"request", "item"}``), per user for a
+    two-tower one (``(user_vectors, item_vectors)``)."""
+    if isinstance(vectors, dict):
+        return vectors["request"][torch.as_tensor(requests)], vectors["item"]
+    return vectors[0][torch.as_tensor(users)], vectors[1]
 
 
 def retriever_config(config, model_class=BPR):
@@ -67,6 +80,10 @@ def retriever_config(config, model_class=BPR):
     values["retriever_loader"] = config["retriever_loader"]
     values["data_path"] = "."  # the dataset object is passed in; nothing is read from disk
     values["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+    if getattr(model_class, "type", None) is not None and model_class.type.name == "SEQUENTIAL":
+        values["train_neg_sample_args"] = None  # CE over all items: RecBole's sequential default
+        values["MAX_ITEM_LIST_LENGTH"] = config["max_history"]
+        values["hidden_size"] = config["retriever_embedding_size"]  # RecBole's sequential models size by it
     values["eval_step"] = 0
     values["eval_args"] = {"split": {"RS": [1.0, 0.0, 0.0]}, "order": "RO", "group_by": "user", "mode": "full"}
     return RetrieverConfig(model=model_class, dataset=config["dataset"], config_dict=values)
@@ -148,6 +165,10 @@ def train_retriever(config, dataset, rows, seed):
     rconf = retriever_config(config, model_class)
     rconf["seed"] = seed
     init_seed(rconf["seed"], rconf["reproducibility"])
+    from recbole_dnr.retrieval.sequential import is_sequential, train_sequential
+
+    if is_sequential(model_class):
+        return train_sequential(rconf, dataset, model_class, rows, RetrieverTrainer, config["show_progress"])
     rows_t = torch.as_tensor(rows, dtype=torch.long)
     if rconf["retriever_loader"] == "fast":
         f = dataset.inter_feat
@@ -189,7 +210,7 @@ def two_tower_vectors(model):
 
 
 def score_pairs(user_emb, item_emb, users, items):
-    """MF logits of ``users [R]`` against ``items [R, n]`` -> ``[R, n]`` numpy."""
+    """Logits <u, e_i> of ``users [R]`` (rows of ``user_emb``) against ``items [R, n]`` -> ``[R, n]`` numpy."""
     u = user_emb[torch.as_tensor(users)]
     i = item_emb[torch.as_tensor(items)]
     return torch.einsum("rd,rnd->rn", u, i).numpy()

@@ -71,6 +71,10 @@ class CoRR(ListRecommender):
                                  f"'{config['corr_retriever_init']}'")
         lists = getattr(dataset, "parent", dataset)  # the ListDataset behind a split
         init = lists.retriever_embeddings() if config["corr_retriever_init"] == "pretrained" else None
+        if isinstance(init, dict):
+            raise UserInputError(f"corr_retriever_init: pretrained starts CoRR's MF retriever from the list retriever's "
+                                 f"user and item vectors; retriever_model {config['retriever_model']} has per-request "
+                                 "queries instead. Use corr_retriever_init: scratch")
         self.retriever = MFRetriever(dataset.user_num, self.n_items, config["retriever_embedding_size"], init)
         self.sampler = get_sampler(config)
         self.n = config["candidate_num"]

@@ -84,8 +84,7 @@ class CoRRTrainer(ListTrainer):
     def eval_lists(self, eval_data):
         """``eval_data``'s requests with lists retrieved by the current retriever."""
         split = eval_data._dataset
-        user_emb, item_emb = self.model.retriever.embeddings()
-        fresh = split.parent.retrieve_split(split, user_emb, item_emb)
+        fresh = split.parent.retrieve_split(split, self.model.retriever.embeddings())
         return ListDataLoader(self.config, fresh, self.config["eval_batch_size"])
 
     def extend_result(self, result, eval_data):

@@ -1,0 +1,91 @@
+"""A RecBole sequential model as the retriever (``retriever_model: SASRec``, GRU4Rec, NARM, ...).
+
+Its query is the request's history, not the user: q_r = forward(last L items before the request)
+``[d]`` and s_re(r, i) = <q_r, e_i>, which is the model's own ``full_sort_predict`` for
+``REPRESENTATION_MODELS`` (checked after training). It is trained the RecBole way (RecBole's
+Trainer, the model's own loss, e.g. SASRec's CE over all items) on next-item prediction over the
+given log rows only: the targets are those rows, and the sequences are built from them alone, so a
+cross-fitting fold's held-out slates are neither targets nor inputs. Vectors are returned per
+request id: ``{"request": [R, d], "item": [n_items, d]}``.
+"""
+
+import logging
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_dnr.data import protocol as P
+from recbole_dnr.utils import UserInputError
+
+
+def is_sequential(model_class):
+    from recbole.utils import ModelType as RecBoleModelType
+
+    return model_class.type == RecBoleModelType.SEQUENTIAL
+
+
+def check_sequential(name):
+    from recbole_dnr.model.recbole_reranker import REPRESENTATION_MODELS
+
+    if name not in REPRESENTATION_MODELS:
+        raise UserInputError(f"retriever_model {name}: a sequential retriever must score by <sequence vector, item "
+                             f"vector>; supported: {', '.join(REPRESENTATION_MODELS)}")
+
+
+def _forward(model, seq, length, users):
+    import inspect
+
+    from recbole_dnr.model.recbole_reranker import _SEQ_ARGS
+
+    args = {"seq": seq, "len": length, "user": users}
+    return model(*[args[_SEQ_ARGS[p]] for p in inspect.signature(model.forward).parameters])
+
+
+def train_sequential(rconf, dataset, model_class, rows, trainer_class, show_progress=False):
+    """Train ``model_class`` on the original log rows ``rows``; query vectors of every request."""
+    from recbole_dnr.model.recbole_reranker import recbole_sequence
+    from recbole_dnr.trainer.recbole_pretrain import SequenceLoader
+
+    order, users, items, _, _ = dataset._log_arrays()
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    sub = np.sort(inverse[np.asarray(rows)])  # positions in the (user, time)-sorted log
+    s_users, s_items = users[sub], items[sub]
+    targets = np.flatnonzero(np.arange(len(sub)) > P.user_bounds(s_users)[s_users])
+    window = min(rconf["MAX_ITEM_LIST_LENGTH"], dataset.config["max_history"])
+    hist, _, _ = P.history(s_items, np.zeros_like(s_items), s_users, targets, window)
+    seq, length = recbole_sequence(torch.as_tensor(hist), window)
+    model = model_class(rconf, dataset).to(rconf["device"])
+    fields = {model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length, model.USER_ID: torch.as_tensor(s_users[targets]),
+              model.ITEM_ID: torch.as_tensor(s_items[targets])}
+    logging.getLogger().info(f"Retriever {model_class.__name__}: {len(targets)} next-item targets of "
+                             f"{len(rows)} training interactions, {rconf['epochs']} epochs, d={rconf['embedding_size']}")
+    trainer = trainer_class(rconf, model)
+    trainer.fit(SequenceLoader(fields, rconf["train_batch_size"], rconf["seed"]), None, verbose=False, saved=False,
+                show_progress=show_progress)
+    trainer.tensorboard.close()
+    return request_vectors(model, dataset, window)
+
+
+@torch.no_grad()
+def request_vectors(model, dataset, window, batch=4096):
+    """``{"request": q [R, d], "item": e [n_items, d]}`` for every request of ``dataset``."""
+    from recbole_dnr.model.recbole_reranker import recbole_sequence
+
+    model.eval()
+    _, users, items, _, _ = dataset._log_arrays()
+    starts, _, req_users = dataset.request_layout()
+    hist, _, _ = P.history(items, np.zeros_like(items), users, starts, window)
+    seq, length = recbole_sequence(torch.as_tensor(hist), window)
+    u = torch.as_tensor(req_users)
+    q = torch.cat([_forward(model, seq[i:i + batch], length[i:i + batch], u[i:i + batch]).cpu()
+                   for i in range(0, len(starts), batch)]) if len(starts) else torch.zeros(0, 1)
+    e = model.item_embedding.weight.detach().cpu()
+    k = min(8, len(starts))
+    check = model.full_sort_predict(Interaction({model.ITEM_SEQ: seq[:k], model.ITEM_SEQ_LEN: length[:k],
+                                                 model.USER_ID: u[:k]})).view(k, -1).cpu()
+    if not torch.allclose(check, q[:k] @ e.T, rtol=1e-4, atol=1e-4):
+        raise UserInputError(f"retriever_model {type(model).__name__}: its scores are not <sequence vector, item "
+                             "vector>; use SASRec, GRU4Rec, NARM, ...")
+    return {"request": q, "item": e}
