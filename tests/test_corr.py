@@ -142,6 +142,8 @@ def test_corr_bad_settings_are_clear_errors(slice_root, in_session_dir):
         build(config_dict=corr_config(slice_root, list_mode="slate"))
     with pytest.raises(UserInputError, match="corr_ranker_loss: own"):
         build(config_dict=corr_config(slice_root, ranker="DNR_PRM"))
+    with pytest.raises(UserInputError, match="eval_positives: window"):
+        build(config_dict=smoke_config(slice_root, model="PRM", eval_positives="window"))
     with pytest.raises(UserInputError, match="unset probe_sigmas"):
         build(config_dict=corr_config(slice_root, probe_sigmas=[0, 0.1]))
     with pytest.raises(UserInputError, match="corr_sampler"):
@@ -198,3 +200,22 @@ def test_sasrec_retriever_queries_per_request(slice_root, in_session_dir):
     assert 0 < ds.stats["test_retriever_recall"] <= 1
     with pytest.raises(UserInputError, match="per-request queries"):
         build(config_dict={**cfg, "model": "CoRR", "corr_retriever_init": "pretrained", "retriever_fit": "holdout"})
+
+
+def test_missed_positives_count_against_the_list_by_hand():
+    from recbole_dnr.evaluator import ListEvaluator
+    from recbole_dnr.evaluator.metrics import hit_ratio, ndcg
+
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.4]])
+    labels = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    slate = torch.zeros(2, 3, dtype=torch.bool)
+    s, y, m = ListEvaluator.with_missed(scores, labels, slate, torch.tensor([1, 2]))
+    assert s.shape == (2, 5) and y.tolist() == [[0, 1, 0, 1, 0], [0, 0, 0, 1, 1]] and not m.any()
+    assert torch.isinf(s[:, 3:]).all()
+    v, defined = ndcg(s, y, 3)
+    # list 1: its one held positive at rank 3 (DCG 1/log2 4 = 0.5); ideal over 2 positives = 1 + 1/log2 3
+    assert v[0].item() == pytest.approx(0.5 / (1 + 1 / math.log2(3)))
+    assert defined.tolist() == [True, True] and v[1].item() == 0  # nothing retrieved: defined, and 0
+    assert ndcg(scores, labels, 3)[1].tolist() == [True, False]  # candidates scope: list 2 left out
+    h, _ = hit_ratio(s, y, 3)
+    assert h.tolist() == [0.5, 0.0]

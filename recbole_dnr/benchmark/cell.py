@@ -80,7 +80,7 @@ def run_cell(settings, config_files=None, label=""):
         fresh = ds.retrieve_split(test._dataset, ds.retriever_embeddings())
         test_result.update({f"retriever_{k}": round(float(v.float().mean()), 4)
                             for k, v in fresh.retriever_metrics.items() if k != "has_positive"})
-    per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
+    per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK], out.get("missed"))
     slate, slate_per_list = {}, {}
     if config["list_mode"] == "slate":  # the same predictions ranked within the exposed slate (a diagnostic scope)
         slate_eval = ListEvaluator(config, scope="slate")

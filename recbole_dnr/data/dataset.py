@@ -163,13 +163,16 @@ class ListDataset(Dataset):
     def _check_options(self):
         """Fail on a mistyped option before minutes of retriever training, not after."""
         choices = {"list_mode": ("slate", "retrieve"), "retriever_fit": ("holdout", "crossfit"),
-                   "list_order": ("retriever", "shuffled"),
+                   "list_order": ("retriever", "shuffled"), "eval_positives": ("candidates", "window"),
                    "retriever_loader": ("fast", "recbole"),
                    "filler_sampling": ("uniform", "popularity", "retriever"), "score_norm": ("minmax", "sigmoid")}
         for key, allowed in choices.items():
             if self.config[key] not in allowed:
                 raise UserInputError(f"{key} must be one of {list(allowed)}, got '{self.config[key]}'")
         RT.retriever_class(self.config["retriever_model"])
+        if self.config["eval_positives"] == "window" and self.config["list_mode"] != "retrieve":
+            raise UserInputError("eval_positives: window counts the label window's liked items the retriever missed; "
+                                 "it needs list_mode: retrieve (slate lists hold every positive)")
         if self.config["list_mode"] == "slate" and self.config["candidate_num"] < self.config["slate_size"]:
             raise UserInputError(f"candidate_num ({self.config['candidate_num']}) must be >= slate_size "
                                  f"({self.config['slate_size']})")
@@ -339,6 +342,12 @@ class ListDataset(Dataset):
         rows = np.where(ok, rows, 0)
         pos = ok & (ratings[rows] >= self.config["label_threshold"])
         return torch.as_tensor(np.where(pos, items[rows], 0))
+
+    def window_positive_count(self, request_ids):
+        """Distinct liked items in each request's label window ``[R]`` (int64 tensor)."""
+        pos = self.window_positives(request_ids).sort(1).values
+        distinct = (pos[:, 1:] != pos[:, :-1]) & (pos[:, 1:] > 0)
+        return distinct.sum(1) + (pos[:, 0] > 0).long()
 
     def prior_rows(self, request_ids):
         """``(lo, hi) [R]``: the sorted-log rows of each request's user before the request

@@ -2,6 +2,8 @@
 
 from collections import OrderedDict
 
+import torch
+
 from recbole.evaluator import register as _register
 from recbole.evaluator.collector import DataStruct
 
@@ -46,16 +48,31 @@ class ListEvaluator:
         idx = slate_mask.float().argsort(dim=1, descending=True, stable=True)[:, :size].sort(1).values
         return scores.gather(1, idx), labels.gather(1, idx)
 
-    def per_list(self, scores, labels, slate_mask):
+    @staticmethod
+    def with_missed(scores, labels, slate_mask, missed):
+        """Append, per list, ``missed[r]`` positives the list does not hold (``eval_positives:
+        window``: liked items the retriever did not retrieve) as candidates scored -inf: they count
+        in every metric's positives and are never ranked above a real candidate."""
+        if missed is None or not bool((missed > 0).any()):
+            return scores, labels, slate_mask
+        m = int(missed.max())
+        pad = torch.arange(m).unsqueeze(0) < missed.unsqueeze(1)
+        return (torch.cat([scores, torch.full((len(scores), m), float("-inf"), dtype=scores.dtype)], 1),
+                torch.cat([labels, pad.to(labels.dtype)], 1),
+                torch.cat([slate_mask, torch.zeros(len(scores), m, dtype=slate_mask.dtype)], 1))
+
+    def per_list(self, scores, labels, slate_mask, missed=None):
         """``{metric_key: (values [N], defined [N])}`` for every configured metric."""
+        scores, labels, slate_mask = self.with_missed(scores, labels, slate_mask, missed)
         scores, labels = self.restrict(scores, labels, slate_mask)
         out = OrderedDict()
         for metric in self.metrics:
             out.update(metric.per_list(scores, labels))
         return out
 
-    def evaluate(self, scores, labels, slate_mask):
+    def evaluate(self, scores, labels, slate_mask, missed=None):
         """Mean of each metric over the lists where it is defined, as RecBole's ``OrderedDict``."""
+        scores, labels, slate_mask = self.with_missed(scores, labels, slate_mask, missed)
         scores, labels = self.restrict(scores, labels, slate_mask)
         data = DataStruct()
         data.set("list.scores", scores)

@@ -151,7 +151,11 @@ class ListTrainer(Trainer):
             keep["scores"].append(self.model.predict(interaction).float().cpu())
             for k, field in fields.items():
                 keep[k].append(interaction[field].cpu())
-        return {k: torch.cat(v) for k, v in keep.items()}
+        out = {k: torch.cat(v) for k, v in keep.items()}
+        if self.config["eval_positives"] == "window":  # count the liked items the retriever missed
+            n_window = eval_data._dataset.parent.window_positive_count(out[REQUEST_ID].numpy())
+            out["missed"] = (n_window - out[LABEL].sum(1).long()).clamp(min=0)
+        return out
 
     def load_model(self, model_file=None):
         """Load the weights of ``model_file`` (default: this run's best checkpoint)."""
@@ -170,7 +174,8 @@ class ListTrainer(Trainer):
         eval_data = self.eval_lists(eval_data)
         out = self.predict_lists(eval_data, show_progress)
         self.last_eval = out
-        return self.extend_result(self.evaluator.evaluate(out["scores"], out[LABEL], out[SLATE_MASK]), eval_data)
+        result = self.evaluator.evaluate(out["scores"], out[LABEL], out[SLATE_MASK], out.get("missed"))
+        return self.extend_result(result, eval_data)
 
     def eval_lists(self, eval_data):
         """The loader an evaluation scores (CoRR retrieves its lists anew here)."""
