@@ -153,7 +153,7 @@ def test_corr_bad_settings_are_clear_errors(slice_root, in_session_dir):
 def test_alternating_phases_train_one_side_at_a_time(slice_root, in_session_dir):
     config, ds, (train, _, _), model, trainer = build(config_dict=corr_config(
         slice_root, corr_mode="alternating", corr_alternate_epochs=2))
-    assert [trainer.phase_for(e) for e in range(6)] == ["ranker", "ranker", "retriever", "retriever", "ranker", "ranker"]
+    assert [trainer.phase_for(e) for e in range(6)] == ["retriever", "retriever", "ranker", "ranker", "retriever", "retriever"]
     b = trainer.training_requests(train._dataset)[torch.arange(8)]
     model.train()
     model.corr_phase = "ranker"

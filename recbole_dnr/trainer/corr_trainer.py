@@ -3,7 +3,7 @@ together, and evaluates the two-stage result.
 
 Training iterates over the training requests that have a liked item in their label window
 (one batch = ``train_batch_size`` requests), summing (``corr_mode: joint``) or alternating
-(``alternating``: ``corr_alternate_epochs`` epochs of ranker, then as many of retriever) the
+(``alternating``: ``corr_alternate_epochs`` epochs of retriever, then as many of ranker) the
 ranker's and the retriever's losses. Every evaluation (valid each epoch, test at the end)
 first retrieves each request's top-n anew with the current retriever, then reranks with the
 ranker, so early stopping selects the best *two-stage* model; the result adds the retriever's
@@ -26,6 +26,10 @@ class CoRRTrainer(ListTrainer):
         self.alternate = config["corr_alternate_epochs"]
         # ranker DNR_X: DNR's phases and generator φ steps, on the lists CoRR sampled for the θ step
         self.dnr_schedule = DNRSchedule(config, model.ranker, self.logger) if model.is_dnr else None
+        if self.mode == "alternating" and config["stopping_step"] <= self.alternate:
+            self.logger.warning(f"corr_mode alternating with stopping_step {config['stopping_step']} <= "
+                                f"corr_alternate_epochs {self.alternate}: early stopping may end a run inside the "
+                                "first phase, before the other side has trained")
 
     def _build_optimizer(self, **kwargs):
         if "params" in kwargs:
@@ -62,7 +66,9 @@ class CoRRTrainer(ListTrainer):
     def phase_for(self, epoch_idx):
         if self.mode == "joint":
             return "joint"
-        return "ranker" if (epoch_idx // self.alternate) % 2 == 0 else "retriever"
+        # retriever first (the authors start with the ranker): from scratch, a ranker trained first would
+        # rank a random retriever's lists, and early stopping would judge (and could end) that pair
+        return "retriever" if (epoch_idx // self.alternate) % 2 == 0 else "ranker"
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.model.corr_phase = self.phase_for(epoch_idx)
