@@ -6,6 +6,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 import yaml
 
@@ -111,3 +112,16 @@ def test_probe_and_table2_markdown_by_hand():
     assert "| no score | PRM | 0.4100 ± 0.0141 (2) | 72.85 |" in table
     assert "| DNR-G | DNR_PRM | 0.4100 (1) | 77.67 |" in table
     assert "| missing | DNR-B | — |  |" in table
+
+
+def test_retrieve_mode_cell_records_the_retrievers_own_quality(slice_root, in_session_dir):
+    from recbole_dnr.benchmark.cell import run_cell
+
+    settings = smoke_config(slice_root, model="Retriever", list_mode="retrieve", drop_no_positive_eval=False,
+                            eval_positives="window")
+    record, arrays = run_cell(settings)
+    test = record["test"]
+    assert 0 < test["retriever_recall@50"] <= 1 and 0 < test["retriever_ndcg@50"] <= 1
+    assert test["retriever_recall@50"] == pytest.approx(record["list_stats"]["test_retriever_recall"], abs=1e-4)
+    # window positives: every request with a liked item in its window is scored, retrieved or not
+    assert np.isfinite(arrays["ndcg@6"]).sum() >= (arrays["ndcg@6"] > 0).sum() > 0
