@@ -116,3 +116,17 @@ def scipy_dok_update():
                 self[keys[:, 0], keys[:, 1]] = np.array(list(data.values()), dtype=self.dtype)
 
         sp.dok_matrix._update = _update
+
+
+def keep_anomaly_mode():
+    """Fix 7: RecBole 1.2.1's ``sequential_recommender/sine.py`` calls
+    ``torch.autograd.set_detect_anomaly(True)`` at import, and importing any sequential model
+    imports it, so every later run (ours included) pays anomaly detection's cost on each op.
+    Import it once here and put the switch back where it was."""
+    import importlib
+
+    import torch
+
+    was = torch.is_anomaly_enabled()
+    importlib.import_module("recbole.model.sequential_recommender.sine")
+    torch.autograd.set_detect_anomaly(was)

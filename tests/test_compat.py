@@ -98,3 +98,18 @@ def test_scipy_dok_update_is_gone_and_fix_restores_it():
     finally:
         if saved is not None:
             sp.dok_matrix._update = saved
+
+
+def test_importing_recbole_dnr_leaves_anomaly_mode_as_it_was():
+    """Fix 7: RecBole's sine.py switches anomaly detection on at import (every op then records a
+    traceback); importing our models, which import RecBole's sequential models, must not."""
+    import subprocess
+    import sys
+
+    code = ("import torch; import recbole_dnr.model, recbole.model.sequential_recommender.sine; "
+            "print(torch.is_anomaly_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+    code = "import recbole.model.sequential_recommender.sine, torch; print(torch.is_anomaly_enabled())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "True"  # the RecBole behaviour the fix undoes

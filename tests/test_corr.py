@@ -219,3 +219,13 @@ def test_missed_positives_count_against_the_list_by_hand():
     assert ndcg(scores, labels, 3)[1].tolist() == [True, False]  # candidates scope: list 2 left out
     h, _ = hit_ratio(s, y, 3)
     assert h.tolist() == [0.5, 0.0]
+
+
+def test_distillation_gradient_has_no_nan_with_masked_slots():
+    s_ra = torch.randn(3, 5)
+    s_re = torch.randn(3, 5, requires_grad=True)
+    log_q = torch.full((3, 5), -2.0)
+    neg = torch.tensor([[False, True, True, True, False], [True] * 5, [False, False, True, True, True]])
+    with torch.autograd.detect_anomaly():
+        distillation_kl(s_ra, s_re, log_q, neg).backward()
+    assert torch.isfinite(s_re.grad).all() and (s_re.grad[~neg] == 0).all()

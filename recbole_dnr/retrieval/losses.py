@@ -26,8 +26,9 @@ def sampled_softmax_loss(scores, log_q, pos_mask, neg_mask):
 def distillation_kl(teacher, student, log_q, neg_mask):
     """KL(p_t ‖ p_s) over the negatives, p = softmax(s - log q); the teacher is detached, so the
     gradient reaches the student (the retriever) only. Mean over rows with a negative. ``[B, n] -> []``"""
-    log_pt = torch.log_softmax(_corrected(teacher.detach(), log_q, neg_mask), dim=1)
-    log_ps = torch.log_softmax(_corrected(student, log_q, neg_mask), dim=1)
-    terms = torch.where(neg_mask, log_pt.exp() * (log_pt - log_ps), torch.zeros_like(log_pt))
+    # masked slots hold -inf; zero them before the product, or -inf - -inf = nan reaches autograd
+    log_pt = torch.log_softmax(_corrected(teacher.detach(), log_q, neg_mask), dim=1).masked_fill(~neg_mask, 0.0)
+    log_ps = torch.log_softmax(_corrected(student, log_q, neg_mask), dim=1).masked_fill(~neg_mask, 0.0)
+    terms = log_pt.exp() * (log_pt - log_ps) * neg_mask
     rows = neg_mask.any(1)
     return terms.sum(1)[rows].sum() / rows.sum().clamp(min=1)
