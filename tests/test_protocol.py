@@ -1,6 +1,8 @@
 """Protocol invariants: request cutting, the time split, history, fillers, ordering."""
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recbole_dnr.data import protocol as P
 
@@ -96,3 +98,14 @@ def test_lists_are_presented_in_retriever_order_not_slate_first():
     assert xs.tolist() == [[0.9, 0.9, 0.5, 0.2]]
     assert ys.tolist() == [[0, 0, 1, 1]]
     assert ss.tolist() == [[1, 0, 0, 1]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 6), min_size=0, max_size=5), min_size=1, max_size=6)
+       .filter(lambda rows: len({len(r) for r in rows}) == 1))
+def test_distinct_nonzero_counts_each_rows_distinct_items(rows):
+    from recbole_dnr.data.dataset import _distinct_nonzero
+
+    values = np.array(rows, dtype=np.int64).reshape(len(rows), -1)
+    expected = [len(set(r) - {0}) for r in rows]
+    assert _distinct_nonzero(values).tolist() == expected

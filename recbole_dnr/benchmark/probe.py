@@ -13,7 +13,6 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_dnr import compat
-from recbole_dnr.data import protocol as P
 from recbole_dnr.data import retriever as RT
 from recbole_dnr.data.dataloader import ListDataLoader
 from recbole_dnr.data.dataset import REQUEST_ID, SCORE, RequestSet
@@ -66,12 +65,9 @@ def weak_retriever_scores(config, dataset, split, overrides):
     if os.path.isfile(path):
         vectors = compat.load_checkpoint(path)
     else:
-        order, users, _, _, _ = dataset._log_arrays()
-        cfg = dataset.config
-        starts, splits, _ = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
-        rows = P.training_rows(users, starts, splits)
+        rows = dataset._log_arrays()[0][dataset.training_period_mask()]
         logging.getLogger().info(f"Weak retriever for the robustness probe: {overrides}")
-        vectors = RT.train_retriever(_ConfigView(cfg, overrides), dataset, order[rows], seed=dataset.list_seed)
+        vectors = RT.train_retriever(_ConfigView(dataset.config, overrides), dataset, rows, seed=dataset.list_seed)
         compat.atomic_save(vectors, path)
     inter = split.inter
     query, item_emb = RT.queries(vectors, inter[REQUEST_ID].numpy(), inter[dataset.uid_field].numpy())

@@ -130,10 +130,8 @@ class ListDataset(Dataset):
         """Binary user-item matrix of the log rows before each user's first valid/test slate."""
         import scipy.sparse as sp
 
-        cfg = self.config
         _, users, items, _, _ = self._log_arrays()
-        starts, splits, _ = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
-        rows = P.training_rows(users, starts, splits)
+        rows = self.training_period_mask()
         m = sp.coo_matrix((np.ones(int(rows.sum()), dtype=np.float64), (users[rows], items[rows])),
                           shape=(self.user_num, self.item_num))
         m.sum_duplicates()
@@ -182,10 +180,10 @@ class ListDataset(Dataset):
         logger = logging.getLogger()
         order, users, items, ratings, _ = self._log_arrays()
         z_log = (ratings >= cfg["label_threshold"]).astype(np.int64)
-        starts, splits, req_users = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
+        starts, splits, req_users = self.request_layout()
         if len(starts) == 0:
             raise UserInputError(f"{self.dataset_name}: no user has {cfg['slate_size']} interactions after filtering")
-        train_rows = P.training_rows(users, starts, splits)
+        train_rows = self.training_period_mask()
         logger.info(set_color("Requests", "pink") + f": {len(starts)} ({np.bincount(splits, minlength=3).tolist()} "
                     f"train/valid/test), retriever training rows: {int(train_rows.sum())}")
 
@@ -284,16 +282,11 @@ class ListDataset(Dataset):
             recall = np.ones(len(req))  # every slate item is a candidate by construction
         else:  # "retrieve"
             cand = RT.topk_unseen(query, item_emb, q_rows, first[r_users], starts[req], items, n)
-            end = _user_end(users)[r_users]
-            w_rows = starts[req][:, None] + np.arange(cfg["label_window"])
-            w_ok = w_rows < end[:, None]
-            w_rows = np.where(w_ok, w_rows, 0)
-            w_items = np.where(w_ok, items[w_rows], -1)
-            w_pos = w_ok & (z_log[w_rows] == 1)
+            w_items, w_pos = self._label_window(starts[req])
             match = cand[:, :, None] == w_items[:, None, :]
             label = (match & w_pos[:, None, :]).any(2).astype(np.int64)
             slate = match.any(2).astype(np.int64)
-            n_pos = np.array([len(set(w_items[r][w_pos[r]].tolist())) for r in range(len(req))])
+            n_pos = _distinct_nonzero(np.where(w_pos, w_items, 0))
             recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
         x = RT.normalise(RT.score_pairs(query, item_emb, q_rows, cand), cfg["score_norm"])
         cand, x, label, slate = P.order_by_score(cand, x, label, slate)
@@ -318,9 +311,8 @@ class ListDataset(Dataset):
         path = self._retriever_path()
         if os.path.isfile(path):
             return compat.load_checkpoint(path)
-        order, users, _, _, _ = self._log_arrays()
-        starts, splits, _ = self.request_layout()
-        embs = RT.train_retriever(self.config, self, order[P.training_rows(users, starts, splits)], seed=self.list_seed)
+        embs = RT.train_retriever(self.config, self, self._log_arrays()[0][self.training_period_mask()],
+                                  seed=self.list_seed)
         compat.atomic_save(embs, path)
         return embs
 
@@ -334,20 +326,28 @@ class ListDataset(Dataset):
     def window_positives(self, request_ids):
         """Liked items of each request's label window ``[R, label_window]`` (0 = none): every
         positive the retriever should have found, retrieved or not."""
+        items, liked = self._label_window(self.request_layout()[0][np.asarray(request_ids)])
+        return torch.as_tensor(np.where(liked, items, 0))
+
+    def window_positive_count(self, request_ids):
+        """Distinct liked items in each request's label window ``[R]`` (int64 tensor)."""
+        return torch.as_tensor(_distinct_nonzero(self.window_positives(request_ids).numpy()))
+
+    def training_period_mask(self):
+        """Bool ``[rows]`` over the sorted log: the rows before each user's first valid/test slate
+        (what a retriever may be trained on)."""
+        starts, splits, _ = self.request_layout()
+        return P.training_rows(self._log_arrays()[1], starts, splits)
+
+    def _label_window(self, starts):
+        """``(items [R, label_window], liked [R, label_window])`` of the ratings from each request
+        start on, within the user's rows (item -1 past the user's last rating)."""
         _, users, items, ratings, _ = self._log_arrays()
-        starts = self.request_layout()[0][np.asarray(request_ids)]
         end = _user_end(users)[users[starts]]
         rows = starts[:, None] + np.arange(self.config["label_window"])
         ok = rows < end[:, None]
         rows = np.where(ok, rows, 0)
-        pos = ok & (ratings[rows] >= self.config["label_threshold"])
-        return torch.as_tensor(np.where(pos, items[rows], 0))
-
-    def window_positive_count(self, request_ids):
-        """Distinct liked items in each request's label window ``[R]`` (int64 tensor)."""
-        pos = self.window_positives(request_ids).sort(1).values
-        distinct = (pos[:, 1:] != pos[:, :-1]) & (pos[:, 1:] > 0)
-        return distinct.sum(1) + (pos[:, 0] > 0).long()
+        return np.where(ok, items[rows], -1), ok & (ratings[rows] >= self.config["label_threshold"])
 
     def prior_rows(self, request_ids):
         """``(lo, hi) [R]``: the sorted-log rows of each request's user before the request
@@ -401,6 +401,15 @@ def shuffle_candidates(split, list_seed):
         if value.dim() == 2 and value.shape[1] == n and key not in (HISTORY_ITEM, HISTORY_LABEL):
             out[key] = value.gather(1, perm)
     return out
+
+
+def _distinct_nonzero(values):
+    """Number of distinct non-zero entries of each row of ``values [R, W]`` (int64 numpy)."""
+    v = np.sort(values, axis=1)
+    if v.shape[1] == 0:
+        return np.zeros(len(v), dtype=np.int64)
+    new_value = (v[:, 1:] != v[:, :-1]) & (v[:, 1:] != 0)
+    return new_value.sum(1) + (v[:, 0] != 0)
 
 
 def _user_end(users):

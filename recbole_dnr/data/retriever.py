@@ -19,6 +19,7 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 from recbole_dnr.config import Config
+from recbole_dnr.retrieval.sequential import check_sequential, is_sequential, train_sequential
 from recbole_dnr.utils import UserInputError
 
 RETRIEVER_KEYS = {
@@ -54,9 +55,7 @@ def retriever_class(name):
         cls = recbole_class(name)
     except UserInputError:
         cls = None
-    if cls is not None and cls.type == RecBoleModelType.SEQUENTIAL:
-        from recbole_dnr.retrieval.sequential import check_sequential
-
+    if cls is not None and is_sequential(cls):
         check_sequential(name)
     elif cls is None or cls.type != RecBoleModelType.GENERAL:
         raise UserInputError(f"retriever_model must be a RecBole general model scoring by an inner product of user "
@@ -80,7 +79,7 @@ def retriever_config(config, model_class=BPR):
     values["retriever_loader"] = config["retriever_loader"]
     values["data_path"] = "."  # the dataset object is passed in; nothing is read from disk
     values["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
-    if getattr(model_class, "type", None) is not None and model_class.type.name == "SEQUENTIAL":
+    if is_sequential(model_class):
         values["train_neg_sample_args"] = None  # CE over all items: RecBole's sequential default
         values["MAX_ITEM_LIST_LENGTH"] = config["max_history"]
         values["hidden_size"] = config["retriever_embedding_size"]  # RecBole's sequential models size by it
@@ -165,8 +164,6 @@ def train_retriever(config, dataset, rows, seed):
     rconf = retriever_config(config, model_class)
     rconf["seed"] = seed
     init_seed(rconf["seed"], rconf["reproducibility"])
-    from recbole_dnr.retrieval.sequential import is_sequential, train_sequential
-
     if is_sequential(model_class):
         return train_sequential(rconf, dataset, model_class, rows, RetrieverTrainer, config["show_progress"])
     rows_t = torch.as_tensor(rows, dtype=torch.long)

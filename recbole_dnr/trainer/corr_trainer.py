@@ -39,9 +39,6 @@ class CoRRTrainer(ListTrainer):
                    "lr": self.config["corr_retriever_learning_rate"] or self.config["learning_rate"]}]
         return super()._build_optimizer(params=groups, **kwargs)
 
-    def _theta_params(self):
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
-
     @staticmethod
     def training_requests(split):
         """The training requests as CoRR's units: user, history, the label window's liked items and
