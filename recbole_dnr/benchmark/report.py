@@ -180,7 +180,7 @@ def signed(values):
 def table2_markdown(spec, runs_by_dataset):
     """The DNR paper's Table 2, shaped with our rows: ``report: table2: [[row, variant, paper], ...]``."""
     rows = spec.report.get("table2")
-    if not rows:
+    if not rows or not runs_by_dataset:  # no dataset columns to fill yet
         return []
     datasets = list(runs_by_dataset)
     cols = {ds: defaultdict(list) for ds in datasets}
@@ -198,6 +198,15 @@ def table2_markdown(spec, runs_by_dataset):
     return lines + [""]
 
 
+def image_link(spec, target, name, caption):
+    """Markdown lines linking plot ``<img_dir>/<prefix>_<name>`` from ``target`` (none without img_dir)."""
+    img = spec.report.get("img_dir")
+    if not img:
+        return []
+    png = os.path.join(img, f"{spec.report.get('prefix', 'benchmark')}_{name}")
+    return [f"![{caption}]({os.path.relpath(png, os.path.dirname(os.path.abspath(target)))})", ""]
+
+
 def render_markdown(spec, runs_by_dataset):
     target = spec.report.get("markdown")
     if not target:
@@ -209,17 +218,11 @@ def render_markdown(spec, runs_by_dataset):
         body += ["No finished cells yet.", ""]
     for ds, runs in runs_by_dataset.items():
         body += dataset_markdown(spec, ds, runs)
-        img = spec.report.get("img_dir")
-        if img:
-            png = os.path.join(img, f"{spec.report.get('prefix', 'benchmark')}_{ds}.png")
-            rel = os.path.relpath(png, os.path.dirname(os.path.abspath(target)))
-            body += [f"![{ds}: test NDCG@6 per model, valid curves, quality vs cost]({rel})", ""]
+        body += image_link(spec, target, f"{ds}.png", f"{ds}: test NDCG@6 per model, valid curves, quality vs cost")
         probe = probe_markdown(runs)
         body += probe
-        if probe and img:
-            png = os.path.join(img, f"{spec.report.get('prefix', 'benchmark')}_{ds}_probe.png")
-            rel = os.path.relpath(png, os.path.dirname(os.path.abspath(target)))
-            body += [f"![{ds}: test NDCG@6 against the noise on x]({rel})", ""]
+        if probe:
+            body += image_link(spec, target, f"{ds}_probe.png", f"{ds}: test NDCG@6 against the noise on x")
     body.append(end)
     text = open(target).read() if os.path.isfile(target) else ""
     if begin in text and end in text:
