@@ -107,6 +107,23 @@ class Config(RecBoleConfig):
         if getattr(yaml_class, "backbone_name", None):
             self.internal_config_dict["backbone"] = yaml_class.backbone_name
 
+    def _init_device(self):
+        """RecBole's device set-up, plus distributed runs on CPU (gloo) for our rerankers: RecBole's
+        own distributed path is GPU-only (nccl, ``cuda.set_device``, DDP with ``device_ids``)."""
+        cfg = self.final_config_dict
+        if "local_rank" not in cfg:
+            return super()._init_device()
+        from recbole_dnr import distributed
+
+        if cfg.get("MODEL_TYPE") != ModelType.RERANK:
+            raise UserInputError(f"nproc/world_size > 1 runs our rerankers, DNR and CoRR; {cfg.get('model')} is "
+                                 "RecBole's own model: train it with RecBole's run_recbole.py (GPUs, nccl)")
+        cfg["gpu_id"] = ",".join(map(str, cfg["gpu_id"])) if isinstance(cfg["gpu_id"], tuple) else str(cfg["gpu_id"])
+        cfg["device"] = distributed.init_process_group(cfg)
+        cfg["single_spec"] = False
+        if cfg["local_rank"] + (cfg.get("offset") or 0) != 0:  # one rank speaks, as in RecBole
+            cfg["state"], cfg["show_progress"], cfg["verbose"] = "error", False, False
+
     def _set_default_parameters(self):
         self.notes = []  # what we set for the user, logged by quick_start.build once the logger exists
         if self.final_config_dict.get("MODEL_TYPE") != ModelType.RERANK:

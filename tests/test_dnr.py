@@ -142,6 +142,7 @@ def test_adv_step_moves_phi_only():
 
     schedule = DNRSchedule.__new__(DNRSchedule)  # the trainer's schedule, with our φ optimizer
     schedule.dnr, schedule.optimizer, schedule.phi = model, phi_opt, list(model.phi_parameters())
+    schedule.sync = None
     for _ in range(3):
         schedule.generator_step(batch)
 

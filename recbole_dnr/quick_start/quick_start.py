@@ -12,6 +12,7 @@ from logging import getLogger
 import torch
 from recbole.utils import init_logger, init_seed, set_color
 
+from recbole_dnr import distributed
 from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset, data_preparation
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE
@@ -22,15 +23,25 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     """Config, dataset, dataloaders, model and trainer, ready to ``fit``."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
+    first = distributed.rank() == 0
+    if not first:  # RecBole creates its folders check-then-create: let rank 0 create them alone
+        distributed.barrier()
     init_logger(config)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+    if first and distributed.is_distributed(config):
+        distributed.barrier()
     logger = getLogger()
     logger.info(config)
     for note in getattr(config, "notes", []):
         logger.warning(note)
     ds = create_dataset(config)
     logger.info(ds)
+    if not first:  # rank 0 builds (and caches) the lists; the others then read them
+        distributed.barrier()
     train_data, valid_data, test_data = data_preparation(config, ds)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    if first and distributed.is_distributed(config):
+        distributed.barrier()
+    init_seed(config["seed"] + distributed.rank(), config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, model)
@@ -65,7 +76,7 @@ def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict
     }
     if is_reranker(config):
         result["list_stats"] = ds.stats
-        if config["save_predictions"]:
+        if config["save_predictions"] and distributed.rank() == 0:
             result["predictions_file"] = save_predictions(config, ds, trainer)
     return result
 
@@ -97,6 +108,35 @@ def save_predictions(config, dataset, trainer):
     os.replace(tmp, path)
     getLogger().info(set_color("Predictions", "green") + f": {path}")
     return path
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, nproc=1, world_size=-1,
+        ip="localhost", port="5678", group_offset=0):
+    """``run_recbole_dnr`` in one process, or in ``nproc`` processes on this machine joining a world
+    of ``world_size`` (all machines; default ``nproc``) whose rank 0 listens on ``ip:port``; this
+    machine's ranks are ``group_offset .. group_offset + nproc - 1`` (RecBole's ``run``).
+    Returns rank 0's result on the machine that runs it, None elsewhere."""
+    world = distributed.check_launch(nproc, world_size, ip, port, group_offset)
+    if world == 1:
+        return run_recbole_dnr(model, dataset, config_file_list, config_dict, saved)
+    import torch.multiprocessing as mp
+
+    config_dict = dict(config_dict or {})
+    config_dict.update(world_size=world, ip=ip, port=str(port), nproc=nproc, offset=group_offset)
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def _run_rank(local_rank, model, dataset, config_file_list, config_dict, saved, queue):
+    config_dict = dict(config_dict, local_rank=local_rank)
+    result = run_recbole_dnr(model, dataset, config_file_list, config_dict, saved)
+    if distributed.rank() == 0:
+        queue.put(result)
+    distributed.barrier()
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):

@@ -25,7 +25,7 @@ class CoRRTrainer(ListTrainer):
         self.mode = config["corr_mode"]
         self.alternate = config["corr_alternate_epochs"]
         # ranker DNR_X: DNR's phases and generator φ steps, on the lists CoRR sampled for the θ step
-        self.dnr_schedule = DNRSchedule(config, model.ranker, self.logger) if model.is_dnr else None
+        self.dnr_schedule = DNRSchedule(config, model.ranker, self.logger, self.sync_gradients) if model.is_dnr else None
         if self.mode == "alternating" and config["stopping_step"] <= self.alternate:
             self.logger.warning(f"corr_mode alternating with stopping_step {config['stopping_step']} <= "
                                 f"corr_alternate_epochs {self.alternate}: early stopping may end a run inside the "
@@ -75,7 +75,8 @@ class CoRRTrainer(ListTrainer):
 
     def _after_theta_step(self, interaction, epoch_idx):
         if self.dnr_schedule and self.model.corr_phase != "retriever":
-            self.dnr_schedule.after_theta_step(self.model.last_lists)
+            # an empty part of a distributed batch sampled no lists: φ's step still joins the sum
+            self.dnr_schedule.after_theta_step(self.model.last_lists if len(interaction) else interaction)
 
     def _extra_state(self):
         return self.dnr_schedule.state() if self.dnr_schedule else {}

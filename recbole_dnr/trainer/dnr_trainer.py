@@ -20,8 +20,9 @@ from recbole_dnr.trainer.list_trainer import ListTrainer
 class DNRSchedule:
     """Phases and φ steps of one :class:`~recbole_dnr.model.dnr.DNR` module (``dnr``)."""
 
-    def __init__(self, config, dnr, logger):
+    def __init__(self, config, dnr, logger, sync=None):
         self.dnr, self.logger = dnr, logger
+        self.sync = sync  # sync(params, n_lists): sums φ's gradients over ranks in a distributed run
         self.lambda_e = config["lambda_e"]
         self.use_learned = config["use_learned_generator"]
         self.generator_steps = config["generator_steps"]
@@ -43,10 +44,15 @@ class DNRSchedule:
     def generator_step(self, interaction):
         """One φ step on λ_adv L_adv + λ_x L_x; θ receives no gradient and no update."""
         self.optimizer.zero_grad()
-        loss = self.dnr.generator_loss(interaction)
-        loss.backward(inputs=self.phi)
+        n, value = len(interaction), 0.0
+        if n:  # a rank's part of a distributed batch may be empty; it still joins the sum
+            loss = self.dnr.generator_loss(interaction)
+            loss.backward(inputs=self.phi)
+            value = loss.item()
+        if self.sync is not None:
+            self.sync(self.phi, n)
         self.optimizer.step()
-        return loss.item()
+        return value
 
     def after_theta_step(self, interaction):
         if self.dnr.phase == LEARNED:
@@ -64,7 +70,7 @@ class DNRSchedule:
 class DNRTrainer(ListTrainer):
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.schedule = DNRSchedule(config, model, self.logger)
+        self.schedule = DNRSchedule(config, model, self.logger, self.sync_gradients)
 
     def phase_for(self, epoch_idx):
         return self.schedule.phase_for(epoch_idx)

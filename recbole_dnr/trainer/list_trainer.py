@@ -16,14 +16,25 @@ from torch.nn.utils import clip_grad_norm_
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from recbole_dnr import compat
+from recbole_dnr import compat, distributed
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.evaluator import ListEvaluator
+from recbole_dnr.utils import UserInputError
 
 
 class ListTrainer(Trainer):
     def __init__(self, config, model):
-        super().__init__(config, model)
+        self.distributed = distributed.is_distributed(config)
+        if self.distributed:
+            # RecBole would wrap the model in DDP with device_ids (GPU only); gradients are summed
+            # by recbole_dnr.distributed instead (DNR's φ-only steps, uneven last batches).
+            config["single_spec"] = True
+            try:
+                super().__init__(config, model)
+            finally:
+                config["single_spec"] = False
+        else:
+            super().__init__(config, model)
         self.evaluator = ListEvaluator(config)
         self.last_eval = None
         # RecBole names checkpoints <model>-<time to the second>: two runs started in the same
@@ -36,6 +47,11 @@ class ListTrainer(Trainer):
         log_dir = os.path.abspath(self.tensorboard.log_dir)
         self.tensorboard.close()
         self.tensorboard = SummaryWriter(log_dir)
+        if self.distributed:
+            distributed.broadcast_module(self.model)  # every rank starts from rank 0's initialisation
+            self.saved_model_file = distributed.broadcast_object(self.saved_model_file)
+            self.logger.info(set_color("Distributed", "yellow") + f": {distributed.describe()}; each rank trains on "
+                             f"its part of every batch of {config['train_batch_size']} lists")
 
     # -------------------------------------------------------------- optimisation
     def _build_optimizer(self, **kwargs):
@@ -55,7 +71,13 @@ class ListTrainer(Trainer):
             if valid_data:
                 self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress)
             return self.best_valid_score, self.best_valid_result
+        if self.distributed and min(len(train_data._dataset), train_data.step) < distributed.world_size():
+            raise UserInputError(f"batches of {min(len(train_data._dataset), train_data.step)} training lists "
+                                 f"cannot be shared by {distributed.world_size()} processes: use fewer processes")
         if self.config["recbole_pretrain"]:
+            if self.distributed:
+                raise UserInputError("recbole_pretrain runs RecBole's own trainer, which is GPU-only when "
+                                     "distributed: pre-train in one process, or set recbole_pretrain: False")
             self._recbole_pretrain(train_data)
         return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
 
@@ -83,20 +105,32 @@ class ListTrainer(Trainer):
         for interaction in iter_data:
             interaction = interaction.to(self.device)
             self.optimizer.zero_grad()
-            losses = loss_func(interaction)
-            parts = losses if isinstance(losses, tuple) else (losses,)
-            loss = sum(parts)
-            self._check_nan(loss)
-            loss.backward()
+            n = len(interaction)  # 0 only for a rank's empty part of a distributed run's last batch
+            if n:
+                losses = loss_func(interaction)
+                parts = losses if isinstance(losses, tuple) else (losses,)
+                loss = sum(parts)
+                self._check_nan(loss)
+                loss.backward()
+            if self.distributed:
+                distributed.average_gradients(theta, n)
             if self.clip_grad_norm:
                 clip_grad_norm_(theta, **self.clip_grad_norm)
             self.optimizer.step()
-            values = tuple(p.item() for p in parts)
-            total = values if total is None else tuple(a + b for a, b in zip(total, values))
+            if n:
+                values = tuple(p.item() for p in parts)
+                total = values if total is None else tuple(a + b for a, b in zip(total, values))
             self._after_theta_step(interaction, epoch_idx)
+        if self.distributed:  # the mean over ranks of each rank's sum of batch losses
+            total = tuple(v / distributed.world_size() for v in distributed.all_sum(list(total)))
         if total is None:
             return 0.0
         return total if len(total) > 1 else total[0]
+
+    def sync_gradients(self, params, n_lists):
+        """Sum ``params``' gradients over ranks (weights: lists per rank); nothing in one process."""
+        if self.distributed:
+            distributed.average_gradients(params, n_lists)
 
     # -------------------------------------------------------------- checkpoints
     def _extra_state(self):
@@ -117,7 +151,9 @@ class ListTrainer(Trainer):
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             **self._extra_state(),
         }
-        compat.atomic_save(state, path)
+        if distributed.rank() == 0:
+            compat.atomic_save(state, path)
+        distributed.barrier()  # the other ranks may read it next (load_best_model)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
@@ -173,6 +209,8 @@ class ListTrainer(Trainer):
             self.load_model(model_file)
         eval_data = self.eval_lists(eval_data)
         out = self.predict_lists(eval_data, show_progress)
+        if self.distributed:  # every rank scores its part; all compute the metrics of the whole split
+            out = distributed.gather_lists(out, eval_data.positions())
         self.last_eval = out
         result = self.evaluator.evaluate(out["scores"], out[LABEL], out[SLATE_MASK], out.get("missed"))
         return self.extend_result(result, eval_data)
