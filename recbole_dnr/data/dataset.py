@@ -162,7 +162,7 @@ class ListDataset(Dataset):
         """Fail on a mistyped option before minutes of retriever training, not after."""
         choices = {"list_mode": ("slate", "retrieve"), "retriever_fit": ("holdout", "crossfit"),
                    "list_order": ("retriever", "shuffled"), "eval_positives": ("candidates", "window"),
-                   "retriever_loader": ("fast", "recbole"),
+                   "retriever_loader": ("fast", "recbole"), "retriever_search": ("exact", "ann"),
                    "filler_sampling": ("uniform", "popularity", "retriever"), "score_norm": ("minmax", "sigmoid")}
         for key, allowed in choices.items():
             if self.config[key] not in allowed:
@@ -174,6 +174,11 @@ class ListDataset(Dataset):
         if self.config["list_mode"] == "slate" and self.config["candidate_num"] < self.config["slate_size"]:
             raise UserInputError(f"candidate_num ({self.config['candidate_num']}) must be >= slate_size "
                                  f"({self.config['slate_size']})")
+        if self.config["retriever_search"] == "ann":
+            from recbole_dnr.retrieval import ann
+
+            ann.ann_settings(self.config)
+            ann.require_faiss()
 
     def _build_lists(self):
         cfg = self.config
@@ -273,15 +278,15 @@ class ListDataset(Dataset):
                 fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, weights=pop)
             else:  # "retriever" (values were checked in _check_options)
                 user_end = _user_end(users)
-                pools = RT.topk_unseen(query, item_emb, q_rows, first[r_users], user_end[r_users], items,
-                                       max(cfg["filler_pool"], n))
+                pools = self._topk_unseen(query, item_emb, first[r_users], user_end[r_users], items,
+                                          max(cfg["filler_pool"], n))
                 fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, pools=pools)
             cand = np.concatenate([slate_items, fill], 1)
             label = np.concatenate([slate_z, np.zeros_like(fill)], 1)
             slate = np.concatenate([np.ones_like(slate_z), np.zeros_like(fill)], 1)
             recall = np.ones(len(req))  # every slate item is a candidate by construction
         else:  # "retrieve"
-            cand = RT.topk_unseen(query, item_emb, q_rows, first[r_users], starts[req], items, n)
+            cand = self._topk_unseen(query, item_emb, first[r_users], starts[req], items, n)
             w_items, w_pos = self._label_window(starts[req])
             match = cand[:, :, None] == w_items[:, None, :]
             label = (match & w_pos[:, None, :]).any(2).astype(np.int64)
@@ -294,6 +299,18 @@ class ListDataset(Dataset):
         if cfg["list_mode"] == "retrieve" and with_n_pos:
             out["n_pos"] = n_pos
         return out
+
+    def _topk_unseen(self, query, item_emb, excl_lo, excl_hi, items, k):
+        """Top-``k`` items per query ``[R, d]`` not among ``items[excl_lo[r]:excl_hi[r]]``: exact
+        (blocked scoring + topk) or, with ``retriever_search: ann``, through a FAISS index."""
+        rows = np.arange(len(query))
+        if self.config["retriever_search"] != "ann":
+            return RT.topk_unseen(query, item_emb, rows, excl_lo, excl_hi, items, k)
+        from recbole_dnr.retrieval import ann
+
+        index = ann.AnnIndex(item_emb, ann.ann_settings(self.config), threads=torch.get_num_threads())
+        return ann.topk_unseen(index, query, excl_lo, excl_hi, items, k,
+                               exact=lambda r: RT.topk_unseen(query, item_emb, r, excl_lo[r], excl_hi[r], items, k))
 
     # ------------------------------------------------------------------ a trainable retriever (CoRR)
     def request_layout(self):

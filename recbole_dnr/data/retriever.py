@@ -30,7 +30,9 @@ RETRIEVER_KEYS = {
 }
 # Keys added after the lists' cache format was fixed, with the value that reproduces the lists of
 # before: hashed into the cache key only when set otherwise, so existing caches stay valid.
-LATER_KEYS = {"retriever_loader": "recbole", "retriever_model": "BPR"}
+LATER_KEYS = {"retriever_loader": "recbole", "retriever_model": "BPR", "retriever_search": "exact",
+              "ann_index": "ivf", "ann_nlist": 0, "ann_nprobe": 16, "ann_hnsw_m": 32, "ann_ef_search": 128,
+              "ann_ef_construction": 200}
 _COPIED_KEYS = ["seed", "reproducibility", "gpu_id", "use_gpu", "checkpoint_dir", "state", "show_progress",
                 "USER_ID_FIELD", "ITEM_ID_FIELD", "RATING_FIELD", "TIME_FIELD", "data_path", "worker"]
 
