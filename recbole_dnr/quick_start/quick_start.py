@@ -16,7 +16,7 @@ from recbole_dnr import distributed
 from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset, data_preparation
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE
-from recbole_dnr.utils import get_trainer, is_reranker
+from recbole_dnr.utils import UserInputError, get_trainer, is_reranker
 
 
 def build(model=None, dataset=None, config_file_list=None, config_dict=None):
@@ -121,18 +121,37 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
         return run_recbole_dnr(model, dataset, config_file_list, config_dict, saved)
     import torch.multiprocessing as mp
 
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    if not is_reranker(config):  # checked here, before any process starts
+        raise UserInputError(f"--nproc/--world_size run our rerankers, DNR and CoRR; {config['model']} is RecBole's "
+                             "own model: train it with RecBole's run_recbole.py (GPUs, nccl)")
     config_dict = dict(config_dict or {})
     config_dict.update(world_size=world, ip=ip, port=str(port), nproc=nproc, offset=group_offset)
     queue = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc, join=True)
-    return None if queue.empty() else queue.get()
+    try:
+        mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc)
+    except mp.ProcessExitedException:
+        if not queue.empty():
+            kind, value = queue.get()
+            if kind == "error":  # a usage mistake a rank found: its message, not two tracebacks
+                raise UserInputError(value) from None
+        raise
+    while not queue.empty():
+        kind, value = queue.get()
+        if kind == "result":
+            return value
+    return None
 
 
 def _run_rank(local_rank, model, dataset, config_file_list, config_dict, saved, queue):
     config_dict = dict(config_dict, local_rank=local_rank)
-    result = run_recbole_dnr(model, dataset, config_file_list, config_dict, saved)
+    try:
+        result = run_recbole_dnr(model, dataset, config_file_list, config_dict, saved)
+    except UserInputError as err:
+        queue.put(("error", str(err)))
+        raise SystemExit(1)
     if distributed.rank() == 0:
-        queue.put(result)
+        queue.put(("result", result))
     distributed.barrier()
     import torch.distributed as dist
 
