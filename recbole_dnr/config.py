@@ -8,7 +8,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import EvaluatorType
 from recbole.utils import ModelType as RecBoleModelType
 
-from recbole_dnr import compat
+from recbole_dnr import compat, options
 from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model, recbole_class
 
 # User keys that ask for the list pipeline: with one of them a RecBole model name
@@ -126,6 +126,10 @@ class Config(RecBoleConfig):
 
     def _set_default_parameters(self):
         self.notes = []  # what we set for the user, logged by quick_start.build once the logger exists
+        options.check(self.final_config_dict)  # types and ranges, before any data is read
+        known = (set(self.internal_config_dict) | {k for keys in self.parameters.values() for k in keys}
+                 | options.declared_keys(properties_dir(), self._recbole_properties()))
+        self.notes += options.unknown_keys(self.external_config_dict, known)
         if self.final_config_dict.get("MODEL_TYPE") != ModelType.RERANK:
             self._recbole_ce_negatives()
             return super()._set_default_parameters()

@@ -1,0 +1,165 @@
+"""Type and range checks of the options a run relies on, and warnings for unknown (mistyped) keys.
+
+Checked when the :class:`~recbole_dnr.config.Config` is built, before any data is read: a wrong
+value fails with the option's name, the value given and what is allowed, instead of a traceback
+from deep inside RecBole or torch minutes later.
+"""
+
+import difflib
+import functools
+import math
+import numbers
+import os
+
+import yaml
+
+from recbole_dnr.utils import UserInputError
+
+INF = math.inf
+
+# key: (kind, low, high, what); kind int | float | bool | int_list; bounds inclusive (None = no bound)
+SPECS = {
+    # RecBole's training keys that our trainers use
+    "epochs": ("int", 0, None, "training epochs; 0 only for the parameter-free Retriever"),
+    "train_batch_size": ("int", 1, None, "lists per training batch"),
+    "eval_batch_size": ("int", 1, None, "lists per evaluation batch"),
+    "learning_rate": ("float", 0, None, "Adam's step size, > 0"),
+    "weight_decay": ("float", 0, None, "L2 weight decay"),
+    "stopping_step": ("int", 1, None, "evaluations without improvement before early stopping"),
+    "eval_step": ("int", 0, None, "epochs between evaluations (0: none)"),
+    "seed": ("int", 0, None, "random seed"),
+    "topk": ("int_list", 1, None, "cut-offs k of the metrics"),
+    "reproducibility": ("bool", None, None, "deterministic torch kernels"),
+    # list protocol and retriever
+    "candidate_num": ("int", 2, None, "candidates per request"),
+    "slate_size": ("int", 1, None, "interactions per request"),
+    "label_window": ("int", 1, None, "ratings after a request that define its positives"),
+    "valid_slates": ("int", 0, None, "held-out requests per user for validation"),
+    "test_slates": ("int", 1, None, "held-out requests per user for test"),
+    "max_history": ("int", 1, None, "history items per request"),
+    "filler_pool": ("int", 1, None, "retriever top items fillers are drawn from"),
+    "crossfit_folds": ("int", 2, None, "folds of the cross-fitted retriever"),
+    "retriever_embedding_size": ("int", 1, None, "retriever dimension"),
+    "retriever_epochs": ("int", 1, None, "retriever training epochs"),
+    "retriever_learning_rate": ("float", 0, None, "retriever step size, > 0"),
+    "retriever_batch_size": ("int", 1, None, "retriever batch size"),
+    "list_seed": ("int", 0, None, "seed of the list build"),
+    "label_threshold": ("float", None, None, "rating from which an item counts as liked"),
+    # rerankers
+    "hidden_size": ("int", 1, None, "model dimension"),
+    "inner_size": ("int", 1, None, "feed-forward dimension"),
+    "n_layers": ("int", 1, None, "encoder layers"),
+    "n_heads": ("int", 1, None, "attention heads"),
+    "dropout_prob": ("float", 0, 1, "dropout probability in [0, 1)"),
+    "attn_dropout_prob": ("float", 0, 1, "attention dropout probability in [0, 1)"),
+    # DNR
+    "lambda_c": ("float", 0, 1, "noise share of x' = (1 - lambda_c) z + lambda_c eps, in [0, 1]"),
+    "lambda_m": ("float", 0, None, "weight of L_z, >= 0"),
+    "lambda_e": ("int", 0, None, "heuristic-noise epochs, >= 0"),
+    "lambda_adv": ("float", 0, None, "weight of L_adv, >= 0"),
+    "lambda_x": ("float", 0, None, "weight of L_x, >= 0"),
+    "generator_hidden_size": ("int", 1, None, "generator MLP width"),
+    "generator_learning_rate": ("float", 0, None, "generator step size, > 0"),
+    "generator_steps": ("int", 0, None, "φ steps per θ step"),
+    "kl_bins": ("int", 2, None, "histogram bins of L_x"),
+    "use_learned_generator": ("bool", None, None, "learned noise after lambda_e"),
+}
+_STRICTLY_POSITIVE = {"learning_rate", "retriever_learning_rate", "generator_learning_rate"}
+_BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
+
+# keys RecBole or our launcher put in a config that no yaml declares
+EXTRA_KNOWN = {"model", "dataset", "config_files", "local_rank", "world_size", "nproc", "offset", "ip", "port",
+               "single_spec", "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "ranker", "backbone"}
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check(cfg):
+    """Raise :class:`UserInputError` on the first option of ``cfg`` (a dict-like) whose type or
+    range is wrong; options absent from ``cfg`` are not checked."""
+    for key, (kind, lo, hi, what) in SPECS.items():
+        if key not in cfg or cfg[key] is None:
+            continue
+        value = cfg[key]
+        values = value if kind == "int_list" else [value]
+        if kind == "int_list" and isinstance(value, numbers.Integral):
+            values = [value]
+        ok = isinstance(values, (list, tuple)) and len(values) > 0
+        for v in values if ok else []:
+            if kind == "bool":
+                ok = isinstance(v, bool)
+            elif kind in ("int", "int_list"):
+                ok = _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
+            else:
+                ok = (_is_number(v) and math.isfinite(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
+                      and not (key in _STRICTLY_POSITIVE and v <= 0) and not (key in _BELOW_ONE and v >= 1))
+            if not ok:
+                break
+        if not ok:
+            raise UserInputError(f"{key}={value!r}: expected {_describe(key, kind, lo, hi)} ({what})")
+    _check_together(cfg)
+
+
+def _check_together(cfg):
+    """Options whose allowed values depend on each other."""
+    if cfg.get("epochs") == 0 and cfg.get("model") != "Retriever":
+        raise UserInputError(f"epochs=0: {cfg.get('model')} has parameters to train; set epochs >= 1")
+    n, size = cfg.get("candidate_num"), cfg.get("slate_size")
+    topk = cfg.get("topk")
+    if n is not None and topk is not None:
+        ks = [topk] if isinstance(topk, numbers.Integral) else list(topk)
+        if max(ks) > n:
+            raise UserInputError(f"topk={topk!r}: every cut-off must be <= candidate_num ({n}): a list has {n} items")
+    if (cfg.get("filler_sampling") == "retriever" and cfg.get("list_mode", "slate") == "slate"
+            and n is not None and size is not None and cfg.get("filler_pool") is not None
+            and cfg["filler_pool"] < n - size):
+        raise UserInputError(f"filler_pool={cfg['filler_pool']}: fillers are drawn from the retriever's top "
+                             f"filler_pool items and each list needs candidate_num - slate_size = {n - size}; "
+                             f"set filler_pool >= {n - size}")
+
+
+def _describe(key, kind, lo, hi):
+    name = {"int": "an integer", "float": "a number", "bool": "True or False",
+            "int_list": "a list of integers"}[kind]
+    if key in _STRICTLY_POSITIVE:
+        return f"{name} > 0"
+    if key in _BELOW_ONE:
+        return f"{name} in [0, 1)"
+    if lo is not None and hi is not None:
+        return f"{name} in [{lo}, {hi}]"
+    if lo is not None:
+        return f"{name} >= {lo}"
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def declared_keys(*folders):
+    """Every key of every yaml under ``folders`` (a key of another model is not a typo)."""
+    keys = set()
+    for folder in folders:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                if name.endswith(".yaml"):
+                    with open(os.path.join(root, name), encoding="utf-8") as f:
+                        loaded = yaml.safe_load(f)
+                    if isinstance(loaded, dict):
+                        keys |= set(map(str, loaded))
+    return frozenset(keys)
+
+
+def unknown_keys(given, known):
+    """Warnings for the keys of ``given`` that no yaml (ours or RecBole's, any model), RecBole
+    category or launcher declares, each with the closest known key."""
+    known = set(known) | EXTRA_KNOWN
+    notes = []
+    for key in sorted(set(given) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        notes.append(f"unknown option {key!r} is ignored by recbole_dnr and RecBole{hint}")
+    return notes

@@ -1,0 +1,47 @@
+"""Options: types and ranges checked before any work, mistyped keys warned with the closest key."""
+
+import pytest
+from conftest import smoke_config
+
+from recbole_dnr import options
+from recbole_dnr.config import Config
+from recbole_dnr.utils import UserInputError
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epochs", "abc", "epochs='abc': expected an integer >= 0"),
+    ("epochs", 0, "epochs=0: DNR_PRM has parameters to train; set epochs >= 1"),
+    ("epochs", -1, "epochs=-1: expected an integer >= 0"),
+    ("lambda_c", 2, r"lambda_c=2: expected a number in \[0, 1\]"),
+    ("lambda_m", -0.1, "lambda_m=-0.1: expected a number >= 0"),
+    ("lambda_x", -1, "lambda_x=-1"),
+    ("lambda_adv", -1, "lambda_adv=-1"),
+    ("lambda_e", -1, "lambda_e=-1: expected an integer >= 0"),
+    ("lambda_e", 2.5, "lambda_e=2.5: expected an integer"),
+    ("learning_rate", 0, "learning_rate=0: expected a number > 0"),
+    ("dropout_prob", 1.0, r"dropout_prob=1.0: expected a number in \[0, 1\)"),
+    ("topk", [0], r"topk=\[0\]: expected a list of integers >= 1"),
+    ("topk", [60], r"topk=\[60\]: every cut-off must be <= candidate_num \(50\)"),
+    ("crossfit_folds", 1, "crossfit_folds=1: expected an integer >= 2"),
+    ("use_learned_generator", "yes", "use_learned_generator='yes': expected True or False"),
+    ("filler_pool", 10, r"filler_pool=10: .* set filler_pool >= 44"),
+])
+def test_bad_values_fail_with_the_option_and_what_is_allowed(key, value, message, slice_root):
+    cfg = smoke_config(slice_root, model="DNR_PRM", **{key: value})
+    if key == "filler_pool":
+        cfg["filler_sampling"] = "retriever"
+    with pytest.raises(UserInputError, match=message):
+        Config(model="DNR_PRM", config_dict=cfg)
+
+
+def test_good_values_pass(slice_root):
+    options.check({"epochs": 3, "lambda_c": 0.0, "topk": [1, 6], "learning_rate": 1e-3, "dropout_prob": 0,
+                   "candidate_num": 50, "slate_size": 6, "filler_pool": 44, "filler_sampling": "retriever"})
+    Config(model="DNR_PRM", config_dict=smoke_config(slice_root, lambda_c=1.0, lambda_e=0))
+
+
+def test_mistyped_key_is_warned_with_the_closest_known_key(slice_root):
+    config = Config(model="DNR_PRM", config_dict=smoke_config(slice_root, lamda_c=0.3, totally_new_key=1))
+    assert any("'lamda_c'" in n and "did you mean lambda_c?" in n for n in config.notes)
+    assert any("'totally_new_key'" in n and "did you mean" not in n for n in config.notes)
+    assert not any("'epochs'" in n for n in config.notes)
