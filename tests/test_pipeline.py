@@ -248,3 +248,29 @@ def test_recbole_models_train_and_reload_their_best_checkpoint(slice_root, in_se
 def test_model_dnr_with_backbone_key():
     config = Config(config_dict={"model": "DNR", "backbone": "DLCM", "dataset": "ml-100k", "state": "ERROR"})
     assert config["model"] == "DNR_DLCM" and config["lambda_c"] == 0.4
+
+
+def _cut_in_half(path):
+    with open(path, "r+b") as f:  # a copy cut half-way
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def test_truncated_caches_are_rebuilt_not_loaded(slice_root, in_session_dir, tmp_path, caplog):
+    cfg = smoke_config(slice_root, model="Retriever", list_mode="retrieve", retriever_epochs=2,
+                       checkpoint_dir=str(tmp_path))
+    ds = build(config_dict=cfg)[1]
+    before = {k: v.inter["item_id"].clone() for k, v in zip(("train", "valid", "test"), ds.build())}
+    user_vectors = ds.retriever_embeddings()[0].clone()  # cached beside the lists
+    caplog.set_level("WARNING")
+
+    _cut_in_half(ds.cache_path())
+    again = build(config_dict=cfg)[1]
+    after = dict(zip(("train", "valid", "test"), again.build()))
+    for name, items in before.items():
+        assert torch.equal(after[name].inter["item_id"], items), name  # rebuilt: the same lists
+    _cut_in_half(again._retriever_path())
+    assert torch.equal(again.retriever_embeddings()[0], user_vectors)  # retrained, same seed
+    assert sum("Unreadable cache rebuilt" in r.getMessage() for r in caplog.records) == 2
+    caplog.clear()
+    build(config_dict=cfg)[1].build()  # the rebuilt caches load whole
+    assert not any("Unreadable" in r.getMessage() for r in caplog.records)

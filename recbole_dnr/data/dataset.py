@@ -109,9 +109,9 @@ class ListDataset(Dataset):
         self._check_options()
         self._log_arrays()
         path = self.cache_path()
-        if self.config["list_cache"] and os.path.isfile(path):
+        blob = _load_cache(path) if self.config["list_cache"] else None
+        if blob is not None:
             logger.info(set_color("Loading cached candidate lists", "green") + f": {path}")
-            blob = compat.load_checkpoint(path)
         else:
             blob = self._build_lists()
             if self.config["list_cache"]:
@@ -326,8 +326,9 @@ class ListDataset(Dataset):
         sequential one), fitted on the whole training period with the list seed (the holdout
         retriever of the lists), cached beside them."""
         path = self._retriever_path()
-        if os.path.isfile(path):
-            return compat.load_checkpoint(path)
+        embs = _load_cache(path)
+        if embs is not None:
+            return embs
         embs = RT.train_retriever(self.config, self, self._log_arrays()[0][self.training_period_mask()],
                                   seed=self.list_seed)
         compat.atomic_save(embs, path)
@@ -418,6 +419,19 @@ def shuffle_candidates(split, list_seed):
         if value.dim() == 2 and value.shape[1] == n and key not in (HISTORY_ITEM, HISTORY_LABEL):
             out[key] = value.gather(1, perm)
     return out
+
+
+def _load_cache(path):
+    """The cached object at ``path``, or None when there is none or it cannot be read whole
+    (truncated or corrupted: e.g. copied half-way, disk full): it is then rebuilt, never used."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return compat.load_checkpoint(path)
+    except Exception as err:  # torch raises several types for a damaged zip/pickle
+        logging.getLogger().warning(set_color("Unreadable cache rebuilt", "red") + f": {path} ({type(err).__name__}: "
+                                    f"{str(err)[:120]})")
+        return None
 
 
 def _distinct_nonzero(values):
