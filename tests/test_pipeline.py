@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from recbole_dnr import compat
 from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset
 from recbole_dnr.data.dataset import LABEL, SCORE
@@ -274,3 +275,27 @@ def test_truncated_caches_are_rebuilt_not_loaded(slice_root, in_session_dir, tmp
     caplog.clear()
     build(config_dict=cfg)[1].build()  # the rebuilt caches load whole
     assert not any("Unreadable" in r.getMessage() for r in caplog.records)
+
+
+def test_nan_loss_stops_at_the_batch_and_keeps_the_last_good_checkpoint(slice_root, in_session_dir):
+    from recbole_dnr.trainer.list_trainer import NonFiniteLossError
+
+    config, _, (train, valid, _), model, trainer = build(config_dict=smoke_config(slice_root, model="PRM", epochs=3))
+    trainer.fit(train, valid, saved=True)  # a good run: its best checkpoint exists
+    good = compat.load_checkpoint(trainer.saved_model_file)
+    calls = {"n": 0}
+    own_loss = model.calculate_loss
+
+    def poisoned(interaction):
+        calls["n"] += 1
+        loss = own_loss(interaction)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 0, batch 1 \(request ids \[\d+"):
+        trainer._train_epoch(train, 0, loss_func=poisoned)
+    kept = compat.load_checkpoint(trainer.saved_model_file)
+    assert all(torch.equal(kept["state_dict"][k], good["state_dict"][k]) for k in good["state_dict"])
+    # only the first (finite) batch was stepped: the nan never reached the weights
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+    assert any(not torch.equal(v, weights[k]) for k, v in model.state_dict().items())

@@ -22,6 +22,10 @@ from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.utils import UserInputError
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (the message names epoch, batch and requests)."""
+
+
 class ListTrainer(Trainer):
     def __init__(self, config, model):
         self.distributed = distributed.is_distributed(config)
@@ -102,7 +106,7 @@ class ListTrainer(Trainer):
             if show_progress else train_data
         )
         theta = self._theta_params()
-        for interaction in iter_data:
+        for batch_idx, interaction in enumerate(iter_data):
             interaction = interaction.to(self.device)
             self.optimizer.zero_grad()
             n = len(interaction)  # 0 only for a rank's empty part of a distributed run's last batch
@@ -110,7 +114,7 @@ class ListTrainer(Trainer):
                 losses = loss_func(interaction)
                 parts = losses if isinstance(losses, tuple) else (losses,)
                 loss = sum(parts)
-                self._check_nan(loss)
+                self._check_finite(loss, interaction, epoch_idx, batch_idx)
                 loss.backward()
             if self.distributed:
                 distributed.average_gradients(theta, n)
@@ -126,6 +130,18 @@ class ListTrainer(Trainer):
         if total is None:
             return 0.0
         return total if len(total) > 1 else total[0]
+
+    def _check_finite(self, loss, interaction, epoch_idx, batch_idx):
+        """Stop at a NaN/Inf loss, before the step that would spread it into the weights, naming
+        the batch; the checkpoint of the best valid epoch so far is left as it was."""
+        if torch.isfinite(loss):
+            return
+        ids = interaction[REQUEST_ID][:8].tolist() if REQUEST_ID in interaction.interaction else []
+        saved = self.saved_model_file if os.path.isfile(self.saved_model_file) else "none yet"
+        raise NonFiniteLossError(
+            f"training loss is {loss.item()} at epoch {epoch_idx}, batch {batch_idx} (request ids {ids}"
+            f"{' ...' if len(interaction) > len(ids) else ''}); nothing was stepped. Last good checkpoint: {saved}. "
+            "Lower learning_rate, set clip_grad_norm, or check the inputs of these requests.")
 
     def sync_gradients(self, params, n_lists):
         """Sum ``params``' gradients over ranks (weights: lists per rank); nothing in one process."""
