@@ -115,9 +115,7 @@ class Config(RecBoleConfig):
             return super()._init_device()
         from recbole_dnr import distributed
 
-        if cfg.get("MODEL_TYPE") != ModelType.RERANK:
-            raise UserInputError(f"nproc/world_size > 1 runs our rerankers, DNR and CoRR; {cfg.get('model')} is "
-                                 "RecBole's own model: train it with RecBole's run_recbole.py (GPUs, nccl)")
+        distributed.require_reranker(cfg.get("MODEL_TYPE") == ModelType.RERANK, cfg.get("model"))
         cfg["gpu_id"] = ",".join(map(str, cfg["gpu_id"])) if isinstance(cfg["gpu_id"], tuple) else str(cfg["gpu_id"])
         cfg["device"] = distributed.init_process_group(cfg)
         cfg["single_spec"] = False

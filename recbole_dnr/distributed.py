@@ -17,6 +17,7 @@ GPU-only and would show some lists twice an epoch. Here instead:
   same early-stopping decisions; only rank 0 writes checkpoints and list caches.
 """
 
+import contextlib
 import datetime
 import os
 
@@ -32,6 +33,25 @@ LAUNCH_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port")
 def is_distributed(config):
     """True inside a run launched with ``nproc > 1`` or ``world_size > 1``."""
     return not config["single_spec"]
+
+
+def require_reranker(is_rerank, model):
+    """Only our rerankers, DNR and CoRR run distributed here (RecBole's own models: its GPU path)."""
+    if not is_rerank:
+        raise UserInputError(f"--nproc/--world_size run our rerankers, DNR and CoRR; {model} is RecBole's own "
+                             "model: train it with RecBole's run_recbole.py (GPUs, nccl)")
+
+
+@contextlib.contextmanager
+def rank_zero_first(active=True):
+    """Run the block on rank 0 first, then on the other ranks (after a barrier): for work whose
+    result later ranks read (list caches) or that races when done at once (folder creation)."""
+    first = rank() == 0
+    if active and not first:
+        barrier()
+    yield
+    if active and first:
+        barrier()
 
 
 def rank():

@@ -109,3 +109,15 @@ def test_distinct_nonzero_counts_each_rows_distinct_items(rows):
     values = np.array(rows, dtype=np.int64).reshape(len(rows), -1)
     expected = [len(set(r) - {0}) for r in rows]
     assert _distinct_nonzero(values).tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 6)), min_size=0, max_size=8))
+def test_range_rows_flattens_each_range_in_order(ranges):
+    from recbole_dnr.data.retriever import range_rows
+
+    lo = np.array([a for a, _ in ranges], dtype=np.int64)
+    hi = lo + np.array([n for _, n in ranges], dtype=np.int64)
+    owner, rows = range_rows(lo, hi)
+    expected = [(r, i) for r, (a, n) in enumerate(ranges) for i in range(a, a + n)]
+    assert list(zip(owner.tolist(), rows.tolist())) == expected

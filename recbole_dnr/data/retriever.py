@@ -225,6 +225,15 @@ def normalise(logits, how):
     raise UserInputError(f"score_norm must be 'minmax' or 'sigmoid', got '{how}'")
 
 
+def range_rows(lo, hi):
+    """The rows of the ranges ``lo[r] .. hi[r]-1``, flattened: ``(owner, row)``, ``owner`` = r of
+    each (int64 numpy; vectorised, no loop over ranges)."""
+    lens = np.asarray(hi) - np.asarray(lo)
+    owner = np.repeat(np.arange(len(lens)), lens)
+    offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    return owner, np.repeat(np.asarray(lo), lens) + offs
+
+
 def topk_unseen(user_emb, item_emb, users, excl_lo, excl_hi, log_items, k, block_bytes=256 << 20):
     """Top-``k`` items per request by MF logit, excluding padding item 0 and the items of log rows
     ``excl_lo[r] .. excl_hi[r]-1`` (e.g. everything the user rated before the request).
@@ -242,10 +251,7 @@ def topk_unseen(user_emb, item_emb, users, excl_lo, excl_hi, log_items, k, block
         hi = min(R, lo + block)
         scores = user_emb[torch.as_tensor(users[lo:hi])] @ item_emb.T
         scores[:, 0] = -np.inf
-        lens = excl_hi[lo:hi] - excl_lo[lo:hi]
-        row = np.repeat(np.arange(hi - lo), lens)
-        offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-        src = np.repeat(excl_lo[lo:hi], lens) + offs
+        row, src = range_rows(excl_lo[lo:hi], excl_hi[lo:hi])
         scores[torch.as_tensor(row), log_items[torch.as_tensor(src)]] = -np.inf
         out[lo:hi] = torch.topk(scores, k, dim=1).indices.numpy()
     return out

@@ -23,24 +23,18 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     """Config, dataset, dataloaders, model and trainer, ready to ``fit``."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    first = distributed.rank() == 0
-    if not first:  # RecBole creates its folders check-then-create: let rank 0 create them alone
-        distributed.barrier()
-    init_logger(config)
-    os.makedirs(config["checkpoint_dir"], exist_ok=True)
-    if first and distributed.is_distributed(config):
-        distributed.barrier()
+    parallel = distributed.is_distributed(config)
+    with distributed.rank_zero_first(parallel):  # RecBole creates its folders check-then-create
+        init_logger(config)
+        os.makedirs(config["checkpoint_dir"], exist_ok=True)
     logger = getLogger()
     logger.info(config)
     for note in getattr(config, "notes", []):
         logger.warning(note)
     ds = create_dataset(config)
     logger.info(ds)
-    if not first:  # rank 0 builds (and caches) the lists; the others then read them
-        distributed.barrier()
-    train_data, valid_data, test_data = data_preparation(config, ds)
-    if first and distributed.is_distributed(config):
-        distributed.barrier()
+    with distributed.rank_zero_first(parallel):  # rank 0 builds (and caches) the lists; the others read them
+        train_data, valid_data, test_data = data_preparation(config, ds)
     init_seed(config["seed"] + distributed.rank(), config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model)
@@ -122,9 +116,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     import torch.multiprocessing as mp
 
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    if not is_reranker(config):  # checked here, before any process starts
-        raise UserInputError(f"--nproc/--world_size run our rerankers, DNR and CoRR; {config['model']} is RecBole's "
-                             "own model: train it with RecBole's run_recbole.py (GPUs, nccl)")
+    distributed.require_reranker(is_reranker(config), config["model"])  # before any process starts
     config_dict = dict(config_dict or {})
     config_dict.update(world_size=world, ip=ip, port=str(port), nproc=nproc, offset=group_offset)
     queue = mp.get_context("spawn").SimpleQueue()

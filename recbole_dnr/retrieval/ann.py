@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+from recbole_dnr.data.retriever import range_rows
 from recbole_dnr.utils import UserInputError
 
 KINDS = ("ivf", "hnsw")
@@ -95,7 +96,7 @@ def topk_unseen(index, queries, excl_lo, excl_hi, log_items, k, exact):
     while len(todo):
         depth = min(depth, n_items - 1)
         ids = index.search(queries[todo], depth)
-        banned = _banned(ids, todo, excl_lo, lens, log_items, n_items)
+        banned = _banned(ids, todo, excl_lo, excl_hi, log_items, n_items)
         ok = (ids > 0) & ~banned
         enough = ok.sum(1) >= k
         rows = todo[enough]
@@ -109,11 +110,8 @@ def topk_unseen(index, queries, excl_lo, excl_hi, log_items, k, exact):
     return out
 
 
-def _banned(ids, rows, excl_lo, lens, log_items, n_items):
+def _banned(ids, rows, excl_lo, excl_hi, log_items, n_items):
     """``[len(rows), depth]`` bool: the id is among row's excluded log items."""
-    r_lens = lens[rows]
-    owner = np.repeat(np.arange(len(rows)), r_lens)
-    offs = np.arange(r_lens.sum()) - np.repeat(np.cumsum(r_lens) - r_lens, r_lens)
-    excluded = np.asarray(log_items)[np.repeat(np.asarray(excl_lo)[rows], r_lens) + offs]
-    codes = np.unique(owner * n_items + excluded)
+    owner, src = range_rows(np.asarray(excl_lo)[rows], np.asarray(excl_hi)[rows])
+    codes = np.unique(owner * n_items + np.asarray(log_items)[src])
     return np.isin(np.arange(len(rows))[:, None] * n_items + ids, codes)

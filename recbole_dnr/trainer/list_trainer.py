@@ -116,8 +116,7 @@ class ListTrainer(Trainer):
                 loss = sum(parts)
                 self._check_finite(loss, interaction, epoch_idx, batch_idx)
                 loss.backward()
-            if self.distributed:
-                distributed.average_gradients(theta, n)
+            self.sync_gradients(theta, n)
             if self.clip_grad_norm:
                 clip_grad_norm_(theta, **self.clip_grad_norm)
             self.optimizer.step()
