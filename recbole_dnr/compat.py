@@ -19,16 +19,16 @@ one that the problem is real on the installed versions and that the fix removes 
    ``df[col].fillna(..., inplace=True)`` (dataset.py:501,648,650); the calls still work on
    pandas < 3 (pinned in setup.cfg). :func:`silence_pandas_chained_fillna` hides that one
    warning, only when raised from recbole.data.dataset.
-5. Checkpoints and caches are written through :func:`atomic_save` (temp file + ``os.replace``),
-   so a crash never leaves a half-written file that would later be read back as valid.
-6. scipy >= 1.15 removed the private ``dok_matrix._update`` that RecBole's graph models (LightGCN,
+5. scipy >= 1.15 removed the private ``dok_matrix._update`` that RecBole's graph models (LightGCN,
    NGCF, NCL, GCMC, SpectralCF) use to build their adjacency; :func:`scipy_dok_update` restores it.
+6. RecBole's ``sine.py`` switches autograd anomaly detection on at import; :func:`keep_anomaly_mode`
+   puts it back.
+
+Atomic, checksummed writes of our own files live in :mod:`recbole_dnr.storage` (not a compat fix).
 """
 
 import contextlib
-import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -86,26 +86,8 @@ def silence_pandas_chained_fillna():
                             module=r"recbole\.data\.dataset")
 
 
-def atomic_save(obj, path):
-    """Fix 5: ``torch.save`` to ``path`` atomically (write a sibling temp file, fsync, rename)."""
-    path = str(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f, pickle_protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def scipy_dok_update():
-    """Fix 6: RecBole 1.2.1's graph models (LightGCN, NGCF, NCL, GCMC, SpectralCF) fill their
+    """Fix 5: RecBole 1.2.1's graph models (LightGCN, NGCF, NCL, GCMC, SpectralCF) fill their
     adjacency with ``dok_matrix._update``, a private method recent scipy removed; restore it."""
     import scipy.sparse as sp
 
@@ -119,7 +101,7 @@ def scipy_dok_update():
 
 
 def keep_anomaly_mode():
-    """Fix 7: RecBole 1.2.1's ``sequential_recommender/sine.py`` calls
+    """Fix 6: RecBole 1.2.1's ``sequential_recommender/sine.py`` calls
     ``torch.autograd.set_detect_anomaly(True)`` at import, and importing any sequential model
     imports it, so every later run (ours included) pays anomaly detection's cost on each op.
     Import it once here and put the switch back where it was."""

@@ -129,6 +129,9 @@ class Config(RecBoleConfig):
                  | options.declared_keys(properties_dir(), self._recbole_properties()))
         self.notes += options.unknown_keys(self.external_config_dict, known)
         if self.final_config_dict.get("MODEL_TYPE") != ModelType.RERANK:
+            if self.final_config_dict.get("resume"):
+                raise UserInputError("resume continues recbole_dnr's list models (rerankers, DNR, CoRR); RecBole's "
+                                     "own pipeline has no resume state: drop --resume")
             self._recbole_ce_negatives()
             return super()._set_default_parameters()
         weak = self.final_config_dict.get("probe_weak_retriever")
@@ -138,6 +141,10 @@ class Config(RecBoleConfig):
             if not isinstance(weak, dict) or set(weak) - set(RETRIEVER_KEYS):
                 raise UserInputError(f"probe_weak_retriever must be a dict of retriever settings "
                                      f"({sorted(RETRIEVER_KEYS)}), e.g. {{retriever_embedding_size: 8}}; got {weak}")
+        if self.final_config_dict.get("model") == "CoRR":  # its trainable retriever, before any data is read
+            from recbole_dnr.model.corr import corr_retriever_class
+
+            corr_retriever_class(self.final_config_dict)
         wrapped = self.wrapped_recbole_model(getattr(self, "yaml_class", self.model_class))
         if wrapped:
             cfg = self.final_config_dict

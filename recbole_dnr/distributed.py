@@ -175,6 +175,13 @@ def gather_lists(out, positions):
     return {k: torch.cat([o[k] for o, _ in parts])[order] for k in out}
 
 
+def gather_objects(obj):
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank."""
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
 def broadcast_object(obj, src=0):
     box = [obj]
     dist.broadcast_object_list(box, src)

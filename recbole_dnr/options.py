@@ -30,6 +30,7 @@ SPECS = {
     "seed": ("int", 0, None, "random seed"),
     "topk": ("int_list", 1, None, "cut-offs k of the metrics"),
     "reproducibility": ("bool", None, None, "deterministic torch kernels"),
+    "resume": ("bool", None, None, "continue this run from its last saved epoch (docs/reliability.md)"),
     # list protocol and retriever
     "candidate_num": ("int", 2, None, "candidates per request"),
     "slate_size": ("int", 1, None, "interactions per request"),

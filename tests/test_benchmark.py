@@ -33,6 +33,8 @@ def grid_file(tmp_path, slice_root, models, **extra):
     return str(path)
 
 
+@pytest.mark.reliability("Faults and interruption", "a benchmark grid stopped between cells, then run again",
+                         "finished cells are skipped, the rest run (inside a cell, training resumes from its last epoch)")
 def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, capsys):
     path = grid_file(tmp_path, slice_root, ["Retriever", "Broken", "PRM"])
     with pytest.raises(SystemExit, match="1 cell.*Broken"):

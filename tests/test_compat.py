@@ -64,23 +64,6 @@ def test_pandas_chained_fillna_warning_is_silenced_only_from_recbole():
     assert [w.filename for w in caught] == ["mine.py"]
 
 
-def test_atomic_save_leaves_no_half_written_file(tmp_path, monkeypatch):
-    path = tmp_path / "model.pth"
-    compat.atomic_save({"v": 1}, path)
-    real_save = torch.save
-
-    def crashing_save(obj, f, **kw):
-        f.write(b"partial bytes")
-        raise KeyboardInterrupt("killed mid-write")
-
-    monkeypatch.setattr(torch, "save", crashing_save)
-    with pytest.raises(KeyboardInterrupt):
-        compat.atomic_save({"v": 2}, path)
-    monkeypatch.setattr(torch, "save", real_save)
-    assert compat.load_checkpoint(path) == {"v": 1}  # the old, complete file survives
-    assert os.listdir(tmp_path) == ["model.pth"]  # no temp file left behind
-
-
 def test_scipy_dok_update_is_gone_and_fix_restores_it():
     import scipy.sparse as sp
 
@@ -101,7 +84,7 @@ def test_scipy_dok_update_is_gone_and_fix_restores_it():
 
 
 def test_importing_recbole_dnr_leaves_anomaly_mode_as_it_was():
-    """Fix 7: RecBole's sine.py switches anomaly detection on at import (every op then records a
+    """Fix 6: RecBole's sine.py switches anomaly detection on at import (every op then records a
     traceback); importing our models, which import RecBole's sequential models, must not."""
     import subprocess
     import sys

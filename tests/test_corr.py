@@ -94,7 +94,7 @@ def test_distillation_reaches_the_retriever_only(slice_root, in_session_dir):
     units = trainer.training_requests(train._dataset)
     b = units[torch.arange(16)]
     model.train()
-    s_all = model.retriever.all_scores(b[model.USER_ID])
+    s_all = model.retriever.all_scores(b)
     inter, (s_re, log_q, pos, neg) = model.sample_lists(b, s_all)
     assert (inter["label"][pos] == 1).all() and pos.any(1).all()
     assert torch.equal(inter[model.ITEM_ID].gather(1, torch.argsort(s_re.detach(), 1, descending=True)),
@@ -229,3 +229,29 @@ def test_distillation_gradient_has_no_nan_with_masked_slots():
     with torch.autograd.detect_anomaly():
         distillation_kl(s_ra, s_re, log_q, neg).backward()
     assert torch.isfinite(s_re.grad).all() and (s_re.grad[~neg] == 0).all()
+
+
+def test_corr_with_a_sequential_retriever(slice_root, in_session_dir):
+    """CoRR's retriever as SASRec: training scores (from each request's history) equal the
+    per-request vectors the evaluation retrieves with; distillation trains SASRec, not the ranker;
+    a run completes; non-MF general retrievers are a clear error."""
+    cfg = corr_config(slice_root, retriever_model="SASRec", retriever_epochs=1, list_mode="retrieve",
+                      retriever_fit="holdout", max_history=8, retriever_embedding_size=16)
+    config, ds, (train, _, _), model, trainer = build(config_dict=cfg)
+    b = trainer.training_requests(train._dataset)[torch.arange(8)]
+    model.eval()
+    with torch.no_grad():
+        s_all = model.retriever.all_scores(b)
+        vectors = model.retriever.embeddings()
+    expected = vectors["request"][b["request_id"]] @ vectors["item"].T
+    assert torch.allclose(s_all, expected, atol=1e-4)
+    model.train()
+    s_all = model.retriever.all_scores(b)
+    inter, (s_re, log_q, _, neg) = model.sample_lists(b, s_all)
+    distillation_kl(model.ranker_logits(inter), s_re, log_q, neg).backward()
+    assert model.retriever.model.item_embedding.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.ranker.parameters())
+    result = run_recbole_dnr(config_dict=cfg)
+    assert 0 < result["test_result"]["retriever_recall@50"] <= 1
+    with pytest.raises(UserInputError, match="retriever_model LightGCN is neither"):
+        build(config_dict=corr_config(slice_root, retriever_model="LightGCN", list_mode="retrieve"))

@@ -8,6 +8,8 @@ from recbole_dnr.config import Config
 from recbole_dnr.utils import UserInputError
 
 
+@pytest.mark.reliability("Options", "--{key}={value!r}",
+                         "clear error before any data is read: {message}")
 @pytest.mark.parametrize("key, value, message", [
     ("epochs", "abc", "epochs='abc': expected an integer >= 0"),
     ("epochs", 0, "epochs=0: DNR_PRM has parameters to train; set epochs >= 1"),
@@ -40,6 +42,8 @@ def test_good_values_pass(slice_root):
     Config(model="DNR_PRM", config_dict=smoke_config(slice_root, lambda_c=1.0, lambda_e=0))
 
 
+@pytest.mark.reliability("Options", "a mistyped key (--lamda_c=0.3)",
+                         "a warning naming the closest known key (lambda_c)")
 def test_mistyped_key_is_warned_with_the_closest_known_key(slice_root):
     config = Config(model="DNR_PRM", config_dict=smoke_config(slice_root, lamda_c=0.3, totally_new_key=1))
     assert any("'lamda_c'" in n and "did you mean lambda_c?" in n for n in config.notes)

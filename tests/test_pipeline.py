@@ -81,6 +81,8 @@ def test_smoke_every_model(slice_root, in_session_dir, model):
         assert all(0.0 <= v <= 1.0 for v in res[split].values()), res[split]
 
 
+@pytest.mark.reliability("Determinism", "the same seed and config, run twice (CPU)",
+                         "identical metrics")
 def test_same_seed_same_metrics(slice_root, in_session_dir):
     a = run(slice_root, "DNR_PRM", epochs=2, lambda_e=1)["test_result"]
     b = run(slice_root, "DNR_PRM", epochs=2, lambda_e=1)["test_result"]
@@ -137,6 +139,8 @@ def test_unknown_model_lists_known_ones():
     assert "PRM" in str(err.value) and "DNR_PRM" in str(err.value) and "BPR" in str(err.value)
 
 
+@pytest.mark.reliability("Bad data", "a dataset whose files are missing",
+                         "clear error naming the expected file and --data_path; nothing is downloaded")
 def test_missing_dataset_says_which_files_where(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError) as err:
@@ -151,6 +155,8 @@ def test_recbole_models_still_resolve():
     assert get_model("PRM").type == ModelType.RERANK
 
 
+@pytest.mark.reliability("Faults and interruption", "DNR checkpoint saved in one phase, resumed into the next",
+                         "the generator optimizer and the phase are restored")
 def test_dnr_phase_switch_survives_save_and_resume(slice_root, in_session_dir):
     import copy
 
@@ -176,6 +182,8 @@ def test_dnr_phase_switch_survives_save_and_resume(slice_root, in_session_dir):
     assert trainer2.schedule.optimizer.state_dict()["state"]  # the φ optimizer has stepped
 
 
+@pytest.mark.reliability("Bad data", "the ml-100k slice's lists against its raw log",
+                         "labels = rating >= 4, fillers never rated, history earlier, x in retriever order")
 def test_lists_match_the_raw_log(slice_root, in_session_dir):
     """Labels are the log's ratings >= 4; fillers were never rated by the user; history is earlier."""
     from conftest import SLICE
@@ -211,6 +219,8 @@ def test_lists_match_the_raw_log(slice_root, in_session_dir):
             assert (x[:-1] >= x[1:]).all() and x.min() >= 0 and x.max() <= 1  # retriever order, in [0, 1]
 
 
+@pytest.mark.reliability("Bad data", "a non-numeric rating, a short row, a header without rating/timestamp",
+                         "`AtomicFileError` naming file, line and column")
 def test_malformed_atomic_file_names_file_line_column(tmp_path, monkeypatch):
     from recbole_dnr.data import AtomicFileError
 
@@ -230,6 +240,8 @@ def test_malformed_atomic_file_names_file_line_column(tmp_path, monkeypatch):
         create_dataset(Config(config_dict=cfg))
 
 
+@pytest.mark.reliability("Faults and interruption", "two runs started in the same second",
+                         "distinct checkpoint files")
 def test_runs_started_together_do_not_share_a_checkpoint(slice_root, in_session_dir):
     cfg = smoke_config(slice_root, model="PRM")
     a = build(config_dict=cfg)[-1]
@@ -256,6 +268,8 @@ def _cut_in_half(path):
         f.truncate(os.path.getsize(path) // 2)
 
 
+@pytest.mark.reliability("Faults and interruption", "list and retriever caches cut in half",
+                         "detected, rebuilt (the same lists), never loaded")
 def test_truncated_caches_are_rebuilt_not_loaded(slice_root, in_session_dir, tmp_path, caplog):
     cfg = smoke_config(slice_root, model="Retriever", list_mode="retrieve", retriever_epochs=2,
                        checkpoint_dir=str(tmp_path))
@@ -271,12 +285,14 @@ def test_truncated_caches_are_rebuilt_not_loaded(slice_root, in_session_dir, tmp
         assert torch.equal(after[name].inter["item_id"], items), name  # rebuilt: the same lists
     _cut_in_half(again._retriever_path())
     assert torch.equal(again.retriever_embeddings()[0], user_vectors)  # retrained, same seed
-    assert sum("Unreadable cache rebuilt" in r.getMessage() for r in caplog.records) == 2
+    assert sum("Damaged cache rebuilt" in r.getMessage() for r in caplog.records) == 2
     caplog.clear()
     build(config_dict=cfg)[1].build()  # the rebuilt caches load whole
-    assert not any("Unreadable" in r.getMessage() for r in caplog.records)
+    assert not any("Damaged" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.reliability("Faults and interruption", "a NaN/Inf training loss",
+                         "`NonFiniteLossError` naming epoch, batch and request ids, before the step; the last good checkpoint kept")
 def test_nan_loss_stops_at_the_batch_and_keeps_the_last_good_checkpoint(slice_root, in_session_dir):
     from recbole_dnr.trainer.list_trainer import NonFiniteLossError
 

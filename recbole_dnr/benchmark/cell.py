@@ -52,10 +52,11 @@ def run_cell(settings, config_files=None, label=""):
     """Train and evaluate one cell; returns (record, per-request arrays)."""
     config_dict = dict(settings)
     config_dict.setdefault("show_progress", False)
+    config_dict.setdefault("resume", True)  # a cell killed mid-way (session end) continues from its last epoch
     started = time.perf_counter()
     config, ds, (train, valid, test), model, trainer = build(config_file_list=config_files or None,
                                                              config_dict=config_dict)
-    epoch_times, curve = [], []
+    epoch_times = []
     train_epoch = trainer._train_epoch
 
     def timed(*a, **kw):
@@ -65,7 +66,6 @@ def run_cell(settings, config_files=None, label=""):
         return out
 
     def progress(epoch_idx, valid_score):
-        curve.append(float(valid_score))
         print(f"{label} epoch {epoch_idx + 1}: valid {config['valid_metric']} {valid_score:.4f} "
               f"(train {epoch_times[-1] if epoch_times else 0:.1f} s)", flush=True)
 
@@ -73,6 +73,8 @@ def run_cell(settings, config_files=None, label=""):
     fit_start = time.perf_counter()
     _, best_valid = trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=progress)
     fit_sec = time.perf_counter() - fit_start
+    curve = list(trainer.valid_curve)  # every evaluation, also those before a resume
+    epochs_run = len(trainer.train_loss_dict)
     test_result = trainer.evaluate(test, load_best_model=True)
     out = trainer.last_eval
     if config["list_mode"] == "retrieve" and not any(k.startswith("retriever_") for k in test_result):
@@ -98,13 +100,14 @@ def run_cell(settings, config_files=None, label=""):
         "valid": {k: float(v) for k, v in (best_valid or {}).items()},
         "test": {k: float(v) for k, v in test_result.items()},
         "slate_scope": slate, "score_corruption": probe, "valid_curve": curve, "best_epoch": best_epoch,
-        "epochs_run": len(epoch_times), "epoch_cap": config["epochs"],
-        "hit_epoch_cap": bool(config["epochs"]) and len(epoch_times) >= config["epochs"],
+        "epochs_run": epochs_run, "epoch_cap": config["epochs"], "resumed_after_epoch": trainer.resumed_after,
+        "hit_epoch_cap": bool(config["epochs"]) and epochs_run >= config["epochs"],
         "train_sec_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0, "epoch_times": epoch_times,
         "fit_sec": fit_sec, "infer_us_per_list": infer * 1e6, "peak_rss_mb": peak_rss_mb(),
         "wall_sec": time.perf_counter() - started, "test_lists": len(out["scores"]),
         "parameters": sum(p.numel() for p in model.parameters()), "list_stats": ds.stats,
         "config": {k: config[k] for k in CONFIG_KEYS if k in config}, "machine": machine(),
+        "resume_file": trainer.resume.path,
     }
     arrays = {"request_id": out[REQUEST_ID].numpy()}
     for prefix, metrics in (("", per_list), ("slate_", slate_per_list)):
@@ -142,6 +145,8 @@ def main(argv=None):
     record["config_files"] = args.config_files
     record["command"] = args.command
     write_cell(args.out, record, arrays)
+    if os.path.isfile(record["resume_file"]):  # the cell is complete: nothing left to resume
+        os.remove(record["resume_file"])
 
 
 if __name__ == "__main__":

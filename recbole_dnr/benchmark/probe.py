@@ -6,13 +6,12 @@ If DNR's claim holds, DNR_X degrades more slowly than X when x is noisier than i
 import hashlib
 import json
 import logging
-import os
 
 import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_dnr import compat
+from recbole_dnr import storage
 from recbole_dnr.data import retriever as RT
 from recbole_dnr.data.dataloader import ListDataLoader
 from recbole_dnr.data.dataset import REQUEST_ID, SCORE, RequestSet
@@ -62,13 +61,12 @@ def weak_retriever_scores(config, dataset, split, overrides):
     cached beside the lists."""
     tag = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
     path = dataset.cache_path()[:-len(".pth")] + f"-weak-{tag}.pth"
-    if os.path.isfile(path):
-        vectors = compat.load_checkpoint(path)
-    else:
+    vectors = storage.load_cache(path)
+    if vectors is None:
         rows = dataset._log_arrays()[0][dataset.training_period_mask()]
         logging.getLogger().info(f"Weak retriever for the robustness probe: {overrides}")
         vectors = RT.train_retriever(_ConfigView(dataset.config, overrides), dataset, rows, seed=dataset.list_seed)
-        compat.atomic_save(vectors, path)
+        storage.save(vectors, path)
     inter = split.inter
     query, item_emb = RT.queries(vectors, inter[REQUEST_ID].numpy(), inter[dataset.uid_field].numpy())
     logits = RT.score_pairs(query, item_emb, np.arange(len(query)), inter[dataset.iid_field].numpy())

@@ -1,6 +1,10 @@
 """Data: request protocol, retriever stage, list datasets and dataloaders."""
 
+import linecache
+import math
 import os
+
+import numpy as np
 
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
@@ -43,6 +47,8 @@ def validate_atomic_file(path, required, separator="\t"):
                 f"{path}:1: header lacks field(s) {missing}; found {header}. "
                 "Expected e.g. user_id:token<TAB>item_id:token<TAB>rating:float<TAB>timestamp:float")
         numeric = [(i, header[i]) for i, n in enumerate(names) if n in required and header[i].endswith(":float")]
+        pair = [names.index(r) for r in required[:2]]  # (user, item) columns
+        keys = []
         for lineno, line in enumerate(f, start=2):
             fields = line.rstrip("\n").split(separator)
             if len(fields) != len(header):
@@ -50,10 +56,35 @@ def validate_atomic_file(path, required, separator="\t"):
                                       f"{separator!r}, found {len(fields)}")
             for col, name in numeric:
                 try:
-                    float(fields[col])
+                    value = float(fields[col])
                 except ValueError:
                     raise AtomicFileError(f"{path}:{lineno}: column {col + 1} ({name}) is not a number: "
                                           f"{fields[col]!r}") from None
+                if not math.isfinite(value):
+                    raise AtomicFileError(f"{path}:{lineno}: column {col + 1} ({name}) is {fields[col]!r}; "
+                                          "ratings and timestamps must be finite numbers")
+            keys.append(hash((fields[pair[0]], fields[pair[1]])))
+    _check_repeated_pairs(path, keys, pair, separator, required)
+
+
+def _check_repeated_pairs(path, keys, pair, separator, required):
+    """One row per (user, item): a repeat (an exact duplicate row or a re-rating) would put an item
+    twice into a slate and give it two labels."""
+    keys = np.asarray(keys, dtype=np.int64)
+    uniq, counts = np.unique(keys, return_counts=True)
+    for h in uniq[counts > 1]:
+        rows = {}
+        for idx in np.flatnonzero(keys == h):  # confirm (hash collisions are possible, if unlikely)
+            line = linecache.getline(path, int(idx) + 2).rstrip("\n").split(separator)
+            key = (line[pair[0]], line[pair[1]])
+            if key in rows:
+                linecache.clearcache()
+                raise AtomicFileError(
+                    f"{path}:{int(idx) + 2}: {required[0]} {key[0]} rated {required[1]} {key[1]} already on line "
+                    f"{rows[key]}; the list protocol needs one row per (user, item): keep one (e.g. the latest) "
+                    "and remove the others")
+            rows[key] = int(idx) + 2
+    linecache.clearcache()
 
 
 def create_dataset(config):
@@ -66,7 +97,15 @@ def create_dataset(config):
     if is_reranker(config):
         from recbole_dnr.data.dataset import ListDataset
 
-        return ListDataset(config)
+        try:
+            return ListDataset(config)
+        except ValueError as err:
+            if "feat is empty" not in str(err):
+                raise
+            raise UserInputError(
+                f"the filters left no interactions in {config['dataset']} (user_inter_num_interval "
+                f"{config['user_inter_num_interval']}, item_inter_num_interval {config['item_inter_num_interval']}, "
+                f"val_interval {config['val_interval']}): relax them") from None
     return recbole_create_dataset(config)
 
 

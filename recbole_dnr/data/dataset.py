@@ -6,6 +6,7 @@ retriever scores x ``score [B, n]`` in [0, 1], feedback z ``label [B, n]``, ``sl
 history ``history_item [B, H]``, ``history_label [B, H]``, ``history_len [B]``, ``request_id [B]``.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 from recbole.utils import set_color
 
-from recbole_dnr import compat
+from recbole_dnr import storage
 from recbole_dnr.data import protocol as P
 from recbole_dnr.data import retriever as RT
 from recbole_dnr.evaluator.metrics import list_auc
@@ -109,14 +110,16 @@ class ListDataset(Dataset):
         self._check_options()
         self._log_arrays()
         path = self.cache_path()
-        blob = _load_cache(path) if self.config["list_cache"] else None
-        if blob is not None:
-            logger.info(set_color("Loading cached candidate lists", "green") + f": {path}")
-        else:
-            blob = self._build_lists()
-            if self.config["list_cache"]:
-                compat.atomic_save(blob, path)
-                logger.info(set_color("Saved candidate lists", "green") + f": {path}")
+        with storage.file_lock(path) if self.config["list_cache"] else contextlib.nullcontext():
+            # a second run building the same lists waits here, then reads what the first one wrote
+            blob = storage.load_cache(path) if self.config["list_cache"] else None
+            if blob is not None:
+                logger.info(set_color("Loading cached candidate lists", "green") + f": {path}")
+            else:
+                blob = self._build_lists()
+                if self.config["list_cache"]:
+                    storage.save(blob, path)
+                    logger.info(set_color("Saved candidate lists", "green") + f": {path}")
         self.stats = blob["stats"]
         logger.info(set_color("List statistics", "pink") + f": {json.dumps(self.stats)}")
         splits = blob["splits"]
@@ -174,6 +177,11 @@ class ListDataset(Dataset):
         if self.config["list_mode"] == "slate" and self.config["candidate_num"] < self.config["slate_size"]:
             raise UserInputError(f"candidate_num ({self.config['candidate_num']}) must be >= slate_size "
                                  f"({self.config['slate_size']})")
+        n_items = self.item_num - 1  # RecBole's id 0 is padding
+        if self.config["candidate_num"] > n_items:
+            raise UserInputError(f"{self.dataset_name} has {n_items} items after filtering (item_inter_num_interval "
+                                 f"{self.config['item_inter_num_interval']}); candidate_num is "
+                                 f"{self.config['candidate_num']}: lower candidate_num, or relax the item filter")
         if self.config["retriever_search"] == "ann":
             from recbole_dnr.retrieval import ann
 
@@ -209,7 +217,7 @@ class ListDataset(Dataset):
         for k, (req, rows, seed) in enumerate(jobs):
             embs = RT.train_retriever(cfg, self, order[rows], seed=seed)
             if k == 0 and cfg["list_cache"]:  # the independent retriever, for CoRR and the retrieval metrics
-                compat.atomic_save(embs, self._retriever_path())
+                storage.save(embs, self._retriever_path())
             part = self._lists_for(embs, req, starts, users, items, z_log, train_rows, seed=k)
             if lists is None:
                 lists = {key: np.zeros((len(starts),) + v.shape[1:], v.dtype) for key, v in part.items()}
@@ -218,10 +226,14 @@ class ListDataset(Dataset):
 
         h_items, h_labels, h_len = P.history(items, z_log, users, starts, cfg["max_history"])
         has_pos = lists["label"].sum(1) > 0
+        has_neg = (lists["label"] == 0).any(1)
         out, stats = {}, self._dataset_stats(users, items, starts, splits)
         for s, name in enumerate(SPLIT_NAMES):
             keep = splits == s
+            # kept: a list without a positive (or a negative) trains and scores nothing list-wise
+            # (its metrics are undefined and skipped); drop_no_positive_eval removes them from valid/test
             stats[f"{name}_lists_no_positive"] = int((keep & ~has_pos).sum())
+            stats[f"{name}_lists_no_negative"] = int((keep & ~has_neg).sum())
             if s != P.TRAIN and cfg["drop_no_positive_eval"]:
                 keep &= has_pos
             idx = np.flatnonzero(keep)
@@ -246,6 +258,11 @@ class ListDataset(Dataset):
         return {"splits": out, "stats": stats}
 
     def _dataset_stats(self, users, items, starts, splits):
+        owners = users[starts]
+        n_user = int(users.max()) + 1 if len(users) else 0
+        per_split = [np.bincount(owners[splits == s], minlength=n_user) for s in (P.VALID, P.TEST)]
+        with_lists = np.bincount(owners, minlength=n_user) > 0
+        short = with_lists & ((per_split[0] < self.config["valid_slates"]) | (per_split[1] < self.config["test_slates"]))
         return {
             "dataset": self.dataset_name,
             "users": int(len(np.unique(users))),
@@ -254,6 +271,11 @@ class ListDataset(Dataset):
             "lists": int(len(starts)),
             "list_mode": self.config["list_mode"],
             "retriever_fit": self.config["retriever_fit"],
+            # fewer rows than slate_size: history for nobody, rows only feed the retriever
+            "users_without_lists": int(len(np.unique(users)) - with_lists.sum()),
+            # fewer than 3 (valid + test + 1) slates: fewer held-out slates than asked (protocol.cut_requests)
+            "users_short_holdout": int(short.sum()),
+            "users_without_test": int((with_lists & (per_split[1] == 0)).sum()),
         }
 
     def _lists_for(self, embs, req, starts, users, items, z_log, train_rows, seed, with_n_pos=False):
@@ -326,12 +348,12 @@ class ListDataset(Dataset):
         sequential one), fitted on the whole training period with the list seed (the holdout
         retriever of the lists), cached beside them."""
         path = self._retriever_path()
-        embs = _load_cache(path)
+        embs = storage.load_cache(path)
         if embs is not None:
             return embs
         embs = RT.train_retriever(self.config, self, self._log_arrays()[0][self.training_period_mask()],
                                   seed=self.list_seed)
-        compat.atomic_save(embs, path)
+        storage.save(embs, path)
         return embs
 
     def _retriever_path(self):
@@ -419,19 +441,6 @@ def shuffle_candidates(split, list_seed):
         if value.dim() == 2 and value.shape[1] == n and key not in (HISTORY_ITEM, HISTORY_LABEL):
             out[key] = value.gather(1, perm)
     return out
-
-
-def _load_cache(path):
-    """The cached object at ``path``, or None when there is none or it cannot be read whole
-    (truncated or corrupted: e.g. copied half-way, disk full): it is then rebuilt, never used."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        return compat.load_checkpoint(path)
-    except Exception as err:  # torch raises several types for a damaged zip/pickle
-        logging.getLogger().warning(set_color("Unreadable cache rebuilt", "red") + f": {path} ({type(err).__name__}: "
-                                    f"{str(err)[:120]})")
-        return None
 
 
 def _distinct_nonzero(values):

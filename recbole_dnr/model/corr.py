@@ -1,6 +1,7 @@
 """CoRR: Cooperative Retriever and Ranker (Huang, Lian, Chen, Liu, Xie, Chen; WWW 2023).
 
-The retriever (MF, s_re(u, i) = <p_u, q_i>) and the ranker (any registered backbone, or DNR_X)
+The retriever (MF, s_re(u, i) = <p_u, q_i>, or a RecBole sequential model, s_re(r, i) = <q_r, e_i>
+from request r's history) and the ranker (any registered backbone, or DNR_X)
 train together on each training request's label-window positives:
 
 - the ranker's negatives are drawn from the retriever, q(i | u) ∝ exp(s_re(u, i)) over the items
@@ -22,7 +23,8 @@ from recbole.data.interaction import Interaction
 
 from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.model.abstract_reranker import ListRecommender
-from recbole_dnr.retrieval import MFRetriever, distillation_kl, get_sampler, sampled_softmax_loss
+from recbole_dnr.retrieval import MFRetriever, SequentialRetriever, distillation_kl, get_sampler, sampled_softmax_loss
+from recbole_dnr.retrieval.sequential import is_sequential
 from recbole_dnr.retrieval.sampler import exclusion_mask
 from recbole_dnr.utils import UserInputError, get_backbone, get_model, register_model
 
@@ -39,6 +41,27 @@ def ranker_class(name):
     if name in ("CoRR", "Retriever"):
         raise UserInputError(f"ranker: {name} cannot rank under CoRR; use a backbone (PRM, DLCM, SASRec, DNR_PRM, ...)")
     return get_backbone(name)
+
+
+def corr_retriever_class(config):
+    """The RecBole class of CoRR's trainable retriever: BPR (MF) or a sequential model; checked
+    by Config before any data is read."""
+    from recbole.model.general_recommender import BPR
+
+    from recbole_dnr.data.retriever import retriever_class
+
+    name = config["retriever_model"] or "BPR"
+    model_class = retriever_class(name)
+    if is_sequential(model_class):
+        if config["corr_retriever_init"] == "pretrained":
+            raise UserInputError(f"corr_retriever_init: pretrained copies the list retriever's user and item vectors "
+                                 f"into CoRR's MF retriever; a sequential retriever ({name}) has per-request queries "
+                                 "instead. Use corr_retriever_init: scratch")
+        return model_class
+    if model_class is not BPR:
+        raise UserInputError(f"CoRR trains an MF (BPR) or a sequential retriever jointly with the ranker; "
+                             f"retriever_model {name} is neither: use BPR, or SASRec / GRU4Rec / NARM ...")
+    return model_class
 
 
 @register_model
@@ -70,12 +93,7 @@ class CoRR(ListRecommender):
             raise UserInputError(f"corr_retriever_init must be scratch or pretrained, got "
                                  f"'{config['corr_retriever_init']}'")
         lists = getattr(dataset, "parent", dataset)  # the ListDataset behind a split
-        init = lists.retriever_embeddings() if config["corr_retriever_init"] == "pretrained" else None
-        if isinstance(init, dict):
-            raise UserInputError(f"corr_retriever_init: pretrained starts CoRR's MF retriever from the list retriever's "
-                                 f"user and item vectors; retriever_model {config['retriever_model']} has per-request "
-                                 "queries instead. Use corr_retriever_init: scratch")
-        self.retriever = MFRetriever(dataset.user_num, self.n_items, config["retriever_embedding_size"], init)
+        self.retriever = self._build_retriever(config, dataset, lists)
         self.sampler = get_sampler(config)
         self.n = config["candidate_num"]
         self.kd_weight = config["corr_kd_weight"]
@@ -83,6 +101,15 @@ class CoRR(ListRecommender):
         self.score_norm = config["score_norm"]
         self.log_items = lists.sorted_log_items()
         self.corr_phase = "joint"  # joint | ranker | retriever (set by the trainer in alternating mode)
+
+    def _build_retriever(self, config, dataset, lists):
+        """BPR-MF (default) or a RecBole sequential model (``retriever_model: SASRec``, ...)."""
+        model_class = corr_retriever_class(config)
+        if is_sequential(model_class):
+            return SequentialRetriever(config, lists, model_class)
+        init = lists.retriever_embeddings() if config["corr_retriever_init"] == "pretrained" else None
+        return MFRetriever(dataset.user_num, self.n_items, config["retriever_embedding_size"], init,
+                           user_field=self.USER_ID)
 
     def theta_parameters(self):
         return list(self.ranker.theta_parameters()) + list(self.retriever.parameters())
@@ -128,7 +155,7 @@ class CoRR(ListRecommender):
         train_retriever = self.corr_phase in ("joint", "retriever")
         train_ranker = self.corr_phase in ("joint", "ranker")
         with torch.set_grad_enabled(train_retriever):
-            s_all = self.retriever.all_scores(batch[self.USER_ID])
+            s_all = self.retriever.all_scores(batch)
         inter, (s_re, log_q, pos, neg) = self.sample_lists(batch, s_all)
         with torch.set_grad_enabled(train_ranker):
             s_ra = self.ranker_logits(inter)

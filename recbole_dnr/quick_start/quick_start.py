@@ -12,11 +12,14 @@ from logging import getLogger
 import torch
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_dnr import distributed
+from recbole_dnr import distributed, storage
 from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset, data_preparation
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE
 from recbole_dnr.utils import UserInputError, get_trainer, is_reranker
+
+MIN_FREE = 16 << 20  # bytes: headroom for logs and small files on the checkpoint disk
+CHECKPOINT_FIX = "set checkpoint_dir to a folder you can write, on a disk with space"
 
 
 def build(model=None, dataset=None, config_file_list=None, config_dict=None):
@@ -25,8 +28,11 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     init_seed(config["seed"], config["reproducibility"])
     parallel = distributed.is_distributed(config)
     with distributed.rank_zero_first(parallel):  # RecBole creates its folders check-then-create
+        # RecBole writes ./log and ./log_tensorboard under the working directory
+        storage.check_writable("log", what="log folder", fix="run from a folder you can write (RecBole writes "
+                               "./log and ./log_tensorboard under the working directory)")
         init_logger(config)
-        os.makedirs(config["checkpoint_dir"], exist_ok=True)
+        storage.check_writable(config["checkpoint_dir"], MIN_FREE, "checkpoint_dir", CHECKPOINT_FIX)
     logger = getLogger()
     logger.info(config)
     for note in getattr(config, "notes", []):
@@ -38,6 +44,9 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     init_seed(config["seed"] + distributed.rank(), config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model)
+    # best checkpoint + resume state (weights and Adam's two moments each) + the temp file of a write
+    need = 3 * 3 * 4 * sum(p.numel() for p in model.parameters()) + MIN_FREE
+    storage.check_writable(config["checkpoint_dir"], need, "checkpoint_dir", CHECKPOINT_FIX)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, model)
     return config, ds, (train_data, valid_data, test_data), model, trainer
 
@@ -72,6 +81,7 @@ def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict
         result["list_stats"] = ds.stats
         if config["save_predictions"] and distributed.rank() == 0:
             result["predictions_file"] = save_predictions(config, ds, trainer)
+        trainer.resume.discard()  # the run is complete: nothing left to resume
     return result
 
 

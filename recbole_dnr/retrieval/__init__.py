@@ -5,6 +5,7 @@ samplers over the retriever's distribution, and the sampled-softmax / distillati
 from recbole_dnr.retrieval.losses import distillation_kl, sampled_softmax_loss
 from recbole_dnr.retrieval.mf import MFRetriever
 from recbole_dnr.retrieval.sampler import ExactSoftmaxSampler, UniformSampler, get_sampler
+from recbole_dnr.retrieval.sequential import SequentialRetriever
 
-__all__ = ["MFRetriever", "ExactSoftmaxSampler", "UniformSampler", "get_sampler", "sampled_softmax_loss",
+__all__ = ["MFRetriever", "SequentialRetriever", "ExactSoftmaxSampler", "UniformSampler", "get_sampler", "sampled_softmax_loss",
            "distillation_kl"]

@@ -89,3 +89,38 @@ def request_vectors(model, dataset, window, batch=4096):
         raise UserInputError(f"retriever_model {type(model).__name__}: its scores are not <sequence vector, item "
                              "vector>; use SASRec, GRU4Rec, NARM, ...")
     return {"request": q, "item": e}
+
+
+class SequentialRetriever(torch.nn.Module):
+    """A RecBole sequential model as CoRR's trainable retriever: s_re(r, i) = <q_r, e_i>, with
+    q_r the model's encoding of request r's history (the last ``window`` items) ``[B, d]`` and
+    e_i its item embeddings; trained by CoRR's losses instead of the model's own (the CoRR
+    authors' SASRec retriever). Built on ``lists`` (the ListDataset) with the retriever's config
+    (``retriever_embedding_size`` sets ``hidden_size``; the rest from RecBole's yaml)."""
+
+    def __init__(self, config, lists, model_class):
+        super().__init__()
+        from recbole_dnr.data.retriever import retriever_config
+
+        check_sequential(model_class.__name__)
+        rconf = retriever_config(config, model_class)
+        self.model = model_class(rconf, lists)
+        self.window = min(rconf["MAX_ITEM_LIST_LENGTH"], config["max_history"])
+        self.user_field = config["USER_ID_FIELD"]
+        self._lists = [lists]  # in a list: a dataset is not a module attribute to register
+
+    def all_scores(self, batch):
+        """s_re of every item for the requests of ``batch`` (their history): ``[B, n_items]``."""
+        from recbole_dnr.data.dataset import HISTORY_ITEM
+        from recbole_dnr.model.recbole_reranker import recbole_sequence
+
+        seq, length = recbole_sequence(batch[HISTORY_ITEM], self.window)
+        q = _forward(self.model, seq, length, batch[self.user_field])
+        return q @ self.model.item_embedding.weight.T
+
+    def embeddings(self):
+        """``{"request": q [R, d], "item": e [n_items, d]}`` of every request (what the list builder takes)."""
+        was_training = self.model.training
+        out = request_vectors(self.model, self._lists[0], self.window)
+        self.model.train(was_training)
+        return out

@@ -16,9 +16,10 @@ from torch.nn.utils import clip_grad_norm_
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from recbole_dnr import compat, distributed
+from recbole_dnr import distributed, storage
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.evaluator import ListEvaluator
+from recbole_dnr.trainer.resume import ResumeState
 from recbole_dnr.utils import UserInputError
 
 
@@ -40,6 +41,9 @@ class ListTrainer(Trainer):
         else:
             super().__init__(config, model)
         self.evaluator = ListEvaluator(config)
+        self.resume = ResumeState(config)
+        self.valid_curve = []  # valid score of each evaluation, across a resume
+        self.resumed_after = None  # the epoch a resumed run continued after
         self.last_eval = None
         # RecBole names checkpoints <model>-<time to the second>: two runs started in the same
         # second (parallel jobs sharing checkpoint_dir) would overwrite each other's best model.
@@ -83,7 +87,35 @@ class ListTrainer(Trainer):
                 raise UserInputError("recbole_pretrain runs RecBole's own trainer, which is GPU-only when "
                                      "distributed: pre-train in one process, or set recbole_pretrain: False")
             self._recbole_pretrain(train_data)
-        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        generator = getattr(train_data, "generator", None)
+        if self.config["resume"]:
+            state = self.resume.load(self.device, self.logger)
+            if state is None:
+                self.logger.info(set_color("Resume", "yellow") + f": no saved state for this run ({self.resume.path}); "
+                                 "starting from epoch 0")
+            else:
+                finished = self.resume.restore(self, state, generator)
+                self.resumed_after = state["epoch"]
+                if saved and not os.path.isfile(self.saved_model_file):
+                    raise UserInputError(f"{self.resume.path} names the best checkpoint {self.saved_model_file}, "
+                                         "which is gone: delete the resume file to start afresh")
+                self.logger.info(set_color("Resume", "yellow") + f": {self.resume.path}, after epoch "
+                                 f"{state['epoch']}" + (" (training had finished)" if finished else ""))
+                if finished:
+                    return self.best_valid_score, self.best_valid_result
+
+        def after_epoch(epoch_idx, valid_score):
+            # RecBole calls this after each evaluation, past the best-checkpoint save
+            self.valid_curve.append(float(valid_score))
+            if saved:
+                self.resume.save(self, epoch_idx, generator)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        result = super().fit(train_data, valid_data, verbose, saved, show_progress, after_epoch)
+        if saved and valid_data and self.eval_step > 0:
+            self.resume.save(self, max(self.train_loss_dict, default=-1), generator, finished=True)
+        return result
 
     def _recbole_pretrain(self, train_data):
         """Pre-train every RecBole model inside the reranker (also under DNR) the RecBole way."""
@@ -167,13 +199,13 @@ class ListTrainer(Trainer):
             **self._extra_state(),
         }
         if distributed.rank() == 0:
-            compat.atomic_save(state, path)
+            storage.save(state, path)
         distributed.barrier()  # the other ranks may read it next (load_best_model)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
     def resume_checkpoint(self, resume_file):
-        checkpoint = compat.load_checkpoint(str(resume_file), map_location=self.device)
+        checkpoint = storage.load(resume_file, map_location=self.device)
         self.saved_model_file = str(resume_file)
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
@@ -211,7 +243,7 @@ class ListTrainer(Trainer):
     def load_model(self, model_file=None):
         """Load the weights of ``model_file`` (default: this run's best checkpoint)."""
         path = model_file or self.saved_model_file
-        checkpoint = compat.load_checkpoint(path, map_location=self.device)
+        checkpoint = storage.load(path, map_location=self.device)
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.logger.info(f"Loading model structure and parameters from {path}")

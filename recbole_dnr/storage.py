@@ -1,0 +1,172 @@
+"""Files recbole_dnr writes and reads back: checkpoints, resume states, list and retriever caches.
+
+- :func:`save` writes atomically (sibling temp file, fsync, ``os.replace``): a crash or a full
+  disk never leaves a half-written file under the real name. It appends a 40-byte trailer,
+  ``b"RDNRSUM1"`` + SHA-256 of the bytes before it; zip readers ignore trailing bytes, so
+  ``torch.load`` still reads the file.
+- :func:`load` checks the trailer before unpickling anything: a truncated file or a flipped bit
+  (a partial copy, a bad disk) raises :class:`CorruptFileError` and is never loaded. Files
+  without a trailer (written before it existed) are loaded as they are.
+- :func:`load_cache` is :func:`load` for caches: a missing or damaged cache is ``None`` (rebuilt).
+- :func:`file_lock` serialises two processes building the same cache: the second waits, then
+  reads what the first wrote instead of building it again.
+- :func:`check_writable` fails before any long work when an output folder cannot be written or
+  its disk has less free space than the run needs.
+"""
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+
+from recbole.utils import set_color
+
+from recbole_dnr import compat
+from recbole_dnr.utils import UserInputError
+
+MAGIC = b"RDNRSUM1"
+TRAILER = len(MAGIC) + 32
+_CHUNK = 1 << 20
+
+
+class CorruptFileError(RuntimeError):
+    """A file we wrote no longer matches its checksum (truncated or altered)."""
+
+
+def _digest(f, n):
+    h = hashlib.sha256()
+    f.seek(0)
+    while n > 0:
+        block = f.read(min(_CHUNK, n))
+        if not block:
+            break
+        h.update(block)
+        n -= len(block)
+    return h.digest()
+
+
+def save(obj, path):
+    """``torch.save(obj)`` to ``path`` atomically, with a checksum trailer."""
+    import torch
+
+    path = str(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            torch.save(obj, f, pickle_protocol=4)
+            f.flush()
+            size = f.tell()
+            digest = _digest(f, size)
+            f.seek(size)
+            f.write(MAGIC + digest)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserInputError(f"disk full while writing {path} ({_free(directory)} free): free space or set "
+                                 "checkpoint_dir to another disk; the previous file under that name is intact") from err
+        raise
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def verify(path):
+    """Raise :class:`CorruptFileError` when ``path`` carries a trailer that does not match its bytes.
+    Returns True when a trailer was checked, False for a file without one."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if size >= TRAILER:
+            f.seek(size - TRAILER)
+            tail = f.read(TRAILER)
+            if tail[:len(MAGIC)] == MAGIC:
+                if _digest(f, size - TRAILER) != tail[len(MAGIC):]:
+                    raise CorruptFileError(f"{path} does not match its checksum (truncated or altered)")
+                return True
+        # no trailer at the end: an old file, or a new one cut short (its trailer is gone with its end)
+        f.seek(0)
+        head = f.read(4)
+    if head != b"PK\x03\x04":
+        raise CorruptFileError(f"{path} is not a torch file")
+    return False
+
+
+def load(path, map_location="cpu"):
+    """The object saved at ``path``, after :func:`verify`."""
+    path = str(path)
+    verify(path)
+    try:
+        return compat.load_checkpoint(path, map_location=map_location)
+    except Exception as err:  # an old, trailer-less file that is damaged: torch raises several types
+        raise CorruptFileError(f"{path} cannot be read ({type(err).__name__}: {str(err)[:120]})") from err
+
+
+def load_cache(path):
+    """The cached object at ``path``, or None when there is none or it is damaged (then rebuilt)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return load(path)
+    except CorruptFileError as err:
+        logging.getLogger().warning(set_color("Damaged cache rebuilt", "red") + f": {err}")
+        return None
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """Exclusive inter-process lock on ``path + '.lock'`` (POSIX ``flock``; elsewhere a no-op, where
+    the atomic write alone keeps the file whole, at the cost of building it twice)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(str(path) + ".lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def check_writable(folder, need_bytes=0, what="output folder", fix="choose a folder you can write"):
+    """Create ``folder`` and write a probe file there; fail clearly when that is impossible or
+    the disk has less than ``need_bytes`` free; ``fix`` tells the user what to change."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise UserInputError(f"{what} {os.path.abspath(folder)} is not writable ({err.strerror}): {fix}") from err
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise UserInputError(f"{what} {os.path.abspath(folder)} has {_human(free)} free; this run needs about "
+                             f"{_human(need_bytes)}: free space, or {fix}")
+
+
+def _free(directory):
+    try:
+        return _human(shutil.disk_usage(directory).free)
+    except OSError:
+        return "unknown"
+
+
+def _human(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def _remove(path):
+    with contextlib.suppress(OSError):
+        os.remove(path)

@@ -1,0 +1,128 @@
+"""Resumable training: the state a killed run needs to finish as if it had never stopped.
+
+RecBole's checkpoint holds the *best* epoch's weights, so resuming from it replays epochs with a
+different optimizer state and random streams. After every evaluated epoch :class:`ResumeState`
+writes the *last* epoch: weights, optimizer(s), early-stopping counters, the best valid result,
+the path of the best checkpoint, and every random stream the next epoch draws from (torch, numpy,
+python, the training loader's generator; per rank in a distributed run). ``resume: True``
+(``--resume``) loads it, so the continued run reaches the same final metrics as an uninterrupted
+run with the same seed, including across DNR's phase switch (tests/test_reliability.py).
+
+The file is ``<checkpoint_dir>/resume/<model>-<dataset>-seed<seed>-<hash>.pth``, the hash taken
+over every config value that can change training (device, progress bars, output folders and the
+launcher's options are left out), so only the same run picks it up. It is removed when the run
+completes (training and test evaluation).
+"""
+
+import hashlib
+import json
+import os
+import random
+
+import numpy as np
+import torch
+
+from recbole_dnr import distributed, storage
+
+# config keys that do not change what training computes
+VOLATILE = {"device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", "offset", "ip", "port",
+            "single_spec", "resume", "show_progress", "state", "log_wandb", "wandb_project", "worker",
+            "save_predictions", "predictions_dir", "checkpoint_dir", "reproducibility"}
+
+
+def run_key(config):
+    """16-hex hash of the config values that determine training."""
+    payload = {k: v for k, v in config.final_config_dict.items() if k not in VOLATILE}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def state_path(config):
+    name = f"{config['model']}-{config['dataset']}-seed{config['seed']}-{run_key(config)}.pth"
+    return os.path.join(config["checkpoint_dir"], "resume", name)
+
+
+def capture_rng(loader_generator):
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+             "loader": loader_generator.get_state() if loader_generator is not None else None}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state, loader_generator):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if loader_generator is not None and state["loader"] is not None:
+        loader_generator.set_state(state["loader"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumeState:
+    """Writes and reads one run's resume file (rank 0 writes; every rank reads)."""
+
+    def __init__(self, config):
+        self.path = state_path(config)
+        self.parallel = distributed.is_distributed(config)
+
+    def save(self, trainer, epoch, loader_generator, finished=False):
+        rng = capture_rng(loader_generator)
+        rngs = distributed.gather_objects(rng) if self.parallel else [rng]
+        state = {
+            "epoch": epoch,
+            "finished": finished,
+            "cur_step": trainer.cur_step,
+            "best_valid_score": trainer.best_valid_score,
+            "best_valid_result": trainer.best_valid_result,
+            "best_model_file": trainer.saved_model_file,
+            "train_loss_dict": dict(trainer.train_loss_dict),
+            "valid_curve": list(trainer.valid_curve),
+            "state_dict": trainer.model.state_dict(),
+            "other_parameter": trainer.model.other_parameter(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "rng": rngs,
+            **trainer._extra_state(),
+        }
+        if distributed.rank() == 0:
+            storage.save(state, self.path)
+        distributed.barrier()
+
+    def load(self, device, logger=None):
+        """The saved state, or None when this run has none or it is damaged (then training restarts)."""
+        if not os.path.isfile(self.path):
+            return None
+        try:
+            return storage.load(self.path, map_location=device)
+        except storage.CorruptFileError as err:
+            if logger:
+                logger.warning(f"Damaged resume state ignored, training from epoch 0: {err}")
+            return None
+
+    def restore(self, trainer, state, loader_generator):
+        """Put ``state`` into ``trainer``; True when that run had already finished training."""
+        rngs = state["rng"]
+        world = distributed.world_size() if self.parallel else 1
+        if len(rngs) != world:
+            from recbole_dnr.utils import UserInputError
+
+            raise UserInputError(f"{self.path} was written by {len(rngs)} process(es); resume it with the same "
+                                 f"number (got {world}), or delete it to start afresh")
+        trainer.start_epoch = state["epoch"] + 1
+        trainer.cur_step = state["cur_step"]
+        trainer.best_valid_score = state["best_valid_score"]
+        trainer.best_valid_result = state["best_valid_result"]
+        trainer.saved_model_file = state["best_model_file"]
+        trainer.train_loss_dict.update(state["train_loss_dict"])
+        trainer.valid_curve[:] = state["valid_curve"]
+        trainer.model.load_state_dict(state["state_dict"])
+        trainer.model.load_other_parameter(state.get("other_parameter"))
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer._load_extra_state(state)
+        restore_rng(rngs[distributed.rank() if self.parallel else 0], loader_generator)
+        return state["finished"] or trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs
+
+    def discard(self):
+        if distributed.rank() == 0 and os.path.isfile(self.path):
+            os.remove(self.path)
