@@ -82,27 +82,15 @@ class ListTrainer(Trainer):
         if self.distributed and min(len(train_data._dataset), train_data.step) < distributed.world_size():
             raise UserInputError(f"batches of {min(len(train_data._dataset), train_data.step)} training lists "
                                  f"cannot be shared by {distributed.world_size()} processes: use fewer processes")
-        if self.config["recbole_pretrain"]:
-            if self.distributed:
-                raise UserInputError("recbole_pretrain runs RecBole's own trainer, which is GPU-only when "
-                                     "distributed: pre-train in one process, or set recbole_pretrain: False")
-            self._recbole_pretrain(train_data)
+        if self.config["recbole_pretrain"] and self.distributed:
+            raise UserInputError("recbole_pretrain runs RecBole's own trainer, which is GPU-only when "
+                                 "distributed: pre-train in one process, or set recbole_pretrain: False")
         generator = getattr(train_data, "generator", None)
-        if self.config["resume"]:
-            state = self.resume.load(self.device, self.logger)
-            if state is None:
-                self.logger.info(set_color("Resume", "yellow") + f": no saved state for this run ({self.resume.path}); "
-                                 "starting from epoch 0")
-            else:
-                finished = self.resume.restore(self, state, generator)
-                self.resumed_after = state["epoch"]
-                if saved and not os.path.isfile(self.saved_model_file):
-                    raise UserInputError(f"{self.resume.path} names the best checkpoint {self.saved_model_file}, "
-                                         "which is gone: delete the resume file to start afresh")
-                self.logger.info(set_color("Resume", "yellow") + f": {self.resume.path}, after epoch "
-                                 f"{state['epoch']}" + (" (training had finished)" if finished else ""))
-                if finished:
-                    return self.best_valid_score, self.best_valid_result
+        state = self._load_resume_state() if self.config["resume"] else None
+        if self.config["recbole_pretrain"] and state is None:  # a resumed run's weights are past pre-training
+            self._recbole_pretrain(train_data)
+        if state is not None and self._restore(state, generator, saved):
+            return self.best_valid_score, self.best_valid_result
 
         def after_epoch(epoch_idx, valid_score):
             # RecBole calls this after each evaluation, past the best-checkpoint save
@@ -116,6 +104,24 @@ class ListTrainer(Trainer):
         if saved and valid_data and self.eval_step > 0:
             self.resume.save(self, max(self.train_loss_dict, default=-1), generator, finished=True)
         return result
+
+    def _load_resume_state(self):
+        state = self.resume.load(self.device, self.logger)
+        if state is None:
+            self.logger.info(set_color("Resume", "yellow") + f": no saved state for this run ({self.resume.path}); "
+                             "starting from epoch 0")
+        return state
+
+    def _restore(self, state, generator, saved):
+        """Continue from a resume state; True when that run had finished training."""
+        finished = self.resume.restore(self, state, generator)
+        self.resumed_after = state["epoch"]
+        if saved and not os.path.isfile(self.saved_model_file):
+            raise UserInputError(f"{self.resume.path} names the best checkpoint {self.saved_model_file}, "
+                                 "which is gone: delete the resume file to start afresh")
+        self.logger.info(set_color("Resume", "yellow") + f": {self.resume.path}, after epoch {state['epoch']}"
+                         + (" (training had finished)" if finished else ""))
+        return finished
 
     def _recbole_pretrain(self, train_data):
         """Pre-train every RecBole model inside the reranker (also under DNR) the RecBole way."""
