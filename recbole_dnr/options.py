@@ -31,6 +31,7 @@ SPECS = {
     "topk": ("int_list", 1, None, "cut-offs k of the metrics"),
     "reproducibility": ("bool", None, None, "deterministic torch kernels"),
     "resume": ("bool", None, None, "continue this run from its last saved epoch (docs/reliability.md)"),
+    "resume_state": ("bool", None, None, "write the per-epoch resume state"),
     # list protocol and retriever
     "candidate_num": ("int", 2, None, "candidates per request"),
     "slate_size": ("int", 1, None, "interactions per request"),
@@ -111,6 +112,9 @@ def _check_together(cfg):
     """Options whose allowed values depend on each other."""
     if cfg.get("epochs") == 0 and cfg.get("model") != "Retriever":
         raise UserInputError(f"epochs=0: {cfg.get('model')} has parameters to train; set epochs >= 1")
+    if cfg.get("resume") and cfg.get("resume_state") is False:
+        raise UserInputError("resume: True continues from the per-epoch resume state, which resume_state: False "
+                             "turns off: set resume_state: True")
     n, size = cfg.get("candidate_num"), cfg.get("slate_size")
     topk = cfg.get("topk")
     if n is not None and topk is not None:

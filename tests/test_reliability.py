@@ -111,10 +111,13 @@ def test_resume_without_or_with_a_damaged_state_starts_afresh(slice_root, in_ses
     assert trainer.resumed_after is None and len(trainer.valid_curve) == 2
 
 
-@pytest.mark.reliability(faults, "`--resume` on a RecBole model (its own pipeline)", "clear error before any work")
+@pytest.mark.reliability(faults, "`--resume` on a RecBole model (its own pipeline), or with `resume_state: False`",
+                         "clear error before any work")
 def test_resume_is_refused_for_recbole_pipeline(slice_root):
     with pytest.raises(UserInputError, match="RecBole's own pipeline has no resume state"):
         Config(config_dict=smoke_config(slice_root, model="BPR", resume=True))
+    with pytest.raises(UserInputError, match="resume_state: False turns off"):
+        Config(config_dict=smoke_config(slice_root, model="PRM", resume=True, resume_state=False))
 
 
 # ------------------------------------------------------------------ damaged files
@@ -318,3 +321,12 @@ def test_list_builder_invariants(tmp_path_factory, seed, n_users, tie_span):
             for h in ds.id2token(ds.iid_field, inter[HISTORY_ITEM][r].numpy()):
                 if h != "[PAD]":
                     assert line[(u, h)] < first  # earlier in time, or same time and earlier in the file
+
+
+@pytest.mark.reliability(faults, "`resume_state: False` (a huge catalogue: no per-epoch state write)",
+                         "training writes no resume state")
+def test_resume_state_off_writes_nothing(slice_root, in_session_dir, tmp_path):
+    _, _, (train, valid, _), _, trainer = build(config_dict=smoke_config(
+        slice_root, model="PRM", epochs=1, resume_state=False, checkpoint_dir=str(tmp_path)))
+    trainer.fit(train, valid)
+    assert os.path.isfile(trainer.saved_model_file) and not os.path.exists(trainer.resume.path)

@@ -95,13 +95,13 @@ class ListTrainer(Trainer):
         def after_epoch(epoch_idx, valid_score):
             # RecBole calls this after each evaluation, past the best-checkpoint save
             self.valid_curve.append(float(valid_score))
-            if saved:
+            if saved and self.config["resume_state"]:
                 self.resume.save(self, epoch_idx, generator)
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
 
         result = super().fit(train_data, valid_data, verbose, saved, show_progress, after_epoch)
-        if saved and valid_data and self.eval_step > 0:
+        if saved and valid_data and self.eval_step > 0 and self.config["resume_state"]:
             self.resume.save(self, max(self.train_loss_dict, default=-1), generator, finished=True)
         return result
 
