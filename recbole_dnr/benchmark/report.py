@@ -308,34 +308,41 @@ def render_plots(spec, runs_by_dataset):
 
 
 def plot_probe(plt, by_variant, ds, path):
-    """Test NDCG@6 vs σ (mean ± std over seeds), and the weak-retriever point, per variant."""
+    """Test NDCG@6 vs σ (mean ± std over seeds), and the weak-retriever point, per variant; one
+    panel per variant suffix (``@holdout``...), so each panel stays readable."""
     probed = {v: rs for v, rs in by_variant.items() if any(r.get("score_corruption") for r in rs)}
     if not probed:
         return None
     sigmas = sorted({s for rs in probed.values() for r in rs for s in (r.get("score_corruption") or {})
                      if s != "weak_retriever"}, key=float)
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    groups = defaultdict(dict)
+    for v, rs in probed.items():
+        groups[v.split("@", 1)[1] if "@" in v else ""][v] = rs
+    fig, axes = plt.subplots(1, len(groups), figsize=(8 * len(groups), 5.5), sharey=True, squeeze=False)
     palette = plt.get_cmap("tab20")
     xs = [float(s) for s in sigmas]
     weak_x = xs[-1] + (xs[-1] - xs[0]) / max(len(xs) - 1, 1) if xs else 0.0
-    for i, (v, rs) in enumerate(probed.items()):
-        vals = [[r["score_corruption"][s]["ndcg@6"] for r in rs if s in (r.get("score_corruption") or {})]
-                for s in sigmas]
-        mean = [np.mean(x) if x else np.nan for x in vals]
-        err = [np.std(x, ddof=1) if len(x) > 1 else 0 for x in vals]
-        style = "--" if v.startswith("DNR") else "-"
-        line = ax.errorbar(xs, mean, yerr=err, ls=style, marker="o", ms=4, capsize=2, color=palette(i % 20),
-                           label=f"{v} ({len(rs)})")
-        weak = [r["score_corruption"]["weak_retriever"]["ndcg@6"] for r in rs
-                if "weak_retriever" in (r.get("score_corruption") or {})]
-        if weak:
-            ax.errorbar([weak_x], [np.mean(weak)], yerr=[np.std(weak, ddof=1) if len(weak) > 1 else 0], marker="s",
-                        ms=5, capsize=2, color=line[0].get_color())
-    ax.set_xticks(xs + [weak_x], [f"σ={s}" for s in sigmas] + ["weak\nretriever"])
-    ax.set_xlabel("test-time corruption of x (x + σ·N(0,1), re-normalised per list), or x from a weaker retriever")
-    ax.set_ylabel("test NDCG@6 (mean ± std over seeds)")
-    ax.set_title(f"{ds}: robustness to the retriever score (DNR dashed; seeds in brackets)")
-    ax.legend(fontsize=7, ncol=2)
+    for ax, (suffix, members) in zip(axes[0], sorted(groups.items())):
+        for i, (v, rs) in enumerate(members.items()):
+            vals = [[r["score_corruption"][s]["ndcg@6"] for r in rs if s in (r.get("score_corruption") or {})]
+                    for s in sigmas]
+            mean = [np.mean(x) if x else np.nan for x in vals]
+            err = [np.std(x, ddof=1) if len(x) > 1 else 0 for x in vals]
+            style = "--" if v.startswith("DNR") else "-"
+            line = ax.errorbar(xs, mean, yerr=err, ls=style, marker="o", ms=4, capsize=2, color=palette(i % 20),
+                               label=f"{v} ({len(rs)})")
+            weak = [r["score_corruption"]["weak_retriever"]["ndcg@6"] for r in rs
+                    if "weak_retriever" in (r.get("score_corruption") or {})]
+            if weak:
+                ax.errorbar([weak_x], [np.mean(weak)], yerr=[np.std(weak, ddof=1) if len(weak) > 1 else 0],
+                            marker="s", ms=5, capsize=2, color=line[0].get_color())
+        ax.set_xticks(xs + [weak_x], [f"σ={s}" for s in sigmas] + ["weak\nretriever"])
+        ax.set_xlabel("test-time corruption of x (x + σ·N(0,1), re-normalised per list), or x from a weaker retriever",
+                      fontsize=8)
+        ax.set_title(f"{ds}, {'@' + suffix if suffix else 'lists as the grid builds them'} (DNR dashed; seeds in brackets)",
+                     fontsize=10)
+        ax.legend(fontsize=7, ncol=2)
+    axes[0][0].set_ylabel("test NDCG@6 (mean ± std over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
