@@ -107,6 +107,9 @@ class ListTrainer(Trainer):
 
     def _load_resume_state(self):
         state = self.resume.load(self.device, self.logger)
+        if self.distributed and len(set(distributed.gather_objects(state is not None))) > 1:
+            raise UserInputError(f"{self.resume.path} is visible to some processes only: resuming a run of several "
+                                 "machines needs a checkpoint_dir they share (or copy the file to each)")
         if state is None:
             self.logger.info(set_color("Resume", "yellow") + f": no saved state for this run ({self.resume.path}); "
                              "starting from epoch 0")
