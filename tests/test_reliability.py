@@ -120,6 +120,20 @@ def test_resume_is_refused_for_recbole_pipeline(slice_root):
         Config(config_dict=smoke_config(slice_root, model="PRM", resume=True, resume_state=False))
 
 
+@pytest.mark.reliability(faults, "the resume file's name across ranks and runs",
+                         "the same for every rank of a run (logging differs by rank), different for another config")
+def test_resume_key_ignores_logging_and_devices_only(slice_root):
+    from recbole_dnr.trainer.resume import run_key
+
+    base = smoke_config(slice_root, model="DNR_PRM")
+    key = run_key(Config(config_dict=base))
+    quiet = run_key(Config(config_dict={**base, "state": "error", "show_progress": True, "verbose": False,
+                                        "resume": True, "checkpoint_dir": "elsewhere"}))
+    assert quiet == key
+    assert run_key(Config(config_dict={**base, "lambda_c": 0.3})) != key
+    assert run_key(Config(config_dict={**base, "seed": 8})) != key
+
+
 # ------------------------------------------------------------------ damaged files
 def _flip_a_byte(path, at=0.5):
     data = bytearray(open(path, "rb").read())

@@ -24,9 +24,11 @@ import torch
 
 from recbole_dnr import distributed, storage
 
-# config keys that do not change what training computes
+# config keys that do not change what training computes (some differ between the ranks of one
+# distributed run: Config silences ranks > 0 through state / show_progress / verbose)
 VOLATILE = {"device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", "offset", "ip", "port",
-            "single_spec", "resume", "show_progress", "state", "log_wandb", "wandb_project", "worker",
+            "single_spec", "resume", "resume_state", "show_progress", "state", "verbose", "log_wandb", "wandb_project",
+            "worker",
             "save_predictions", "predictions_dir", "checkpoint_dir", "reproducibility"}
 
 
