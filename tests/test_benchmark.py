@@ -62,6 +62,40 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     assert "0 to run" in capsys.readouterr().out
     assert os.path.getmtime(spec.cell_path(spec.cells[2])) == mtime
 
+    # another grid naming the same training under another name copies the cell instead of training it
+    other = yaml.safe_load(open(path))
+    other.update(out=str(tmp_path / "other"), reuse=[spec.out], report={},
+                 variants={"PRM-late": {"model": "PRM", "score_fusion": "late"}},
+                 grids=[{"datasets": [SLICE], "models": ["PRM-late"], "seeds": [1]}])
+    other_path = tmp_path / "other.yaml"
+    other_path.write_text(yaml.safe_dump(other))
+    main(["--config", str(other_path)])
+    assert "reused" in capsys.readouterr().out
+    copy_spec = load_spec(str(other_path))
+    with open(copy_spec.cell_path(copy_spec.cells[0])) as f:
+        copy = json.load(f)
+    assert copy["reused_from"] == spec.cell_path(spec.cells[2]) and copy["variant"] == "PRM-late"
+    assert copy["test"] == rec["test"] and copy["run_key"] == rec["run_key"]
+    assert np.array_equal(np.load(copy_spec.cell_path(copy_spec.cells[0], "npz"))["ndcg@6"],
+                          np.load(spec.cell_path(spec.cells[2], "npz"))["ndcg@6"], equal_nan=True)
+
+
+def test_reuse_matches_only_the_same_training(tmp_path):
+    from recbole_dnr.benchmark.cell import find_reusable
+    folder = tmp_path / "grid"
+    for variant, record in {"A": {"run_key": "aaaa"},  # cells before run_key was recorded: the resume file name
+                            "B": {"resume_file": "saved/resume/PRM-ml-100k-seed1-bbbb.pth"}}.items():
+        cell = folder / "cells" / "ml-100k" / variant
+        cell.mkdir(parents=True)
+        (cell / "seed1.json").write_text(json.dumps({"dataset": "ml-100k", "seed": 1, **record}))
+        np.savez(cell / "seed1.npz", x=np.zeros(1))
+    assert find_reusable("aaaa", "ml-100k", 1, [str(folder)])[0].endswith("A/seed1.json")
+    assert find_reusable("bbbb", "ml-100k", 1, [str(folder)])[0].endswith("B/seed1.json")
+    assert find_reusable("aaaa", "ml-100k", 2, [str(folder)]) is None  # another seed
+    assert find_reusable("cccc", "ml-100k", 1, [str(folder), str(tmp_path / "missing")]) is None
+    os.remove(folder / "cells" / "ml-100k" / "A" / "seed1.npz")  # a cell without its per-request file is incomplete
+    assert find_reusable("aaaa", "ml-100k", 1, [str(folder)]) is None
+
 
 def test_bad_grids_are_clear_errors(tmp_path, slice_root):
     with pytest.raises(UserInputError, match="not found"):
@@ -71,6 +105,7 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
     with pytest.raises(UserInputError, match="unknown keys"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], colour="red"))
     spec = load_spec(grid_file(tmp_path, slice_root, ["SASRec", "DNR_GRU4Rec"]))
+    assert spec.settings(spec.cells[0])["seed"] == 1  # the cell's seed, not the dataset settings' seed 7
     assert spec.variants["SASRec"] == {"model": "RecBoleReranker", "recbole_model": "SASRec"}
     two = [{"datasets": [SLICE], "models": ["PRM"], "seeds": [1]},
            {"datasets": [SLICE], "models": ["PRM"], "seeds": [1], "set": {"retriever_fit": "holdout"}}]
@@ -85,6 +120,10 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report=bad))
     with pytest.raises(UserInputError, match="report has unknown keys"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"colour": 1}))
+    with pytest.raises(UserInputError, match="reuse: must be a list"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse="benchmarks/results/zoo"))
+    with pytest.raises(UserInputError, match="own results folder"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse=[str(tmp_path / "out")]))
 
 
 def _probe_rec(variant, seed, test, probe):

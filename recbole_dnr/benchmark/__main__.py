@@ -53,6 +53,8 @@ def run_grid(spec, only=None, dry_run=False, timeout=None):
                "--out", path, "--label", label, "--variant", cell.variant,
                "--command", f"python -m recbole_dnr.benchmark --config {spec.path}",
                "--config_files", *spec.config_files]
+        if spec.reuse:
+            cmd += ["--reuse", *spec.reuse]
         t0 = time.perf_counter()
         with open(err + ".tmp", "w") as log:
             proc = subprocess.run(cmd, stdout=None, stderr=log, timeout=timeout)
@@ -63,7 +65,9 @@ def run_grid(spec, only=None, dry_run=False, timeout=None):
                 os.remove(err)
             with open(path) as f:
                 rec = json.load(f)
-            print(f"{label} done in {fmt_sec(walls[-1])}: test ndcg@6 {rec['test'].get('ndcg@6', float('nan')):.4f}, "
+            if rec.get("reused_from"):
+                walls.pop()  # a copy says nothing about how long training takes
+            print(f"{label} {'reused' if rec.get('reused_from') else 'done'} in {fmt_sec(time.perf_counter() - t0)}: test ndcg@6 {rec['test'].get('ndcg@6', float('nan')):.4f}, "
                   f"{rec['epochs_run']} epochs (best {rec['best_epoch']}"
                   f"{', HIT THE EPOCH CAP' if rec['hit_epoch_cap'] else ''})", flush=True)
             write_results_csv(spec)

@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from recbole_dnr.benchmark.probe import score_corruption_probe, weak_retriever_probe
+from recbole_dnr.config import Config
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.quick_start import build
+from recbole_dnr.trainer.resume import run_key
 
 CONFIG_KEYS = ("model", "recbole_model", "learning_rate", "hidden_size", "epochs", "stopping_step",
                "train_batch_size", "score_fusion", "list_loss", "lambda_c", "lambda_m", "lambda_e", "noise",
@@ -50,9 +52,7 @@ def machine():
 
 def run_cell(settings, config_files=None, label=""):
     """Train and evaluate one cell; returns (record, per-request arrays)."""
-    config_dict = dict(settings)
-    config_dict.setdefault("show_progress", False)
-    config_dict.setdefault("resume", True)  # a cell killed mid-way (session end) continues from its last epoch
+    config_dict = cell_settings(settings)
     started = time.perf_counter()
     config, ds, (train, valid, test), model, trainer = build(config_file_list=config_files or None,
                                                              config_dict=config_dict)
@@ -107,13 +107,51 @@ def run_cell(settings, config_files=None, label=""):
         "wall_sec": time.perf_counter() - started, "test_lists": len(out["scores"]),
         "parameters": sum(p.numel() for p in model.parameters()), "list_stats": ds.stats,
         "config": {k: config[k] for k in CONFIG_KEYS if k in config}, "machine": machine(),
-        "resume_file": trainer.resume.path,
+        "resume_file": trainer.resume.path, "run_key": run_key(config),
     }
     arrays = {"request_id": out[REQUEST_ID].numpy()}
     for prefix, metrics in (("", per_list), ("slate_", slate_per_list)):
         for key, (values, defined) in metrics.items():
             arrays[prefix + key] = np.where(defined.numpy(), values.numpy(), np.nan)
     return record, arrays
+
+
+def cell_settings(settings):
+    """The config dict a cell trains with (what ``run_cell`` adds to the grid's settings)."""
+    config_dict = dict(settings)
+    config_dict.setdefault("show_progress", False)
+    config_dict.setdefault("resume", True)  # a cell killed mid-way (session end) continues from its last epoch
+    return config_dict
+
+
+def recorded_key(record):
+    """The training-run key of a finished cell (cells written before ``run_key`` was recorded carry it in
+    their resume file's name, ``<model>-<dataset>-seed<seed>-<key>.pth``)."""
+    if record.get("run_key"):
+        return record["run_key"]
+    name = os.path.basename(record.get("resume_file") or "")
+    return name[:-len(".pth")].rsplit("-", 1)[-1] if name.endswith(".pth") else None
+
+
+def find_reusable(key, dataset, seed, folders):
+    """A finished cell of another grid (``reuse:`` folders) trained with exactly this config, or None.
+
+    Equal run keys mean equal training and evaluation settings (every config key but logging and
+    resume ones, docs/reliability.md), and runs are deterministic, so its record is what this cell would
+    write."""
+    for folder in folders:
+        root = os.path.join(folder, "cells", dataset)
+        if not os.path.isdir(root):
+            continue
+        for variant in sorted(os.listdir(root)):
+            path = os.path.join(root, variant, f"seed{seed}.json")
+            if not os.path.isfile(path) or not os.path.isfile(path[:-len(".json")] + ".npz"):
+                continue
+            with open(path) as f:
+                record = json.load(f)
+            if record.get("dataset") == dataset and record.get("seed") == seed and recorded_key(record) == key:
+                return path, record
+    return None
 
 
 def write_cell(path, record, arrays):
@@ -135,13 +173,31 @@ def main(argv=None):
     parser.add_argument("--label", default="")
     parser.add_argument("--variant", default=None)
     parser.add_argument("--command", default="")
+    parser.add_argument("--reuse", nargs="*", default=[], help="results folders of other grids whose identical "
+                        "cells are copied instead of trained")
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
+    settings = json.loads(args.settings)
+    if args.reuse:
+        config = Config(config_file_list=args.config_files or None, config_dict=cell_settings(settings))
+        found = find_reusable(run_key(config), config["dataset"], config["seed"], args.reuse)
+        if not found:
+            print(f"{args.label} no cell with run key {run_key(config)} in {', '.join(args.reuse)}: training",
+                  flush=True)
+        else:
+            source, record = found
+            with np.load(source[:-len(".json")] + ".npz") as npz:
+                arrays = dict(npz)
+            record.update(variant=args.variant or record["model"], settings=settings, config_files=args.config_files,
+                          command=args.command, reused_from=source, run_key=run_key(config))
+            write_cell(args.out, record, arrays)
+            print(f"{args.label} reused {source} (same training config, run key {record['run_key']})", flush=True)
+            return
     if os.environ.get("BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
-    record, arrays = run_cell(json.loads(args.settings), args.config_files, args.label)
+    record, arrays = run_cell(settings, args.config_files, args.label)
     record["variant"] = args.variant or record["model"]
-    record["settings"] = json.loads(args.settings)
+    record["settings"] = settings
     record["config_files"] = args.config_files
     record["command"] = args.command
     write_cell(args.out, record, arrays)

@@ -9,6 +9,8 @@ Example (benchmarks/zoo.yaml)::
       ml-1m-u1to2999: {data_path: ../shared/data}
     variants:                              # named settings; a plain name is a model or
       PRM-none: {model: PRM, score_fusion: none}   # a file in properties/experiments/
+    reuse: [benchmarks/results/dnr_study]  # other grids' results: a cell trained there with the same
+                                           # config (run key) is copied, not trained again
     grids:                                 # each: datasets × models × seeds
       - {datasets: [ml-100k], models: [Retriever, PRM, DNR_PRM, SASRec], seeds: [2020, 2021, 2022]}
       - {datasets: [ml-100k], models: [PRM, DNR_PRM], seeds: [2020], set: {retriever_fit: holdout}, suffix: "@holdout"}
@@ -24,7 +26,7 @@ import yaml
 from recbole_dnr.config import properties_dir
 from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
 
-TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report"}
+TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse"}
 REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics"}
 
 
@@ -49,15 +51,17 @@ class Spec:
     cells: list
     paper: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    reuse: list = field(default_factory=list)
 
     def cell_path(self, cell, ext="json"):
         return os.path.join(self.out, "cells", cell.dataset, cell.variant, f"seed{cell.seed}.{ext}")
 
     def settings(self, cell):
         """Config dict of a cell: dataset settings < variant settings < seed."""
-        cfg = {"dataset": cell.dataset, "seed": cell.seed}
+        cfg = {"dataset": cell.dataset}
         cfg.update(self.datasets.get(cell.dataset) or {})
         cfg.update(self.variants[cell.variant])
+        cfg["seed"] = cell.seed  # the cell's file is named by it: a seed in the settings must not override it
         return cfg
 
 
@@ -142,5 +146,11 @@ def load_spec(path):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(v not in variants for v in pair):
             raise UserInputError(f"{path}: report.pairs entry {pair!r} must be [A, B], two variants of the grid")
     out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
+    reuse = raw.get("reuse") or []
+    if isinstance(reuse, str) or not all(isinstance(r, str) for r in reuse):
+        raise UserInputError(f"{path}: reuse: must be a list of results folders of other grids "
+                             f"(e.g. [benchmarks/results/zoo])")
+    if any(os.path.abspath(r) == os.path.abspath(out) for r in reuse):
+        raise UserInputError(f"{path}: reuse: lists this grid's own results folder '{out}'; list other grids' folders")
     return Spec(path=path, out=out, config_files=files, datasets=datasets, variants=variants, cells=cells,
-                paper=raw.get("paper") or {}, report=report)
+                paper=raw.get("paper") or {}, report=report, reuse=list(reuse))
