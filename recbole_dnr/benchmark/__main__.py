@@ -85,8 +85,8 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="grid yaml (e.g. benchmarks/zoo.yaml)")
     parser.add_argument("--only", nargs="*", help="run only cells matching key=value (dataset, variant, seed)")
     parser.add_argument("--report", action="store_true", help="only render results.csv, tables and plots")
-    parser.add_argument("--dry_run", action="store_true", help="list the cells that would run")
-    parser.add_argument("--cell_timeout", type=float, default=None, help="seconds before a cell is killed")
+    parser.add_argument("--dry_run", "--dry-run", action="store_true", help="list the cells that would run")
+    parser.add_argument("--cell_timeout", "--cell-timeout", type=float, default=None, help="seconds before a cell is killed")
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.config)
