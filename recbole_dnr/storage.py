@@ -10,6 +10,8 @@
 - :func:`load_cache` is :func:`load` for caches: a missing or damaged cache is ``None`` (rebuilt).
 - :func:`file_lock` serialises two processes building the same cache: the second waits, then
   reads what the first wrote instead of building it again.
+- :func:`claim` marks a file as this process's for as long as the process lives (two runs of the
+  same training would otherwise write one resume file in turns); the next claimant waits or fails.
 - :func:`check_writable` fails before any long work when an output folder cannot be written or
   its disk has less free space than the run needs.
 """
@@ -135,6 +137,56 @@ def file_lock(path):
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+_CLAIMS = {}  # path -> open lock file of a claim this process holds
+
+
+def claim(path, wait=False, on_wait=None):
+    """Hold an exclusive lock on ``path + '.lock'`` until :func:`release` or the process ends (the
+    kernel drops it then, also on SIGKILL, so no stale lock survives a crash). True when held; with
+    ``wait=False`` False when another process holds it; with ``wait=True`` blocks, calling
+    ``on_wait()`` once first. A second claim by the same process is a no-op. POSIX ``flock``;
+    elsewhere always True."""
+    key = os.path.abspath(str(path))
+    if key in _CLAIMS:
+        return True
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return True
+    os.makedirs(os.path.dirname(key), exist_ok=True)
+    waited = False
+    while True:
+        f = open(key + ".lock", "a")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                f.close()
+                return False
+            if on_wait and not waited:
+                on_wait()
+            waited = True
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:  # the holder may have released by deleting the lock file: then ours locks a dead inode
+            if os.stat(key + ".lock").st_ino == os.fstat(f.fileno()).st_ino:
+                _CLAIMS[key] = f
+                return True
+        except FileNotFoundError:
+            pass
+        f.close()
+
+
+def release(path, remove=False):
+    """Drop this process's claim on ``path``; ``remove`` also deletes the lock file (a finished run)."""
+    key = os.path.abspath(str(path))
+    f = _CLAIMS.pop(key, None)
+    if f is not None:
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(key + ".lock")  # before unlocking: a waiter then finds its inode gone and retries
+        f.close()  # closing the only descriptor drops the flock
 
 
 def check_writable(folder, need_bytes=0, what="output folder", fix="choose a folder you can write"):

@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny ml-100k slice written from RecBole's bundled copy, isolated working dirs."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import recbole
@@ -124,3 +126,12 @@ def pytest_sessionfinish(session, exitstatus):
         lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+def hold_claim(path, seconds):
+    """A process that claims ``path`` (as a run training it does) for ``seconds``; returns once it holds it."""
+    code = ("import sys, time\nfrom recbole_dnr import storage\nassert storage.claim(sys.argv[1])\n"
+            "print('held', flush=True)\ntime.sleep(float(sys.argv[2]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc

@@ -14,7 +14,7 @@ from recbole_dnr.benchmark.__main__ import main
 from recbole_dnr.benchmark.spec import load_spec
 from recbole_dnr.utils import UserInputError
 
-from conftest import SLICE, smoke_config
+from conftest import SLICE, hold_claim, smoke_config
 
 
 def grid_file(tmp_path, slice_root, models, **extra):
@@ -35,7 +35,7 @@ def grid_file(tmp_path, slice_root, models, **extra):
 
 @pytest.mark.reliability("Faults and interruption", "a benchmark grid stopped between cells, then run again",
                          "finished cells are skipped, the rest run (inside a cell, training resumes from its last epoch)")
-def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, capsys):
+def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, capfd):
     path = grid_file(tmp_path, slice_root, ["Retriever", "Broken", "PRM"])
     with pytest.raises(SystemExit, match="1 cell.*Broken"):
         main(["--config", path])
@@ -56,10 +56,10 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     assert any(f.endswith(".pth") and "-weak-" in f for f in os.listdir(os.path.join("saved", "lists")))
     md = (tmp_path / "bench.md").read_text()
     assert "<!-- BEGIN t" in md and "| PRM | 1 |" in md
-    capsys.readouterr()
+    capfd.readouterr()
     mtime = os.path.getmtime(spec.cell_path(spec.cells[2]))
     main(["--config", path, "--only", "variant=PRM"])  # finished: nothing recomputed
-    assert "0 to run" in capsys.readouterr().out
+    assert "0 to run" in capfd.readouterr().out
     assert os.path.getmtime(spec.cell_path(spec.cells[2])) == mtime
 
     # another grid naming the same training under another name copies the cell instead of training it
@@ -69,8 +69,11 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
                  grids=[{"datasets": [SLICE], "models": ["PRM-late"], "seeds": [1]}])
     other_path = tmp_path / "other.yaml"
     other_path.write_text(yaml.safe_dump(other))
+    assert not any(rec["run_key"] in f for f in os.listdir(os.path.join("saved", "resume")))  # no state, no lock
+    holder = hold_claim(rec["resume_file"], 10)  # as if a third grid were still training this run (10 s > start-up)
     main(["--config", str(other_path)])
-    assert "reused" in capsys.readouterr().out
+    out = capfd.readouterr().out
+    assert "another process is training run key" in out and "reused" in out and holder.wait() == 0
     copy_spec = load_spec(str(other_path))
     with open(copy_spec.cell_path(copy_spec.cells[0])) as f:
         copy = json.load(f)

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import smoke_config
+from conftest import hold_claim, smoke_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,7 +85,8 @@ def test_killed_run_resumes_to_the_same_metrics(slice_root, tmp_path):
     for i, at in enumerate(kills):
         code, _ = finish(child("train", cfg, str(tmp_path / f"killed{i}.json"), at))
         assert code == -9 and not (tmp_path / f"killed{i}.json").exists()  # it really died mid-run
-    assert len(os.listdir(resume_dir)) == 1  # the state the next run continues from
+    left = sorted(os.listdir(resume_dir))  # the state the next run continues from, and its (unheld) lock file
+    assert len(left) == 2 and left[1] == left[0] + ".lock"
     code, err = finish(child("train", cfg, str(tmp_path / "resumed.json")))
     assert code == 0, err
     resumed = json.loads((tmp_path / "resumed.json").read_text())
@@ -109,6 +110,33 @@ def test_resume_without_or_with_a_damaged_state_starts_afresh(slice_root, in_ses
     trainer.fit(train, valid)
     assert any("Damaged resume state ignored" in r.getMessage() for r in caplog.records)
     assert trainer.resumed_after is None and len(trainer.valid_curve) == 2
+
+
+@pytest.mark.reliability(faults, "the same run (config and seed) started twice at once, e.g. by two benchmark "
+                                 "grids", "the second stops with an error naming the lock before training "
+                                          "(a benchmark cell waits, then copies the first's result)")
+def test_a_run_in_progress_is_not_trained_twice(slice_root, in_session_dir, tmp_path):
+    from recbole_dnr import storage
+
+    cfg = smoke_config(slice_root, model="PRM", epochs=1, resume=True, checkpoint_dir=str(tmp_path))
+    _, _, (train, valid, _), _, trainer = build(config_dict=cfg)
+    holder = hold_claim(trainer.resume.path, 60)
+    try:
+        with pytest.raises(UserInputError, match="another process is training this very run"):
+            trainer.fit(train, valid)
+        assert not os.path.exists(trainer.resume.path)  # refused before anything was read or written
+    finally:
+        holder.kill()
+        holder.wait()
+    trainer.fit(train, valid)  # the lock died with its holder (no stale lock after a crash)
+    assert os.path.isfile(trainer.resume.path)
+    trainer.resume.discard()
+    waited = []
+    holder = hold_claim(trainer.resume.path, 1)
+    assert storage.claim(trainer.resume.path, wait=False) is False
+    assert storage.claim(trainer.resume.path, wait=True, on_wait=lambda: waited.append(1)) is True
+    assert waited == [1] and holder.wait() == 0
+    storage.release(trainer.resume.path)
 
 
 @pytest.mark.reliability(faults, "`--resume` on a RecBole model (its own pipeline), or with `resume_state: False`",

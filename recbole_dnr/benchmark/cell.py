@@ -24,7 +24,7 @@ from recbole_dnr.config import Config
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.quick_start import build
-from recbole_dnr.trainer.resume import run_key
+from recbole_dnr.trainer.resume import ResumeState, run_key
 
 CONFIG_KEYS = ("model", "recbole_model", "learning_rate", "hidden_size", "epochs", "stopping_step",
                "train_batch_size", "score_fusion", "list_loss", "lambda_c", "lambda_m", "lambda_e", "noise",
@@ -178,8 +178,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     settings = json.loads(args.settings)
+    config = Config(config_file_list=args.config_files or None, config_dict=cell_settings(settings))
+    # another grid may be training this very run (the same run key): wait for it, then copy its cell
+    ResumeState(config).claim(wait=True, on_wait=lambda: print(
+        f"{args.label} another process is training run key {run_key(config)}: waiting for it", flush=True))
     if args.reuse:
-        config = Config(config_file_list=args.config_files or None, config_dict=cell_settings(settings))
         found = find_reusable(run_key(config), config["dataset"], config["seed"], args.reuse)
         if not found:
             print(f"{args.label} no cell with run key {run_key(config)} in {', '.join(args.reuse)}: training",
@@ -192,6 +195,7 @@ def main(argv=None):
                           command=args.command, reused_from=source, run_key=run_key(config))
             write_cell(args.out, record, arrays)
             print(f"{args.label} reused {source} (same training config, run key {record['run_key']})", flush=True)
+            ResumeState(config).discard()
             return
     if os.environ.get("BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
@@ -201,8 +205,7 @@ def main(argv=None):
     record["config_files"] = args.config_files
     record["command"] = args.command
     write_cell(args.out, record, arrays)
-    if os.path.isfile(record["resume_file"]):  # the cell is complete: nothing left to resume
-        os.remove(record["resume_file"])
+    ResumeState(config).discard()  # the cell is complete: nothing left to resume
 
 
 if __name__ == "__main__":

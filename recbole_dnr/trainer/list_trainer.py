@@ -86,6 +86,8 @@ class ListTrainer(Trainer):
             raise UserInputError("recbole_pretrain runs RecBole's own trainer, which is GPU-only when "
                                  "distributed: pre-train in one process, or set recbole_pretrain: False")
         generator = getattr(train_data, "generator", None)
+        if saved and (self.config["resume"] or self.config["resume_state"]):
+            self.resume.claim()  # before reading: another process training this run would overwrite its state
         state = self._load_resume_state() if self.config["resume"] else None
         if self.config["recbole_pretrain"] and state is None:  # a resumed run's weights are past pre-training
             self._recbole_pretrain(train_data)

@@ -11,7 +11,10 @@ run with the same seed, including across DNR's phase switch (tests/test_reliabil
 The file is ``<checkpoint_dir>/resume/<model>-<dataset>-seed<seed>-<hash>.pth``, the hash taken
 over every config value that can change training (device, progress bars, output folders and the
 launcher's options are left out), so only the same run picks it up. It is removed when the run
-completes (training and test evaluation).
+completes (training and test evaluation). A run claims it (``<file>.lock``, held until the process
+ends) before reading it: a second process with the same config and seed, which would overwrite the
+first's state every epoch, stops with an error instead (a benchmark cell waits for the first,
+then copies its result).
 """
 
 import hashlib
@@ -91,6 +94,16 @@ class ResumeState:
             storage.save(state, self.path)
         distributed.barrier()
 
+    def claim(self, wait=False, on_wait=None):
+        """Make this process the only one training this run (rank 0 speaks for a distributed run)."""
+        if distributed.rank() != 0:
+            return
+        if not storage.claim(self.path, wait=wait, on_wait=on_wait):
+            from recbole_dnr.utils import UserInputError
+
+            raise UserInputError(f"another process is training this very run (same config and seed; it holds "
+                                 f"{self.path}.lock): wait for it to finish, or change the seed or checkpoint_dir")
+
     def load(self, device, logger=None):
         """The saved state, or None when this run has none or it is damaged (then training restarts)."""
         if not os.path.isfile(self.path):
@@ -128,3 +141,4 @@ class ResumeState:
     def discard(self):
         if distributed.rank() == 0 and os.path.isfile(self.path):
             os.remove(self.path)
+        storage.release(self.path, remove=True)
