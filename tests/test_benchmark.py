@@ -158,6 +158,19 @@ def test_probe_and_table2_markdown_by_hand():
     assert "| missing | DNR-B | — |  |" in table
 
 
+def test_a_dataset_is_plotted_once_a_trained_cell_lands(tmp_path):
+    from types import SimpleNamespace
+
+    from recbole_dnr.benchmark.report import render_plots
+
+    floor = {"variant": "Retriever", "model": "Retriever", "seed": 1, "test": {"ndcg@6": 0.3}, "valid_curve": [],
+             "fit_sec": 0.0}
+    spec = SimpleNamespace(report={"markdown": str(tmp_path / "b.md"), "img_dir": str(tmp_path / "img"), "prefix": "p"})
+    assert render_plots(spec, {"d": [floor]}) == []
+    prm = dict(floor, variant="PRM", model="PRM", test={"ndcg@6": 0.35}, valid_curve=[0.30, 0.33], fit_sec=9.0)
+    assert render_plots(spec, {"d": [floor, prm]}) == [str(tmp_path / "img" / "p_d.png")]
+
+
 def test_retrieve_mode_cell_records_the_retrievers_own_quality(slice_root, in_session_dir):
     from recbole_dnr.benchmark.cell import run_cell
 

@@ -207,6 +207,12 @@ def image_link(spec, target, name, caption):
     return [f"![{caption}]({os.path.relpath(png, os.path.dirname(os.path.abspath(target)))})", ""]
 
 
+def has_curves(runs):
+    """A dataset is plotted once a trained cell (one with valid NDCG@6 per epoch) has landed: the retriever
+    alone makes an empty figure."""
+    return any(r.get("valid_curve") for r in runs)
+
+
 def render_markdown(spec, runs_by_dataset):
     target = spec.report.get("markdown")
     if not target:
@@ -218,7 +224,10 @@ def render_markdown(spec, runs_by_dataset):
         body += ["No finished cells yet.", ""]
     for ds, runs in runs_by_dataset.items():
         body += dataset_markdown(spec, ds, runs)
-        body += image_link(spec, target, f"{ds}.png", f"{ds}: test NDCG@6 per model, valid curves, quality vs cost")
+        if has_curves(runs):
+            body += image_link(spec, target, f"{ds}.png", f"{ds}: test NDCG@6 per model, valid curves, quality vs cost")
+        else:
+            body += ["Plots follow when the first trained cell lands.", ""]
         probe = probe_markdown(runs)
         body += probe
         if probe:
@@ -251,6 +260,8 @@ def render_plots(spec, runs_by_dataset):
     prefix = spec.report.get("prefix", "benchmark")
     written = []
     for ds, runs in runs_by_dataset.items():
+        if not has_curves(runs):
+            continue
         by_variant = defaultdict(list)
         for r in runs:
             by_variant[r["variant"]].append(r)
