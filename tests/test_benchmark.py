@@ -47,6 +47,7 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     assert {(r["variant"], r["split"]) for r in rows} >= {("Retriever", "test"), ("PRM", "valid"), ("PRM", "test")}
     prm = next(r for r in rows if r["variant"] == "PRM" and r["split"] == "test")
     assert 0 < float(prm["ndcg@6"]) <= 1 and prm["epochs_run"] == "1" and float(prm["peak_rss_mb"]) > 0
+    assert 0 < float(prm["train_peak_rss_mb"]) <= float(prm["peak_rss_mb"])  # training alone, lists built before
     with open(spec.cell_path(spec.cells[2])) as f:
         rec = json.load(f)
     probe = rec["score_corruption"]
@@ -137,7 +138,7 @@ def _probe_rec(variant, seed, test, probe):
 def test_probe_and_table2_markdown_by_hand():
     from types import SimpleNamespace
 
-    from recbole_dnr.benchmark.report import probe_markdown, table2_markdown
+    from recbole_dnr.benchmark.report import fit_cost, peak_cell, probe_markdown, table2_markdown
 
     runs = [_probe_rec("PRM", 1, 0.40, {"0": 0.40, "0.4": 0.30, "weak_retriever": 0.35}),
             _probe_rec("PRM", 2, 0.42, {"0": 0.42, "0.4": 0.34, "weak_retriever": 0.39}),
@@ -156,6 +157,13 @@ def test_probe_and_table2_markdown_by_hand():
     assert "| no score | PRM | 0.4100 ± 0.0141 (2) | 72.85 |" in table
     assert "| DNR-G | DNR_PRM | 0.4100 (1) | 77.67 |" in table
     assert "| missing | DNR-B | — |  |" in table
+    # cells written before the training peak was recorded have none: the process peak alone
+    assert peak_cell([{"peak_rss_mb": 2677.4, "train_peak_rss_mb": 900.2}, {"peak_rss_mb": 10.0}]) == "2677 (900)"
+    assert peak_cell([{"peak_rss_mb": 10.0, "train_peak_rss_mb": None}]) == "10"
+    # a cell resumed after epoch 52 of 57 that timed only its last 4 epochs (260 s): 260 × 57/4
+    assert fit_cost({"fit_sec": 260.0, "epochs_run": 57, "epoch_times": [60.0] * 4, "resumed_after_epoch": 52}) \
+        == pytest.approx(3705.0)
+    assert fit_cost({"fit_sec": 260.0, "epochs_run": 4, "epoch_times": [60.0] * 4, "resumed_after_epoch": 52}) == 260
 
 
 def test_a_dataset_is_plotted_once_a_trained_cell_lands(tmp_path):

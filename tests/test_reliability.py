@@ -104,6 +104,10 @@ def test_resume_without_or_with_a_damaged_state_starts_afresh(slice_root, in_ses
     trainer.fit(train, valid)
     assert any("no saved state for this run" in r.getMessage() for r in caplog.records)
     assert os.path.isfile(trainer.resume.path)  # kept until the run completes (run_recbole_dnr removes it)
+    again = build(config_dict=cfg)[-1]
+    again.fit(train, valid)  # resumes the finished run: its training time is the first process's, not ~0
+    assert len(trainer.epoch_seconds) == 2 and again.epoch_seconds == trainer.epoch_seconds
+    assert again.fit_seconds() > sum(trainer.epoch_seconds) > 0  # without the saved time: only the restore's
     _flip_a_byte(trainer.resume.path)
     caplog.clear()
     trainer = build(config_dict=cfg)[-1]

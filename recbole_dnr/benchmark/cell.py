@@ -45,6 +45,26 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def reset_peak_rss():
+    """Restart the kernel's resident-memory high-water mark (VmHWM) so that a later ``hwm_mb`` measures
+    training and evaluation alone: the process peak (``peak_rss_mb``) is set by building the lists.
+    False where /proc/self/clear_refs is missing (not Linux) or not writable."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # Linux >= 4.0: reset the peak RSS to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def hwm_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    return None
+
+
 def machine():
     return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
@@ -56,27 +76,21 @@ def run_cell(settings, config_files=None, label=""):
     started = time.perf_counter()
     config, ds, (train, valid, test), model, trainer = build(config_file_list=config_files or None,
                                                              config_dict=config_dict)
-    epoch_times = []
-    train_epoch = trainer._train_epoch
-
-    def timed(*a, **kw):
-        t0 = time.perf_counter()
-        out = train_epoch(*a, **kw)
-        epoch_times.append(time.perf_counter() - t0)
-        return out
 
     def progress(epoch_idx, valid_score):
+        seconds = trainer.epoch_seconds[-1] if trainer.epoch_seconds else 0
         print(f"{label} epoch {epoch_idx + 1}: valid {config['valid_metric']} {valid_score:.4f} "
-              f"(train {epoch_times[-1] if epoch_times else 0:.1f} s)", flush=True)
+              f"(train {seconds:.1f} s)", flush=True)
 
-    trainer._train_epoch = timed
-    fit_start = time.perf_counter()
+    measured_train_peak = reset_peak_rss()
     _, best_valid = trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=progress)
-    fit_sec = time.perf_counter() - fit_start
+    fit_sec = trainer.fit_seconds()  # across a resume (session ends): the whole run's training time
+    epoch_times = list(trainer.epoch_seconds)
     curve = list(trainer.valid_curve)  # every evaluation, also those before a resume
     epochs_run = len(trainer.train_loss_dict)
     test_result = trainer.evaluate(test, load_best_model=True)
     out = trainer.last_eval
+    train_peak = hwm_mb() if measured_train_peak else None  # training + evaluation, data in memory included
     if config["list_mode"] == "retrieve" and not any(k.startswith("retriever_") for k in test_result):
         # the independent retriever's own quality on the same requests (CoRR reports its retriever's)
         fresh = ds.retrieve_split(test._dataset, ds.retriever_embeddings())
@@ -104,6 +118,7 @@ def run_cell(settings, config_files=None, label=""):
         "hit_epoch_cap": bool(config["epochs"]) and epochs_run >= config["epochs"],
         "train_sec_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0, "epoch_times": epoch_times,
         "fit_sec": fit_sec, "infer_us_per_list": infer * 1e6, "peak_rss_mb": peak_rss_mb(),
+        "train_peak_rss_mb": train_peak,
         "wall_sec": time.perf_counter() - started, "test_lists": len(out["scores"]),
         "parameters": sum(p.numel() for p in model.parameters()), "list_stats": ds.stats,
         "config": {k: config[k] for k in CONFIG_KEYS if k in config}, "machine": machine(),

@@ -5,13 +5,14 @@ beside ours) rendered into a marked block of a markdown file, and PNG plots (mat
 import csv
 import json
 import os
+import warnings
 from collections import defaultdict
 
 import numpy as np
 
 METRICS = ["h@6", "ndcg@6", "map@6", "f1@6", "auc"]
 COST = ["epochs_run", "best_epoch", "hit_epoch_cap", "train_sec_per_epoch", "fit_sec", "infer_us_per_list",
-        "peak_rss_mb", "parameters"]
+        "peak_rss_mb", "train_peak_rss_mb", "parameters"]
 
 
 def load_cells(spec):
@@ -69,8 +70,10 @@ def paired(a_runs, b_runs, metric="ndcg@6"):
     a = [per_request(next(r for r in a_runs if r["seed"] == s), metric) for s in seeds]
     b = [per_request(next(r for r in b_runs if r["seed"] == s), metric) for s in seeds]
     ids = sorted(set.intersection(*[set(d) for d in a + b]))
-    va = np.nanmean([[d[i] for i in ids] for d in a], axis=0)
-    vb = np.nanmean([[d[i] for i in ids] for d in b], axis=0)
+    with warnings.catch_warnings():  # a request whose metric is undefined in every seed is NaN, dropped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        va = np.nanmean([[d[i] for i in ids] for d in a], axis=0)
+        vb = np.nanmean([[d[i] for i in ids] for d in b], axis=0)
     ok = ~(np.isnan(va) | np.isnan(vb))
     diff = va[ok] - vb[ok]
     seed_d = [np.nanmean(list(x.values())) - np.nanmean(list(y.values())) for x, y in zip(a, b)]
@@ -110,15 +113,17 @@ def dataset_markdown(spec, dataset, runs):
     means = {v: {m: np.mean([r["test"].get(m, np.nan) for r in rs]) for m in metrics} for v, rs in by_variant.items()}
     best = {m: max(means, key=lambda v: -np.inf if np.isnan(means[v][m]) else means[v][m]) for m in metrics}
     head = "| variant | seeds | " + " | ".join(m.upper() for m in metrics) + " | paper NDCG@6 | epochs best/run | " \
-           "train s/epoch | infer µs/list | peak MB |"
+           "train s/epoch | infer µs/list | peak MB (training) |"
     lines += ["**test** (mean ± std over seeds; best in bold)", "", head, "|" + "---|" * (head.count("|") - 1)]
     for v, rs in by_variant.items():
         cells = [fmt([r["test"].get(m, np.nan) for r in rs], bold=best[m] == v) for m in metrics]
         epochs = ", ".join(f"{r['best_epoch']}/{r['epochs_run']}{'*' if r['hit_epoch_cap'] else ''}" for r in rs)
         lines.append(f"| {v} | {len(rs)} | " + " | ".join(cells) +
                      f" | {paper.get(v, '')} | {epochs} | {np.mean([r['train_sec_per_epoch'] for r in rs]):.1f} | "
-                     f"{np.mean([r['infer_us_per_list'] for r in rs]):.1f} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
-    lines += ["", "`*` = stopped by the epoch cap, not by early stopping.", ""]
+                     f"{np.mean([r['infer_us_per_list'] for r in rs]):.1f} | {peak_cell(rs)} |")
+    lines += ["", "`*` = stopped by the epoch cap, not by early stopping. Peak MB: the cell process's peak resident "
+              "memory, building or loading the lists included; in brackets its peak while training and evaluating "
+              "(the lists already in memory), recorded by cells written from 2026-11-24 on.", ""]
     pairs = [(v, backbone_variant(v, by_variant)) for v in by_variant if backbone_variant(v, by_variant)]
     pairs += [(a, b) for a, b in spec.report.get("pairs", []) if a in by_variant and b in by_variant]
     if pairs:
@@ -135,6 +140,22 @@ def dataset_markdown(spec, dataset, runs):
                   "different protocol (their split, candidate lists, metric scope and model selection), so only "
                   "the order of the rows is comparable, not the values.", ""]
     return lines
+
+
+def fit_cost(rec):
+    """Training seconds of a cell. A cell resumed from a state written before 2026-11-24 (which kept no
+    timing) timed only the epochs after its resume: scaled to all its epochs at their rate."""
+    timed = len(rec.get("epoch_times") or [])
+    if rec.get("resumed_after_epoch") is not None and 0 < timed < rec.get("epochs_run", 0):
+        return rec["fit_sec"] * rec["epochs_run"] / timed
+    return rec["fit_sec"]
+
+
+def peak_cell(runs):
+    """``max process peak (max training peak)`` over a row's seeds, MB."""
+    text = f"{max(r['peak_rss_mb'] for r in runs):.0f}"
+    train = [r["train_peak_rss_mb"] for r in runs if r.get("train_peak_rss_mb")]
+    return text + (f" ({max(train):.0f})" if train else "")
 
 
 def probe_markdown(runs):
@@ -299,7 +320,7 @@ def render_plots(spec, runs_by_dataset):
         ax.legend(fontsize=7, ncol=2)
         ax = axes[2]
         for n, c in zip(names, colors):
-            cost = np.mean([r["fit_sec"] for r in by_variant[n]])
+            cost = np.mean([fit_cost(r) for r in by_variant[n]])
             ax.scatter(max(cost, 1.0), np.mean([r["test"]["ndcg@6"] for r in by_variant[n]]), c=c)
             ax.annotate(n, (max(cost, 1.0), np.mean([r["test"]["ndcg@6"] for r in by_variant[n]])), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")

@@ -7,6 +7,7 @@ TensorBoard, colour logs), the optimizer factory, loss logging. Changed: the epo
 """
 
 import os
+import time
 import uuid
 
 import torch
@@ -44,6 +45,9 @@ class ListTrainer(Trainer):
         self.resume = ResumeState(config)
         self.valid_curve = []  # valid score of each evaluation, across a resume
         self.resumed_after = None  # the epoch a resumed run continued after
+        self.epoch_seconds = []  # training seconds of each epoch, across a resume
+        self.fit_seconds_before = 0.0  # time the processes before a resume spent in fit
+        self._fit_started = None
         self.last_eval = None
         # RecBole names checkpoints <model>-<time to the second>: two runs started in the same
         # second (parallel jobs sharing checkpoint_dir) would overwrite each other's best model.
@@ -72,6 +76,14 @@ class ListTrainer(Trainer):
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self._fit_started = time.perf_counter()
+        self._time_epochs()
+        try:
+            return self._fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        finally:
+            self.fit_seconds_before, self._fit_started = self.fit_seconds(), None
+
+    def _fit(self, train_data, valid_data, verbose, saved, show_progress, callback_fn):
         if self.optimizer is None:
             self.logger.info(set_color("Nothing to train", "yellow") + f": {self.config['model']} has no parameters")
             if saved:
@@ -106,6 +118,26 @@ class ListTrainer(Trainer):
         if saved and valid_data and self.eval_step > 0 and self.config["resume_state"]:
             self.resume.save(self, max(self.train_loss_dict, default=-1), generator, finished=True)
         return result
+
+    def fit_seconds(self):
+        """Seconds spent in ``fit`` by this run, the processes before a resume included."""
+        running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self.fit_seconds_before + running
+
+    def _time_epochs(self):
+        """Record each epoch's training time (the most derived ``_train_epoch``, DNR's φ steps included)."""
+        if getattr(self, "_epochs_timed", False):
+            return
+        train_epoch = self._train_epoch
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            out = train_epoch(*args, **kwargs)
+            self.epoch_seconds.append(time.perf_counter() - start)
+            return out
+
+        self._train_epoch = timed
+        self._epochs_timed = True
 
     def _load_resume_state(self):
         state = self.resume.load(self.device, self.logger)

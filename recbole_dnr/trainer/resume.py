@@ -84,6 +84,8 @@ class ResumeState:
             "best_model_file": trainer.saved_model_file,
             "train_loss_dict": dict(trainer.train_loss_dict),
             "valid_curve": list(trainer.valid_curve),
+            "epoch_seconds": list(trainer.epoch_seconds),
+            "fit_seconds": trainer.fit_seconds(),
             "state_dict": trainer.model.state_dict(),
             "other_parameter": trainer.model.other_parameter(),
             "optimizer": trainer.optimizer.state_dict(),
@@ -131,6 +133,8 @@ class ResumeState:
         trainer.saved_model_file = state["best_model_file"]
         trainer.train_loss_dict.update(state["train_loss_dict"])
         trainer.valid_curve[:] = state["valid_curve"]
+        trainer.epoch_seconds[:] = state.get("epoch_seconds", [])  # states written before timing was kept: none
+        trainer.fit_seconds_before = state.get("fit_seconds", 0.0)
         trainer.model.load_state_dict(state["state_dict"])
         trainer.model.load_other_parameter(state.get("other_parameter"))
         trainer.optimizer.load_state_dict(state["optimizer"])
