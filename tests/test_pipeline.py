@@ -147,6 +147,9 @@ def test_missing_dataset_says_which_files_where(tmp_path, monkeypatch):
         create_dataset(Config(model="PRM", dataset="ml-1m", config_dict={"data_path": str(tmp_path), "state": "ERROR"}))
     msg = str(err.value)
     assert "ml-1m.inter" in msg and str(tmp_path) in msg and "--data_path" in msg
+    with pytest.raises(FileNotFoundError, match="ml-1m.inter"):  # the run's entry point: before any logging
+        build(model="PRM", dataset="ml-1m", config_dict={"data_path": str(tmp_path), "state": "ERROR"})
+    assert not (tmp_path / "log").exists()
 
 
 def test_recbole_models_still_resolve():

@@ -14,7 +14,7 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_dnr import distributed, storage
 from recbole_dnr.config import Config
-from recbole_dnr.data import create_dataset, data_preparation
+from recbole_dnr.data import check_dataset_files, create_dataset, data_preparation
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE
 from recbole_dnr.utils import UserInputError, get_trainer, is_reranker
 
@@ -25,6 +25,7 @@ CHECKPOINT_FIX = "set checkpoint_dir to a folder you can write, on a disk with s
 def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     """Config, dataset, dataloaders, model and trainer, ready to ``fit``."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_dataset_files(config)  # a missing dataset is the whole message, not the end of a config dump
     init_seed(config["seed"], config["reproducibility"])
     parallel = distributed.is_distributed(config)
     with distributed.rank_zero_first(parallel):  # RecBole creates its folders check-then-create
