@@ -126,6 +126,11 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"colour": 1}))
     with pytest.raises(UserInputError, match="reuse: must be a list"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse="benchmarks/results/zoo"))
+    path = grid_file(tmp_path, slice_root, ["PRM"])
+    with pytest.raises(SystemExit, match="no cell with variant 'PRMX'; its variants: PRM"):
+        main(["--config", path, "--only", "variant=PRMX", "--dry-run"])
+    with pytest.raises(SystemExit, match="key one of dataset, variant, seed"):
+        main(["--config", path, "--only", "model=PRM", "--dry-run"])
     with pytest.raises(UserInputError, match="own results folder"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse=[str(tmp_path / "out")]))
 

@@ -32,7 +32,25 @@ def matches(cell, only):
     return True
 
 
+ONLY_KEYS = ("dataset", "variant", "seed")
+
+
+def check_only(spec, only):
+    """Each ``--only`` condition names a cell field and a value the grid has: a typo would otherwise
+    select nothing and look like a finished grid."""
+    for cond in only or []:
+        key, eq, value = cond.partition("=")
+        if not eq or key not in ONLY_KEYS:
+            raise UserInputError(f"--only {cond!r}: expected key=value with key one of {', '.join(ONLY_KEYS)} "
+                                 "(e.g. --only dataset=ml-100k variant=PRM seed=2020)")
+        have = list(dict.fromkeys(str(getattr(c, key)) for c in spec.cells))
+        if value not in have:
+            raise UserInputError(f"--only {cond!r}: {spec.path} has no cell with {key} {value!r}; "
+                                 f"its {key}s: {', '.join(have)}")
+
+
 def run_grid(spec, only=None, dry_run=False, timeout=None):
+    check_only(spec, only)
     todo = [c for c in spec.cells if matches(c, only) and not os.path.isfile(spec.cell_path(c))]
     done = [c for c in spec.cells if os.path.isfile(spec.cell_path(c))]
     print(f"[benchmark] {spec.path}: {len(spec.cells)} cells, {len(done)} done, {len(todo)} to run "
@@ -90,6 +108,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.config)
+        check_only(spec, args.only)
     except UserInputError as e:
         raise SystemExit(f"error: {e}")
     failed = [] if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout)
