@@ -128,12 +128,13 @@ def dataset_markdown(spec, dataset, runs):
     pairs += [(a, b) for a, b in spec.report.get("pairs", []) if a in by_variant and b in by_variant]
     if pairs:
         lines += ["**Paired tests, A − B** (test NDCG@6; DNR_X against X, and the pairs the grid file lists)", "",
-                  "| pair | Δ over requests | t p | Wilcoxon p | Δ per seed | t p (seeds) |", "|---|---|---|---|---|---|"]
+                  "| pair | Δ over requests | t p | Wilcoxon p | Δ per seed | t p (seeds; — for one seed) |", "|---|---|---|---|---|---|"]
         for v, b in pairs:
             p = paired(by_variant[v], by_variant[b])
             if p:
+                seed_p = "—" if np.isnan(p["t_seed"]) else f"{p['t_seed']:.3g}"
                 lines.append(f"| {v} − {b} | {p['delta']:+.4f} (n={p['n']}) | {p['t_req']:.3g} | {p['w_req']:.3g} | "
-                             f"{', '.join(f'{d:+.4f}' for d in p['seed_deltas'])} | {p['t_seed']:.3g} |")
+                             f"{', '.join(f'{d:+.4f}' for d in p['seed_deltas'])} | {seed_p} |")
         lines.append("")
     if paper:
         lines += [f"Paper figures ({spec.report.get('paper_note', 'DNR paper, its own protocol')}) are on a "
