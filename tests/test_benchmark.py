@@ -195,3 +195,17 @@ def test_retrieve_mode_cell_records_the_retrievers_own_quality(slice_root, in_se
     assert test["retriever_recall@50"] == pytest.approx(record["list_stats"]["test_retriever_recall"], abs=1e-4)
     # window positives: every request with a liked item in its window is scored, retrieved or not
     assert np.isfinite(arrays["ndcg@6"]).sum() >= (arrays["ndcg@6"] > 0).sum() > 0
+
+
+def test_valid_curve_panel_draws_the_grids_own_protocol_and_clips_slow_starts():
+    from recbole_dnr.benchmark.report import curve_variants, curve_ylim
+
+    runs = {"Retriever": [{"valid_curve": []}], "PRM": [{"valid_curve": [0.4]}],
+            "PRM@holdout": [{"valid_curve": [0.3]}], "DNR-G": [{"valid_curve": [0.41]}]}
+    assert curve_variants(list(runs), runs) == ["PRM", "DNR-G"]
+    only_at = {"PRM@a": [{"valid_curve": [0.4]}], "PRM@b": [{"valid_curve": [0.3]}]}
+    assert curve_variants(list(only_at), only_at) == ["PRM@a", "PRM@b"]
+    # 19 points at 0.40 and one warm-up epoch at 0.10: the 5th percentile is 0.385, the top 0.40
+    lo, hi = curve_ylim([0.10] + [0.40] * 19, margin=0.0)
+    assert lo == pytest.approx(0.385) and hi == pytest.approx(0.40)
+    assert curve_ylim([]) == (0.0, 1.0)
