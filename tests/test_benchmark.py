@@ -131,8 +131,22 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         main(["--config", path, "--only", "variant=PRMX", "--dry-run"])
     with pytest.raises(SystemExit, match="key one of dataset, variant, seed"):
         main(["--config", path, "--only", "model=PRM", "--dry-run"])
+    with pytest.raises(SystemExit, match="no cell with variant 'PRMX'"):
+        main(["--config", path, "--only", "variant=PRM,PRMX", "--dry-run"])
     with pytest.raises(UserInputError, match="own results folder"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse=[str(tmp_path / "out")]))
+
+
+def test_only_matches_every_condition_and_any_listed_value():
+    from types import SimpleNamespace
+
+    from recbole_dnr.benchmark.__main__ import matches
+
+    cell = SimpleNamespace(dataset="ml-100k", variant="DLCM", seed=2021)
+    assert matches(cell, ["variant=PRM,DLCM", "seed=2021"])
+    assert not matches(cell, ["variant=PRM,DLCM", "seed=2020"])
+    assert not matches(cell, ["variant=PRM"])
+    assert matches(cell, None)
 
 
 def _probe_rec(variant, seed, test, probe):

@@ -24,10 +24,11 @@ def fmt_sec(s):
 
 
 def matches(cell, only):
-    """``--only dataset=ml-100k variant=PRM seed=2020`` filters (all must match)."""
+    """``--only dataset=ml-100k variant=PRM,DLCM seed=2020`` filters: every condition must match, and a
+    comma-separated value matches any of its values."""
     for cond in only or []:
         key, _, value = cond.partition("=")
-        if str(getattr(cell, key, None)) != value:
+        if str(getattr(cell, key, None)) not in value.split(","):
             return False
     return True
 
@@ -44,9 +45,10 @@ def check_only(spec, only):
             raise UserInputError(f"--only {cond!r}: expected key=value with key one of {', '.join(ONLY_KEYS)} "
                                  "(e.g. --only dataset=ml-100k variant=PRM seed=2020)")
         have = list(dict.fromkeys(str(getattr(c, key)) for c in spec.cells))
-        if value not in have:
-            raise UserInputError(f"--only {cond!r}: {spec.path} has no cell with {key} {value!r}; "
-                                 f"its {key}s: {', '.join(have)}")
+        for one in value.split(","):
+            if one not in have:
+                raise UserInputError(f"--only {cond!r}: {spec.path} has no cell with {key} {one!r}; "
+                                     f"its {key}s: {', '.join(have)}")
 
 
 def run_grid(spec, only=None, dry_run=False, timeout=None):
@@ -100,7 +102,7 @@ def run_grid(spec, only=None, dry_run=False, timeout=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m recbole_dnr.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="grid yaml (e.g. benchmarks/zoo.yaml)")
-    parser.add_argument("--only", nargs="*", help="run only cells matching key=value (dataset, variant, seed)")
+    parser.add_argument("--only", nargs="*", help="run only cells matching key=value (dataset, variant, seed); a,b matches either")
     parser.add_argument("--report", action="store_true", help="only render results.csv, tables and plots")
     parser.add_argument("--dry_run", "--dry-run", action="store_true", help="list the cells that would run")
     parser.add_argument("--cell_timeout", "--cell-timeout", type=float, default=None, help="seconds before a cell is killed")
