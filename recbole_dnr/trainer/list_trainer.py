@@ -48,6 +48,7 @@ class ListTrainer(Trainer):
         self.epoch_seconds = []  # training seconds of each epoch, across a resume
         self.fit_seconds_before = 0.0  # time the processes before a resume spent in fit
         self._fit_started = None
+        self._time_epochs()
         self.last_eval = None
         # RecBole names checkpoints <model>-<time to the second>: two runs started in the same
         # second (parallel jobs sharing checkpoint_dir) would overwrite each other's best model.
@@ -77,7 +78,6 @@ class ListTrainer(Trainer):
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._fit_started = time.perf_counter()
-        self._time_epochs()
         try:
             return self._fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         finally:
@@ -125,9 +125,8 @@ class ListTrainer(Trainer):
         return self.fit_seconds_before + running
 
     def _time_epochs(self):
-        """Record each epoch's training time (the most derived ``_train_epoch``, DNR's φ steps included)."""
-        if getattr(self, "_epochs_timed", False):
-            return
+        """Record each epoch's training time (the most derived ``_train_epoch``, DNR's φ steps included);
+        wrapped once, at construction, however often ``fit`` runs."""
         train_epoch = self._train_epoch
 
         def timed(*args, **kwargs):
@@ -137,7 +136,6 @@ class ListTrainer(Trainer):
             return out
 
         self._train_epoch = timed
-        self._epochs_timed = True
 
     def _load_resume_state(self):
         state = self.resume.load(self.device, self.logger)
