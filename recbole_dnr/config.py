@@ -45,10 +45,10 @@ class Config(RecBoleConfig):
         if isinstance(model, str) and model == "RecBoleReranker":
             if not ext.get("recbole_model"):
                 raise UserInputError("model RecBoleReranker needs recbole_model: <RecBole model> (e.g. SASRec)")
-            model = get_backbone(ext["recbole_model"])
+            model = get_backbone(ext["recbole_model"], role="recbole_model")
         model_class = model if not isinstance(model, str) else get_model(model)
         if model_class.type != ModelType.RERANK and any(k in ext for k in LIST_KEYS):
-            model_class = get_backbone(model_class.__name__)
+            model_class = get_backbone(model_class.__name__, role=f"--model={model_class.__name__} with list keys")
         model_name = model_class.__name__
         if dataset is None:
             dataset = self.external_config_dict.get("dataset")

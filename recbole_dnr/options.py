@@ -66,6 +66,25 @@ SPECS = {
     "kl_bins": ("int", 2, None, "histogram bins of L_x"),
     "use_learned_generator": ("bool", None, None, "learned noise after lambda_e"),
 }
+# string options: key -> allowed values (the modules that act on them keep the same tuples; a test
+# checks that the two agree)
+CHOICES = {
+    "list_mode": ("slate", "retrieve"),
+    "retriever_fit": ("holdout", "crossfit"),
+    "list_order": ("retriever", "shuffled"),
+    "eval_positives": ("candidates", "window"),
+    "retriever_loader": ("fast", "recbole"),
+    "retriever_search": ("exact", "ann"),
+    "filler_sampling": ("uniform", "popularity", "retriever"),
+    "score_norm": ("minmax", "sigmoid"),
+    "score_fusion": ("none", "early", "late", "weight"),
+    "noise": ("gaussian", "beta"),
+    "generator_form": ("residual", "direct", "conditioned"),
+    "corr_mode": ("joint", "alternating"),
+    "corr_sampler": ("exact", "uniform"),
+    "corr_ranker_loss": ("softmax", "own"),
+    "ann_index": ("ivf", "hnsw"),
+}
 _STRICTLY_POSITIVE = {"learning_rate", "retriever_learning_rate", "generator_learning_rate"}
 _BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
 
@@ -105,6 +124,11 @@ def check(cfg):
                 break
         if not ok:
             raise UserInputError(f"{key}={value!r}: expected {_describe(key, kind, lo, hi)} ({what})")
+    for key, allowed in CHOICES.items():
+        if key in cfg and cfg[key] is not None and cfg[key] not in allowed:
+            close = difflib.get_close_matches(str(cfg[key]), allowed, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UserInputError(f"{key}={cfg[key]!r}: expected one of {', '.join(allowed)}{hint}")
     _check_together(cfg)
 
 
@@ -112,6 +136,10 @@ def _check_together(cfg):
     """Options whose allowed values depend on each other."""
     if cfg.get("epochs") == 0 and cfg.get("model") != "Retriever":
         raise UserInputError(f"epochs=0: {cfg.get('model')} has parameters to train; set epochs >= 1")
+    if cfg.get("retriever_model") is not None:
+        from recbole_dnr.data.retriever import retriever_class
+
+        retriever_class(cfg["retriever_model"])  # a RecBole model that can retrieve, before the data is read
     if cfg.get("resume") and cfg.get("resume_state") is False:
         raise UserInputError("resume: True continues from the per-epoch resume state, which resume_state: False "
                              "turns off: set resume_state: True")

@@ -78,9 +78,10 @@ def recbole_class(model_name):
     raise UserInputError(f"RecBole has no model '{model_name}'. RecBole models: {', '.join(recbole_model_names())}.")
 
 
-def get_backbone(name):
+def get_backbone(name, role=None):
     """Backbone class for DNR: one of ours (PRM, DLCM, ...), else RecBole model ``name`` as a
-    reranker (:mod:`recbole_dnr.model.recbole_reranker`)."""
+    reranker (:mod:`recbole_dnr.model.recbole_reranker`). ``role`` names the option that asked
+    (``recbole_model``, ``ranker``) in the error; the default is ``DNR_<name>``."""
     _ensure_builtin_models()
     if name in _MODELS:
         backbone = _MODELS[name]
@@ -93,7 +94,7 @@ def get_backbone(name):
             backbone = None
     if not getattr(backbone, "is_backbone", False):
         ours = [n for n in sorted(_MODELS) if getattr(_MODELS[n], "is_backbone", False)]
-        raise UserInputError(f"DNR_{name}: '{name}' is not a reranker backbone. Backbones: {ours}, "
+        raise UserInputError(f"{role or 'DNR_' + name}: '{name}' is not a reranker backbone. Backbones: {ours}, "
                              f"or any RecBole model name (e.g. SASRec, GRU4Rec, Caser, BPR).")
     return backbone
 

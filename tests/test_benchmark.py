@@ -126,6 +126,9 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"colour": 1}))
     with pytest.raises(UserInputError, match="reuse: must be a list"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse="benchmarks/results/zoo"))
+    with pytest.raises(UserInputError, match="variant 'PRM-lat' .*score_fusion='lat': expected one of"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM-lat"], variants={"PRM-lat": {"model": "PRM",
+                                                                                    "score_fusion": "lat"}}))
     path = grid_file(tmp_path, slice_root, ["PRM"])
     with pytest.raises(SystemExit, match="no cell with variant 'PRMX'; its variants: PRM"):
         main(["--config", path, "--only", "variant=PRMX", "--dry-run"])

@@ -27,6 +27,12 @@ from recbole_dnr.utils import UserInputError
     ("crossfit_folds", 1, "crossfit_folds=1: expected an integer >= 2"),
     ("use_learned_generator", "yes", "use_learned_generator='yes': expected True or False"),
     ("filler_pool", 10, r"filler_pool=10: .* set filler_pool >= 44"),
+    ("score_fusion", "lat", "score_fusion='lat': expected one of none, early, late, weight; did you mean late?"),
+    ("generator_form", "resid", "generator_form='resid': expected one of residual, direct, conditioned; did you "
+                                "mean residual?"),
+    ("noise", "uniform", "noise='uniform': expected one of gaussian, beta"),
+    ("list_order", "random", "list_order='random': expected one of retriever, shuffled"),
+    ("retriever_model", "Nope", "retriever_model must be a RecBole general model .* got 'Nope'"),
 ])
 def test_bad_values_fail_with_the_option_and_what_is_allowed(key, value, message, slice_root):
     cfg = smoke_config(slice_root, model="DNR_PRM", **{key: value})
@@ -40,6 +46,20 @@ def test_good_values_pass(slice_root):
     options.check({"epochs": 3, "lambda_c": 0.0, "topk": [1, 6], "learning_rate": 1e-3, "dropout_prob": 0,
                    "candidate_num": 50, "slate_size": 6, "filler_pool": 44, "filler_sampling": "retriever"})
     Config(model="DNR_PRM", config_dict=smoke_config(slice_root, lambda_c=1.0, lambda_e=0))
+
+
+def test_choice_lists_agree_with_the_code_that_acts_on_them():
+    from recbole_dnr.model.abstract_reranker import ScoreFeature
+    from recbole_dnr.model.corr import MODES
+    from recbole_dnr.model.noise import GENERATOR_FORMS
+    from recbole_dnr.retrieval.ann import KINDS
+    from recbole_dnr.retrieval.sampler import SAMPLERS
+
+    assert options.CHOICES["score_fusion"] == ScoreFeature.FUSIONS
+    assert options.CHOICES["generator_form"] == GENERATOR_FORMS
+    assert options.CHOICES["corr_mode"] == MODES
+    assert options.CHOICES["ann_index"] == KINDS
+    assert set(options.CHOICES["corr_sampler"]) == set(SAMPLERS)
 
 
 @pytest.mark.reliability("Options", "a mistyped key (--lamda_c=0.3)",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from recbole_dnr import options
 from recbole_dnr.config import properties_dir
 from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
 
@@ -134,6 +135,12 @@ def load_spec(path):
                     cell = Cell(ds, name + suffix, int(seed))
                     if cell not in cells:
                         cells.append(cell)
+    for cell in cells:  # a typo in a variant's settings fails now, not in that cell hours into the grid
+        settings = {**(datasets.get(cell.dataset) or {}), **variants[cell.variant]}
+        try:
+            options.check(settings)
+        except UserInputError as e:
+            raise UserInputError(f"{path}: variant '{cell.variant}' on {cell.dataset}: {e}") from None
     report = raw.get("report") or {}
     unknown = set(report) - REPORT_KEYS
     if unknown:

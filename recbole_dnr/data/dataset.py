@@ -163,14 +163,7 @@ class ListDataset(Dataset):
 
     def _check_options(self):
         """Fail on a mistyped option before minutes of retriever training, not after."""
-        choices = {"list_mode": ("slate", "retrieve"), "retriever_fit": ("holdout", "crossfit"),
-                   "list_order": ("retriever", "shuffled"), "eval_positives": ("candidates", "window"),
-                   "retriever_loader": ("fast", "recbole"), "retriever_search": ("exact", "ann"),
-                   "filler_sampling": ("uniform", "popularity", "retriever"), "score_norm": ("minmax", "sigmoid")}
-        for key, allowed in choices.items():
-            if self.config[key] not in allowed:
-                raise UserInputError(f"{key} must be one of {list(allowed)}, got '{self.config[key]}'")
-        RT.retriever_class(self.config["retriever_model"])
+        # string choices and retriever_model were checked with the config (options.check)
         if self.config["eval_positives"] == "window" and self.config["list_mode"] != "retrieve":
             raise UserInputError("eval_positives: window counts the label window's liked items the retriever missed; "
                                  "it needs list_mode: retrieve (slate lists hold every positive)")

@@ -40,7 +40,7 @@ def ranker_class(name):
         return get_model(name)
     if name in ("CoRR", "Retriever"):
         raise UserInputError(f"ranker: {name} cannot rank under CoRR; use a backbone (PRM, DLCM, SASRec, DNR_PRM, ...)")
-    return get_backbone(name)
+    return get_backbone(name, role="ranker")
 
 
 def corr_retriever_class(config):
