@@ -122,8 +122,20 @@ class Config(RecBoleConfig):
         if cfg["local_rank"] + (cfg.get("offset") or 0) != 0:  # one rank speaks, as in RecBole
             cfg["state"], cfg["show_progress"], cfg["verbose"] = "error", False, False
 
+    def _load_config_files(self, file_list):
+        for path in file_list or []:  # RecBole would stop with a bare FileNotFoundError traceback
+            if not os.path.isfile(path):
+                raise UserInputError(f"config file '{path}' not found (relative paths start at {os.getcwd()}); "
+                                     f"fix --config_files, e.g. --config_files=properties/experiments/DNR-B.yaml")
+        return super()._load_config_files(file_list)
+
     def _set_default_parameters(self):
         self.notes = []  # what we set for the user, logged by quick_start.build once the logger exists
+        if self.dataset == "ml-100k" and "data_path" in self.external_config_dict:
+            # RecBole's _set_default_parameters reads ml-100k from its wheel whatever data_path says
+            self.notes.append(f"data_path {self.external_config_dict['data_path']!r} is ignored for ml-100k: "
+                              "RecBole always reads ml-100k from its wheel (recbole/dataset_example/ml-100k); "
+                              "give your own copy another dataset name to use it")
         options.check(self.final_config_dict)  # types and ranges, before any data is read
         known = (set(self.internal_config_dict) | {k for keys in self.parameters.values() for k in keys}
                  | options.declared_keys(properties_dir(), self._recbole_properties()))

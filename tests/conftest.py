@@ -128,10 +128,19 @@ def pytest_sessionfinish(session, exitstatus):
         f.write("\n".join(lines))
 
 
-def hold_claim(path, seconds):
-    """A process that claims ``path`` (as a run training it does) for ``seconds``; returns once it holds it."""
-    code = ("import sys, time\nfrom recbole_dnr import storage\nassert storage.claim(sys.argv[1])\n"
-            "print('held', flush=True)\ntime.sleep(float(sys.argv[2]))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+def hold_claim(path, seconds=None):
+    """A process that claims ``path`` (as a run training it does); returns once it holds it. It lets go
+    after ``seconds``, or (``None``) once another process blocks waiting for the lock (a ``->`` line on
+    the lock's inode in /proc/locks), so a test does not race a fixed delay on a loaded machine
+    (at most 120 s)."""
+    code = ("import os, sys, time\nfrom recbole_dnr import storage\nassert storage.claim(sys.argv[1])\n"
+            "print('held', flush=True)\n"
+            "if sys.argv[2] != 'waiter':\n    time.sleep(float(sys.argv[2])); sys.exit(0)\n"
+            "ino = ':%d ' % os.stat(sys.argv[1] + '.lock').st_ino\nend = time.time() + 120\n"
+            "while time.time() < end:\n"
+            "    if any('->' in l and ino in l for l in open('/proc/locks')):\n        sys.exit(0)\n"
+            "    time.sleep(0.05)\nsys.exit(3)\n")
+    arg = "waiter" if seconds is None else str(seconds)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path), arg], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc

@@ -71,7 +71,7 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     other_path = tmp_path / "other.yaml"
     other_path.write_text(yaml.safe_dump(other))
     assert not any(rec["run_key"] in f for f in os.listdir(os.path.join("saved", "resume")))  # no state, no lock
-    holder = hold_claim(rec["resume_file"], 10)  # as if a third grid were still training this run (10 s > start-up)
+    holder = hold_claim(rec["resume_file"])  # as if a third grid were training this run, until the cell waits for it
     main(["--config", str(other_path)])
     out = capfd.readouterr().out
     assert "another process is training run key" in out and "reused" in out and holder.wait() == 0

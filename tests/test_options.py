@@ -69,3 +69,16 @@ def test_mistyped_key_is_warned_with_the_closest_known_key(slice_root):
     assert any("'lamda_c'" in n and "did you mean lambda_c?" in n for n in config.notes)
     assert any("'totally_new_key'" in n and "did you mean" not in n for n in config.notes)
     assert not any("'epochs'" in n for n in config.notes)
+
+
+@pytest.mark.reliability("Options", "--config_files naming a file that does not exist",
+                         "clear error naming the file and the working directory (not a FileNotFoundError traceback)")
+def test_missing_config_file_is_a_clear_error():
+    with pytest.raises(UserInputError, match="config file 'no_such.yaml' not found"):
+        Config(model="PRM", dataset="ml-100k", config_file_list=["no_such.yaml"])
+
+
+def test_data_path_ignored_for_ml100k_is_said():
+    config = Config(model="PRM", dataset="ml-100k", config_dict={"data_path": "/elsewhere"})
+    assert any("data_path '/elsewhere' is ignored for ml-100k" in n for n in config.notes)
+    assert not any("data_path" in n for n in Config(model="PRM", dataset="ml-100k").notes)

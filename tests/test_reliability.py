@@ -136,7 +136,7 @@ def test_a_run_in_progress_is_not_trained_twice(slice_root, in_session_dir, tmp_
     assert os.path.isfile(trainer.resume.path)
     trainer.resume.discard()
     waited = []
-    holder = hold_claim(trainer.resume.path, 1)
+    holder = hold_claim(trainer.resume.path)  # lets go once our blocking claim waits for it
     assert storage.claim(trainer.resume.path, wait=False) is False
     assert storage.claim(trainer.resume.path, wait=True, on_wait=lambda: waited.append(1)) is True
     assert waited == [1] and holder.wait() == 0
