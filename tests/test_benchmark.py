@@ -226,3 +226,14 @@ def test_valid_curve_panel_draws_the_grids_own_protocol_and_clips_slow_starts():
     lo, hi = curve_ylim([0.10] + [0.40] * 19, margin=0.0)
     assert lo == pytest.approx(0.385) and hi == pytest.approx(0.40)
     assert curve_ylim([]) == (0.0, 1.0)
+
+
+def test_scatter_labels_move_left_or_down_until_they_do_not_overlap():
+    from recbole_dnr.benchmark.report import spread_labels
+
+    size = [(40, 10)] * 3
+    # two points 2 pt apart with labels 10 pt high: the lower label goes to the left of its point;
+    # a point far to the right keeps its place (3 pt right of and above the point)
+    assert spread_labels([(0, 100), (0, 98), (500, 98)], size) == [(3, 3), (-43, 3), (3, 3)]
+    # a third label beside both: right and left are taken, so it goes one height down, on the right
+    assert spread_labels([(0, 100), (0, 98), (1, 97)], size) == [(3, 3), (-43, 3), (3, -7)]

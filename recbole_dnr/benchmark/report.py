@@ -251,6 +251,23 @@ def curve_ylim(points, margin=0.005):
     return float(np.percentile(points, 5)) - margin, float(np.max(points)) + margin
 
 
+def spread_labels(anchors, sizes, gap=3.0):
+    """Offsets (dx, dy) in points that keep scatter labels from overlapping. A label sits ``gap`` right
+    of and above its point ([x, y] in points, ``sizes`` [w, h]); from the highest point down, one that
+    would overlap a label already placed tries the left of its point, then both sides one height
+    lower, two heights lower, ... and takes the first free place."""
+    placed, offsets = [], [(gap, gap)] * len(anchors)
+    for i in sorted(range(len(anchors)), key=lambda i: -anchors[i][1]):
+        (x, y), (w, h) = anchors[i], sizes[i]
+        for dx, dy in [(dx, gap - k * h) for k in range(200) for dx in (gap, -gap - w)]:
+            box = (x + dx, y + dy, x + dx + w, y + dy + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        offsets[i] = (dx, dy)
+    return offsets
+
+
 def render_markdown(spec, runs_by_dataset):
     target = spec.report.get("markdown")
     if not target:
@@ -342,14 +359,20 @@ def render_plots(spec, runs_by_dataset):
                      + (f"; {hidden} @-variants not drawn" if hidden else ""), fontsize=10)
         ax.legend(fontsize=7, ncol=2)
         ax = axes[2]
-        for n, c in zip(names, colors):
-            cost = np.mean([fit_cost(r) for r in by_variant[n]])
-            ax.scatter(max(cost, 1.0), np.mean([r["test"]["ndcg@6"] for r in by_variant[n]]), c=c)
-            ax.annotate(n, (max(cost, 1.0), np.mean([r["test"]["ndcg@6"] for r in by_variant[n]])), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+        xs = [max(float(np.mean([fit_cost(r) for r in by_variant[n]])), 1.0) for n in names]
+        ys = [float(np.mean([r["test"]["ndcg@6"] for r in by_variant[n]])) for n in names]
+        ax.scatter(xs, ys, c=colors)
         ax.set_xscale("log")
         ax.set_xlabel("training time to early stop, s (log; shared 2-core machine)")
         ax.set_ylabel("test NDCG@6")
+        fig.canvas.draw()  # fixes the limits, so display positions are final
+        to_pt = 72.0 / fig.dpi
+        anchors = [tuple(p * to_pt) for p in ax.transData.transform(np.column_stack([xs, ys]))]
+        size = 7
+        offsets = spread_labels(anchors, [(0.55 * size * len(n), 1.2 * size) for n in names])
+        for n, x, y, (dx, dy) in zip(names, xs, ys, offsets):
+            ax.annotate(n, (x, y), fontsize=size, xytext=(dx, dy), textcoords="offset points",
+                        arrowprops=dict(arrowstyle="-", lw=0.4, color="0.6") if abs(dy) > 1.2 * size else None)
         ax.set_title("quality vs training cost")
         fig.tight_layout()
         path = os.path.join(img, f"{prefix}_{ds}.png")
