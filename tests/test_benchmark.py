@@ -122,6 +122,10 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
     bad = {"markdown": "x.md", "table2": [["row", "NoSuchVariant", 1.0]]}
     with pytest.raises(UserInputError, match="table2 row"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report=bad))
+    with pytest.raises(UserInputError, match="report.strata pairs entry"):
+        load_spec(grid_file(tmp_path, slice_root, ["Retriever", "PRM"], report={"strata": {"pairs": [["PRM", "X"]]}}))
+    with pytest.raises(UserInputError, match="report.strata floor"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"strata": {"pairs": [["PRM", "PRM"]]}}))
     with pytest.raises(UserInputError, match="report has unknown keys"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"colour": 1}))
     with pytest.raises(UserInputError, match="reuse: must be a list"):
@@ -237,3 +241,26 @@ def test_scatter_labels_move_left_or_down_until_they_do_not_overlap():
     assert spread_labels([(0, 100), (0, 98), (500, 98)], size) == [(3, 3), (-43, 3), (3, 3)]
     # a third label beside both: right and left are taken, so it goes one height down, on the right
     assert spread_labels([(0, 100), (0, 98), (1, 97)], size) == [(3, 3), (-43, 3), (3, -7)]
+
+
+def test_x_strata_by_hand(tmp_path):
+    from recbole_dnr.benchmark.strata import x_strata
+
+    def rec(name, seed, **metrics):
+        path = tmp_path / f"{name}{seed}.npz"
+        np.savez(path, request_id=np.array([1, 2, 3, 4, 5]), **{k: np.array(v) for k, v in metrics.items()})
+        return {"seed": seed, "npz": str(path)}
+
+    floor = [rec("floor", 1, auc=[0.1, 0.2, 0.8, 0.9, np.nan])]  # request 5 has no positive: dropped
+    a = [rec("a", 1, **{"ndcg@6": [0.5, 0.5, 0.5, 0.5, 0]}), rec("a", 2, **{"ndcg@6": [0.7, 0.5, 0.5, 0.3, 0]})]
+    b = [rec("b", 1, **{"ndcg@6": [0.4, 0.6, 0.5, 0.5, 0]}), rec("b", 2, **{"ndcg@6": [0.5, 0.5, 0.5, 0.5, 0]})]
+    s = x_strata(a, b, floor, bins=2)
+    # per-request Δ over seeds: [0.15, -0.05, 0, -0.1]; bins {1, 2} (AUC 0.1-0.5) and {3, 4} (0.5-0.9)
+    assert s["seeds"] == [1, 2] and s["n"] == 4 and s["delta"] == pytest.approx(0.0)
+    low, high = s["bins"]
+    assert (low["lo"], low["hi"], low["n"]) == pytest.approx((0.1, 0.5, 2))
+    assert low["delta"] == pytest.approx(0.05) and low["se"] == pytest.approx(0.1)
+    assert low["seed_deltas"] == pytest.approx([0.0, 0.1])
+    assert high["delta"] == pytest.approx(-0.05) and high["se"] == pytest.approx(0.05)
+    assert high["seed_deltas"] == pytest.approx([0.0, -0.1])
+    assert x_strata(a, b, [], bins=2) is None

@@ -269,6 +269,8 @@ def spread_labels(anchors, sizes, gap=3.0):
 
 
 def render_markdown(spec, runs_by_dataset):
+    from recbole_dnr.benchmark import strata
+
     target = spec.report.get("markdown")
     if not target:
         return None
@@ -287,6 +289,10 @@ def render_markdown(spec, runs_by_dataset):
         body += probe
         if probe:
             body += image_link(spec, target, f"{ds}_probe.png", f"{ds}: test NDCG@6 against the noise on x")
+        found = strata.strata_for(spec, runs)
+        body += strata.strata_markdown(spec, ds, found)
+        if found:
+            body += image_link(spec, target, f"{ds}_strata.png", f"{ds}: differences by the quality of x")
     body.append(end)
     text = open(target).read() if os.path.isfile(target) else ""
     if begin in text and end in text:
@@ -300,6 +306,8 @@ def render_markdown(spec, runs_by_dataset):
 
 
 def render_plots(spec, runs_by_dataset):
+    from recbole_dnr.benchmark import strata
+
     img = spec.report.get("img_dir")
     if not img:
         return []
@@ -382,6 +390,9 @@ def render_plots(spec, runs_by_dataset):
         probe = plot_probe(plt, by_variant, ds, os.path.join(img, f"{prefix}_{ds}_probe.png"))
         if probe:
             written.append(probe)
+        found = strata.plot_strata(plt, ds, strata.strata_for(spec, runs), os.path.join(img, f"{prefix}_{ds}_strata.png"))
+        if found:
+            written.append(found)
     return written
 
 

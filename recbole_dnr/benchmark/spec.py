@@ -28,7 +28,8 @@ from recbole_dnr.config import properties_dir
 from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
 
 TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse"}
-REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics"}
+REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics",
+               "strata"}
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,19 @@ def load_spec(path):
     for pair in report.get("pairs") or []:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(v not in variants for v in pair):
             raise UserInputError(f"{path}: report.pairs entry {pair!r} must be [A, B], two variants of the grid")
+    strata = report.get("strata")
+    if strata is not None:
+        if not isinstance(strata, dict) or set(strata) - {"floor", "bins", "pairs"}:
+            raise UserInputError(f"{path}: report.strata must be {{floor: <variant>, bins: <int>, pairs: [[A, B], ...]}}")
+        if strata.get("floor", "Retriever") not in variants:
+            raise UserInputError(f"{path}: report.strata floor {strata.get('floor', 'Retriever')!r} is not a variant "
+                                 f"of the grid ({', '.join(variants)})")
+        if not isinstance(strata.get("bins", 5), int) or strata.get("bins", 5) < 2:
+            raise UserInputError(f"{path}: report.strata bins must be an integer >= 2")
+        for pair in strata.get("pairs") or []:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(v not in variants for v in pair):
+                raise UserInputError(f"{path}: report.strata pairs entry {pair!r} must be [A, B], two variants of "
+                                     "the grid")
     out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
     reuse = raw.get("reuse") or []
     if isinstance(reuse, str) or not all(isinstance(r, str) for r in reuse):

@@ -1,0 +1,112 @@
+"""Where a gain comes from: Δ test NDCG@6 of two variants per quantile of the retriever's own quality.
+
+Each test request is placed by the retriever's per-request AUC over its candidates (how well x alone
+orders that request's list: the ``Retriever`` cell's per-request metrics), and the paired difference
+of two variants is averaged inside each quantile bin. A model that reads x more gains where x is good
+and loses where it is bad; a denoiser should do the opposite of a naive x-reader. The strata use the
+test labels, so they describe where a difference arises; they are not a rule a deployed system could
+apply. Configured by a grid's ``report: strata: {floor: Retriever, bins: 5, pairs: [[A, B], ...]}``.
+"""
+
+import warnings
+
+import numpy as np
+
+from recbole_dnr.benchmark.report import per_request
+
+
+def x_strata(a_runs, b_runs, floor_runs, bins=5, metric="ndcg@6", by="auc"):
+    """Δ ``metric`` (a − b) per quantile bin of the floor's per-request ``by``.
+
+    The per-request Δ is the mean over the seeds both variants have; the floor's per-request values
+    come from its first run (the lists are fixed by ``list_seed``, so every seed's floor is the same).
+    Returns ``{"seeds", "n", "delta", "bins": [{"lo", "hi", "n", "delta", "se", "seed_deltas"}]}`` or
+    None when the two have no seed in common or there is no floor."""
+    seeds = sorted({r["seed"] for r in a_runs} & {r["seed"] for r in b_runs})
+    if not seeds or not floor_runs:
+        return None
+    a = [per_request(next(r for r in a_runs if r["seed"] == s), metric) for s in seeds]
+    b = [per_request(next(r for r in b_runs if r["seed"] == s), metric) for s in seeds]
+    q = per_request(floor_runs[0], by)
+    ids = sorted(set(q).intersection(*[set(d) for d in a + b]))
+    with warnings.catch_warnings():  # a request undefined in every seed is NaN, dropped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_seed = np.array([[x[i] - y[i] for i in ids] for x, y in zip(a, b)], dtype=float)  # [S, R]
+        diff = np.nanmean(per_seed, axis=0)
+    quality = np.array([q[i] for i in ids], dtype=float)
+    ok = np.isfinite(quality) & np.isfinite(diff)
+    quality, diff, per_seed = quality[ok], diff[ok], per_seed[:, ok]
+    if not len(diff):
+        return None
+    edges = np.quantile(quality, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, quality, side="right") - 1, 0, bins - 1)  # the top edge joins the last bin
+    out = []
+    for k in range(bins):
+        m = which == k
+        n = int(m.sum())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out.append({"lo": float(edges[k]), "hi": float(edges[k + 1]), "n": n,
+                        "delta": float(diff[m].mean()) if n else float("nan"),
+                        "se": float(diff[m].std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+                        "seed_deltas": [float(np.nanmean(row[m])) if n else float("nan") for row in per_seed]})
+    return {"seeds": seeds, "n": int(len(diff)), "delta": float(diff.mean()), "bins": out}
+
+
+def strata_for(spec, runs):
+    """``{(a, b): x_strata(...)}`` for the pairs of ``report: strata`` that have landed on one dataset."""
+    conf = spec.report.get("strata") or {}
+    if not conf:
+        return {}
+    by_variant = {}
+    for r in runs:
+        by_variant.setdefault(r["variant"], []).append(r)
+    floor = by_variant.get(conf.get("floor", "Retriever"), [])
+    found = {}
+    for a, b in conf.get("pairs") or []:
+        if a in by_variant and b in by_variant:
+            s = x_strata(by_variant[a], by_variant[b], floor, int(conf.get("bins", 5)))
+            if s:
+                found[(a, b)] = s
+    return found
+
+
+def strata_markdown(spec, dataset, found):
+    if not found:
+        return []
+    first = next(iter(found.values()))
+    bins = len(first["bins"])
+    head = ("| pair | seeds | all | " + " | ".join(f"q{k + 1}" for k in range(bins)) + " |")
+    lines = [f"**Where the differences arise ({dataset})**: Δ test NDCG@6 (a − b, mean over seeds; ± standard "
+             f"error over requests) in {bins} equal-count bins of the requests, ordered by how well the retriever's "
+             "x alone ranks each request's candidates (its per-request AUC; q1 = x worst). The bins use the test "
+             "labels: they say where a difference comes from, not which requests a system could pick out.",
+             "", head, "|" + "---|" * (head.count("|") - 1),
+             "| retriever AUC in the bin | | | " + " | ".join(f"{b['lo']:.2f}-{b['hi']:.2f}" for b in first["bins"])
+             + " |"]
+    for (a, b), s in found.items():
+        cells = [f"{x['delta']:+.4f} ± {x['se']:.4f}" for x in s["bins"]]
+        lines.append(f"| {a} − {b} | {len(s['seeds'])} | {s['delta']:+.4f} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def plot_strata(plt, dataset, found, path):
+    if not found:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    first = next(iter(found.values()))
+    xs = np.arange(1, len(first["bins"]) + 1)
+    for (a, b), s in found.items():
+        ax.errorbar(xs, [x["delta"] for x in s["bins"]], yerr=[x["se"] for x in s["bins"]], marker="o", ms=4,
+                    capsize=2, label=f"{a} − {b} ({len(s['seeds'])} seed{'s' if len(s['seeds']) > 1 else ''})",
+                    ls="--" if a.startswith("DNR") else "-")
+    ax.axhline(0, c="k", lw=0.8)
+    ax.set_xticks(xs, [f"q{k}\n{x['lo']:.2f}-{x['hi']:.2f}" for k, x in zip(xs, first["bins"])])
+    ax.set_xlabel("requests in equal-count bins of the retriever's per-request AUC (q1: x worst)")
+    ax.set_ylabel("Δ test NDCG@6 (± s.e. over requests)")
+    ax.set_title(f"{dataset}: where the differences arise, by the quality of x", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
