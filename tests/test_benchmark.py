@@ -264,3 +264,6 @@ def test_x_strata_by_hand(tmp_path):
     assert high["delta"] == pytest.approx(-0.05) and high["se"] == pytest.approx(0.05)
     assert high["seed_deltas"] == pytest.approx([0.0, -0.1])
     assert x_strata(a, b, [], bins=2) is None
+    from recbole_dnr.benchmark.strata import agreeing
+
+    assert agreeing(low) == 1 and agreeing(high) == 1  # seed 1 has Δ 0 in both bins: it agrees with neither

@@ -71,6 +71,12 @@ def strata_for(spec, runs):
     return found
 
 
+def agreeing(stratum):
+    """Seeds whose own Δ in the bin has the sign of the mean Δ."""
+    sign = np.sign(stratum["delta"])
+    return int(sum(np.sign(d) == sign and sign != 0 for d in stratum["seed_deltas"]))
+
+
 def strata_markdown(spec, dataset, found):
     if not found:
         return []
@@ -80,12 +86,15 @@ def strata_markdown(spec, dataset, found):
     lines = [f"**Where the differences arise ({dataset})**: Δ test NDCG@6 (a − b, mean over seeds; ± standard "
              f"error over requests) in {bins} equal-count bins of the requests, ordered by how well the retriever's "
              "x alone ranks each request's candidates (its per-request AUC; q1 = x worst). The bins use the test "
-             "labels: they say where a difference comes from, not which requests a system could pick out.",
+             "labels: they say where a difference comes from, not which requests a system could pick out. In "
+             "brackets: seeds whose own Δ in the bin has the sign of the mean (the request-level error ignores "
+             "training noise; the same config trained twice can differ by 0.05 in a bin in one seed).",
              "", head, "|" + "---|" * (head.count("|") - 1),
              "| retriever AUC in the bin | | | " + " | ".join(f"{b['lo']:.2f}-{b['hi']:.2f}" for b in first["bins"])
              + " |"]
     for (a, b), s in found.items():
-        cells = [f"{x['delta']:+.4f} ± {x['se']:.4f}" for x in s["bins"]]
+        cells = [f"{x['delta']:+.4f} ± {x['se']:.4f}" + (f" ({agreeing(x)}/{len(s['seeds'])})" if len(s["seeds"]) > 1
+                                                         else "") for x in s["bins"]]
         lines.append(f"| {a} − {b} | {len(s['seeds'])} | {s['delta']:+.4f} | " + " | ".join(cells) + " |")
     return lines + [""]
 
