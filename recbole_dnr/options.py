@@ -65,6 +65,7 @@ SPECS = {
     "generator_steps": ("int", 0, None, "φ steps per θ step"),
     "kl_bins": ("int", 2, None, "histogram bins of L_x"),
     "use_learned_generator": ("bool", None, None, "learned noise after lambda_e"),
+    "score_train_noise": ("float", 0, None, "σ of the training-time noise on x, >= 0 (0 = off)"),
 }
 # string options: key -> allowed values (the modules that act on them keep the same tuples; a test
 # checks that the two agree)
@@ -84,6 +85,7 @@ CHOICES = {
     "corr_sampler": ("exact", "uniform"),
     "corr_ranker_loss": ("softmax", "own"),
     "ann_index": ("ivf", "hnsw"),
+    "noise_squash": ("clamp", "minmax"),
 }
 _STRICTLY_POSITIVE = {"learning_rate", "retriever_learning_rate", "generator_learning_rate"}
 _BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
@@ -140,6 +142,10 @@ def _check_together(cfg):
         from recbole_dnr.data.retriever import retriever_class
 
         retriever_class(cfg["retriever_model"])  # a RecBole model that can retrieve, before the data is read
+    if (cfg.get("score_train_noise") or 0) > 0 and str(cfg.get("model", "")).startswith("DNR"):
+        raise UserInputError(f"score_train_noise={cfg['score_train_noise']}: it is a baseline for DNR (a plain backbone "
+                             f"trained on noisy x); {cfg['model']} trains on its own synthetic x'. Set "
+                             "score_train_noise: 0, or use the backbone alone (e.g. --model=PRM)")
     if cfg.get("resume") and cfg.get("resume_state") is False:
         raise UserInputError("resume: True continues from the per-epoch resume state, which resume_state: False "
                              "turns off: set resume_state: True")

@@ -30,6 +30,7 @@ def make_config(**over):
         "lambda_c": 0.4, "lambda_m": 0.5, "lambda_adv": 1.0, "lambda_x": 1.0, "kl_bins": 10,
         "generator_hidden_size": 8, "backbone": None, "fast_path": True, "attn_dropout_prob": 0.0,
         "list_loss": "bce", "predict_without_score": False, "generator_form": "residual",
+        "score_train_noise": 0.0,
     }
     cfg.update(over)
     return cfg

@@ -101,3 +101,45 @@ def test_weak_retriever_probe_settings_are_checked_before_any_work():
     ok = Config(model="PRM", dataset="ml-100k", config_dict={"gpu_id": "",
                                                              "probe_weak_retriever": {"retriever_epochs": 2}})
     assert ok["probe_weak_retriever"] == {"retriever_epochs": 2}
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_score_train_noise_perturbs_training_x_only(name):
+    model = build(name, score_train_noise=0.3)
+    seen = []
+    encode = model.encode
+    model.encode = lambda interaction, x: seen.append(x) or encode(interaction, x)
+    batch = make_batch()
+    torch.manual_seed(1)
+    model.train()
+    model.calculate_loss(batch)
+    x = seen[-1]
+    assert not torch.allclose(x, batch[SCORE])  # trained on x + σ·N(0,1) ...
+    torch.testing.assert_close(x.min(1).values, torch.zeros(B))  # ... re-normalised per list into [0, 1]
+    torch.testing.assert_close(x.max(1).values, torch.ones(B))
+    model.eval()
+    with torch.no_grad():
+        model.predict(batch)
+    assert torch.equal(seen[-1], batch[SCORE])  # evaluation reads the real x
+    off = build(name)
+    off.encode = lambda interaction, x: seen.append(x) or encode(interaction, x)
+    off.train()
+    off.calculate_loss(batch)
+    assert torch.equal(seen[-1], batch[SCORE])  # σ = 0: x untouched
+
+
+def test_score_train_noise_is_refused_for_dnr_and_keeps_old_run_keys(slice_root):
+    from conftest import smoke_config
+
+    from recbole_dnr.config import Config
+    from recbole_dnr.trainer.resume import run_key
+    from recbole_dnr.utils import UserInputError
+
+    with pytest.raises(UserInputError, match="score_train_noise=0.2: it is a baseline for DNR"):
+        Config(config_dict=smoke_config(slice_root, model="DNR_PRM", score_train_noise=0.2))
+    base = Config(config_dict=smoke_config(slice_root, model="PRM"))
+    assert base["score_train_noise"] == 0.0
+    payload_key = run_key(base)
+    base.final_config_dict.pop("score_train_noise")  # a run keyed before the option existed
+    assert run_key(base) == payload_key
+    assert run_key(Config(config_dict=smoke_config(slice_root, model="PRM", score_train_noise=0.2))) != payload_key

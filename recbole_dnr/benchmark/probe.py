@@ -15,15 +15,12 @@ from recbole_dnr import storage
 from recbole_dnr.data import retriever as RT
 from recbole_dnr.data.dataloader import ListDataLoader
 from recbole_dnr.data.dataset import REQUEST_ID, SCORE, RequestSet
+from recbole_dnr.model.noise import perturb_scores
 
 
 def corrupt_scores(x, sigma, generator):
     """x ``[R, n]`` + σ·N(0, 1), min-max re-normalised per list into [0, 1]; σ = 0 returns a copy of x."""
-    if sigma == 0:
-        return x.clone()
-    noisy = x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    lo, hi = noisy.min(1, keepdim=True).values, noisy.max(1, keepdim=True).values
-    return (noisy - lo) / (hi - lo).clamp(min=1e-6)
+    return perturb_scores(x, sigma, generator)
 
 
 def with_scores(split, x):

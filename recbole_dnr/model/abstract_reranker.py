@@ -18,6 +18,7 @@ from recbole.utils import InputType
 
 from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
 from recbole_dnr.model.layers import make_dropout
+from recbole_dnr.model.noise import perturb_scores
 from recbole_dnr.utils import UserInputError, ModelType
 
 
@@ -167,8 +168,13 @@ class ListBackbone(ListRecommender):
         return None
 
     def calculate_loss(self, interaction):
-        """L_direct = -E_x log q_θ(z | x) (+ the backbone's ``aux_loss``)."""
+        """L_direct = -E_x log q_θ(z | x) (+ the backbone's ``aux_loss``). With ``score_train_noise: σ``
+        the training x is x + σ·N(0, 1) re-normalised per list: a naive noise-robust use of x, the
+        baseline DNR's denoising is measured against (evaluation always sees the real x)."""
         x = interaction[SCORE]
+        sigma = self.config["score_train_noise"] or 0.0
+        if sigma and self.training:
+            x = perturb_scores(x, sigma)
         h = self.encode(interaction, x)
         loss = self.list_loss(self.head_logits(h, x), interaction[LABEL])
         aux = self.aux_loss(interaction, h)

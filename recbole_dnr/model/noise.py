@@ -22,6 +22,16 @@ def base_noise(kind, like):
     raise UserInputError(f"noise must be 'gaussian' or 'beta', got '{kind}'")
 
 
+def perturb_scores(x, sigma, generator=None):
+    """x ``[B, n]`` + σ·N(0, 1), min-max re-normalised per list into [0, 1] (a copy of x for σ = 0):
+    the robustness probe's corruption and ``score_train_noise``'s augmentation."""
+    if sigma == 0:
+        return x.clone()
+    noisy = x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    lo, hi = noisy.min(1, keepdim=True).values, noisy.max(1, keepdim=True).values
+    return (noisy - lo) / (hi - lo).clamp(min=1e-6)
+
+
 def synthesize(z, eps, lambda_c, squash="clamp"):
     """x' = squash((1 - λ_c) z + λ_c ε) in [0, 1], shape of z ``[B, n]``."""
     raw = (1.0 - lambda_c) * z + lambda_c * eps

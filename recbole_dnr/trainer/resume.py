@@ -35,9 +35,15 @@ VOLATILE = {"device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", 
             "save_predictions", "predictions_dir", "checkpoint_dir", "reproducibility"}
 
 
+# options added after runs were keyed: at this value they change nothing, so they are left out of the
+# hash and the runs keyed before them (resume files, finished benchmark cells) keep their keys
+NEUTRAL = {"score_train_noise": 0.0}
+
+
 def run_key(config):
     """16-hex hash of the config values that determine training."""
-    payload = {k: v for k, v in config.final_config_dict.items() if k not in VOLATILE}
+    payload = {k: v for k, v in config.final_config_dict.items()
+               if k not in VOLATILE and not (k in NEUTRAL and v == NEUTRAL[k])}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:16]
 
