@@ -13,7 +13,8 @@ ML1M="--only dataset=ml-1m-u1to2999"
 
 study() {
     local b="python -m recbole_dnr.benchmark --config benchmarks/dnr_study.yaml $ML1M"
-    $b variant=DNR-G-shuffled,PRM-late-shuffled   # DNR's one seed-level gain on ml-100k, and its backbone
+    $b variant=DNR-G-shuffled,PRM-late-shuffled   # DNR's first seed-level gain on ml-100k, and its backbone
+    $b variant=DNR-G-heuristic-shuffled,PRM-late-shuffled-xnoise   # the best ml-100k row, and noise-trained PRM
     $b variant=PRM-noinfo                          # the paper's score-free PRM
     $b                                             # the rest (PRM-late, DNR-G are copied from the zoo)
     python -m recbole_dnr.benchmark --config benchmarks/corr.yaml $ML1M
