@@ -77,7 +77,8 @@ def test_weight_fusion_backbones_train():
 
 
 def test_corruption_probe_noise_and_stored_lists_untouched():
-    from recbole_dnr.benchmark.probe import corrupt_scores, with_scores
+    from recbole_dnr.benchmark.probe import with_scores
+    from recbole_dnr.model.noise import perturb_scores as corrupt_scores  # the probe's corruption
     from recbole_dnr.data.dataset import RequestSet
 
     x = torch.rand(4, 6)

@@ -18,11 +18,6 @@ from recbole_dnr.data.dataset import REQUEST_ID, SCORE, RequestSet
 from recbole_dnr.model.noise import perturb_scores
 
 
-def corrupt_scores(x, sigma, generator):
-    """x ``[R, n]`` + σ·N(0, 1), min-max re-normalised per list into [0, 1]; σ = 0 returns a copy of x."""
-    return perturb_scores(x, sigma, generator)
-
-
 def with_scores(split, x):
     """A copy of a split (:class:`RequestSet`) whose x is ``x``; the stored split is untouched."""
     return RequestSet(split.parent, Interaction({**split.inter.interaction, SCORE: x}), split.phase)
@@ -35,7 +30,7 @@ def score_corruption_probe(config, trainer, test_loader, sigmas, seed):
     out = {}
     for i, sigma in enumerate(sigmas):
         g = torch.Generator().manual_seed(int(seed) * 1009 + i)
-        loader = ListDataLoader(config, with_scores(split, corrupt_scores(split.inter[SCORE], float(sigma), g)),
+        loader = ListDataLoader(config, with_scores(split, perturb_scores(split.inter[SCORE], float(sigma), g)),
                                 config["eval_batch_size"])
         out[str(sigma)] = {k: float(v) for k, v in trainer.evaluate(loader, load_best_model=False).items()}
     return out

@@ -59,16 +59,22 @@ def per_request(rec, metric):
         return dict(zip(z["request_id"].tolist(), z[metric].tolist()))
 
 
+def per_request_by_seed(a_runs, b_runs, metric):
+    """The seeds both variants have, and each one's ``{request id: metric}`` per seed (a, b)."""
+    seeds = sorted({r["seed"] for r in a_runs} & {r["seed"] for r in b_runs})
+    a = [per_request(next(r for r in a_runs if r["seed"] == s), metric) for s in seeds]
+    b = [per_request(next(r for r in b_runs if r["seed"] == s), metric) for s in seeds]
+    return seeds, a, b
+
+
 def paired(a_runs, b_runs, metric="ndcg@6"):
     """Δ (a - b) over requests (per-request metric averaged over common seeds; t-test, Wilcoxon)
     and over seeds (t-test of the per-seed means)."""
     from scipy import stats
 
-    seeds = sorted({r["seed"] for r in a_runs} & {r["seed"] for r in b_runs})
+    seeds, a, b = per_request_by_seed(a_runs, b_runs, metric)
     if not seeds:
         return None
-    a = [per_request(next(r for r in a_runs if r["seed"] == s), metric) for s in seeds]
-    b = [per_request(next(r for r in b_runs if r["seed"] == s), metric) for s in seeds]
     ids = sorted(set.intersection(*[set(d) for d in a + b]))
     with warnings.catch_warnings():  # a request whose metric is undefined in every seed is NaN, dropped below
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -290,7 +296,7 @@ def render_markdown(spec, runs_by_dataset):
         if probe:
             body += image_link(spec, target, f"{ds}_probe.png", f"{ds}: test NDCG@6 against the noise on x")
         found = strata.strata_for(spec, runs)
-        body += strata.strata_markdown(spec, ds, found)
+        body += strata.strata_markdown(ds, found)
         if found:
             body += image_link(spec, target, f"{ds}_strata.png", f"{ds}: differences by the quality of x")
     body.append(end)

@@ -92,6 +92,12 @@ def resolve_variant(name, named):
     return settings
 
 
+def check_pairs(path, where, pairs, variants):
+    for pair in pairs or []:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(v not in variants for v in pair):
+            raise UserInputError(f"{path}: {where} entry {pair!r} must be [A, B], two variants of the grid")
+
+
 def load_spec(path):
     """Read and validate a grid yaml; every problem is reported before any cell runs."""
     if not os.path.isfile(path):
@@ -136,12 +142,11 @@ def load_spec(path):
                     cell = Cell(ds, name + suffix, int(seed))
                     if cell not in cells:
                         cells.append(cell)
-    for cell in cells:  # a typo in a variant's settings fails now, not in that cell hours into the grid
-        settings = {**(datasets.get(cell.dataset) or {}), **variants[cell.variant]}
+    for ds, variant in dict.fromkeys((c.dataset, c.variant) for c in cells):  # a typo fails now, not hours in
         try:
-            options.check(settings)
+            options.check({**(datasets.get(ds) or {}), **variants[variant]})
         except UserInputError as e:
-            raise UserInputError(f"{path}: variant '{cell.variant}' on {cell.dataset}: {e}") from None
+            raise UserInputError(f"{path}: variant '{variant}' on {ds}: {e}") from None
     report = raw.get("report") or {}
     unknown = set(report) - REPORT_KEYS
     if unknown:
@@ -150,9 +155,7 @@ def load_spec(path):
         if not isinstance(row, (list, tuple)) or len(row) < 2 or row[1] not in variants:
             raise UserInputError(f"{path}: report.table2 row {row!r} must be [label, variant, paper figure] with a "
                                  f"variant of the grid ({', '.join(variants)})")
-    for pair in report.get("pairs") or []:
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(v not in variants for v in pair):
-            raise UserInputError(f"{path}: report.pairs entry {pair!r} must be [A, B], two variants of the grid")
+    check_pairs(path, "report.pairs", report.get("pairs"), variants)
     strata = report.get("strata")
     if strata is not None:
         if not isinstance(strata, dict) or set(strata) - {"floor", "bins", "pairs"}:
@@ -162,10 +165,7 @@ def load_spec(path):
                                  f"of the grid ({', '.join(variants)})")
         if not isinstance(strata.get("bins", 5), int) or strata.get("bins", 5) < 2:
             raise UserInputError(f"{path}: report.strata bins must be an integer >= 2")
-        for pair in strata.get("pairs") or []:
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(v not in variants for v in pair):
-                raise UserInputError(f"{path}: report.strata pairs entry {pair!r} must be [A, B], two variants of "
-                                     "the grid")
+        check_pairs(path, "report.strata pairs", strata.get("pairs"), variants)
     out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
     reuse = raw.get("reuse") or []
     if isinstance(reuse, str) or not all(isinstance(r, str) for r in reuse):

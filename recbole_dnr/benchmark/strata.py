@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from recbole_dnr.benchmark.report import per_request
+from recbole_dnr.benchmark.report import per_request, per_request_by_seed
 
 
 def x_strata(a_runs, b_runs, floor_runs, bins=5, metric="ndcg@6", by="auc"):
@@ -22,11 +22,11 @@ def x_strata(a_runs, b_runs, floor_runs, bins=5, metric="ndcg@6", by="auc"):
     come from its first run (the lists are fixed by ``list_seed``, so every seed's floor is the same).
     Returns ``{"seeds", "n", "delta", "bins": [{"lo", "hi", "n", "delta", "se", "seed_deltas"}]}`` or
     None when the two have no seed in common or there is no floor."""
-    seeds = sorted({r["seed"] for r in a_runs} & {r["seed"] for r in b_runs})
-    if not seeds or not floor_runs:
+    if not floor_runs:
         return None
-    a = [per_request(next(r for r in a_runs if r["seed"] == s), metric) for s in seeds]
-    b = [per_request(next(r for r in b_runs if r["seed"] == s), metric) for s in seeds]
+    seeds, a, b = per_request_by_seed(a_runs, b_runs, metric)
+    if not seeds:
+        return None
     q = per_request(floor_runs[0], by)
     ids = sorted(set(q).intersection(*[set(d) for d in a + b]))
     with warnings.catch_warnings():  # a request undefined in every seed is NaN, dropped below
@@ -77,7 +77,7 @@ def agreeing(stratum):
     return int(sum(np.sign(d) == sign and sign != 0 for d in stratum["seed_deltas"]))
 
 
-def strata_markdown(spec, dataset, found):
+def strata_markdown(dataset, found):
     if not found:
         return []
     first = next(iter(found.values()))
