@@ -6,6 +6,8 @@
 #   bash benchmarks/ml1m_queue.sh            # both queues in the background, logs in logs/
 #   bash benchmarks/ml1m_queue.sh study      # only the DNR study (then CoRR) queue, in the foreground
 #   bash benchmarks/ml1m_queue.sh zoo        # only the zoo queue, in the foreground
+#   bash benchmarks/ml1m_queue.sh park       # copy the runs in progress to benchmarks/parked/ (commit it):
+#                                            # on a machine handed out anew, `both` puts them back first
 set -u
 cd "$(dirname "$0")/.."
 export BENCH_THREADS=${BENCH_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -13,26 +15,39 @@ ML1M="--only dataset=ml-1m-u1to2999"
 
 study() {
     local b="python -m recbole_dnr.benchmark --config benchmarks/dnr_study.yaml $ML1M"
-    $b variant=DNR-G-shuffled,PRM-late-shuffled   # DNR's first seed-level gain on ml-100k, and its backbone
-    $b variant=DNR-G-heuristic-shuffled,PRM-late-shuffled-xnoise   # the best ml-100k row, and noise-trained PRM
-    $b variant=PRM-noinfo                          # the paper's score-free PRM
-    $b                                             # the rest (PRM-late, DNR-G are copied from the zoo)
+    # ml-100k CoRR-alt seed 2020 ran with patience 3 before its variant said 6 (stale): retrain it
+    python -m recbole_dnr.benchmark --config benchmarks/corr.yaml --only dataset=ml-100k variant=CoRR-alt \
+        seed=2020 --rerun_stale
+    # does DNR add anything beyond using x? the paper's score-free PRM, the best ml-100k DNR row
+    # (heuristic noise, shuffled lists), order only, the paper's generator; seed by seed, so that each
+    # finished seed compares all of them (PRM-late / DNR-G are copied from the zoo queue's PRM / DNR_PRM)
+    for s in 2020 2021 2022; do
+        $b variant=PRM-noinfo,DNR-G-heuristic-shuffled,PRM-none,DNR-G-direct seed=$s
+    done
+    $b                                             # one-seed context rows; Retriever, PRM-late, DNR-G copied
     python -m recbole_dnr.benchmark --config benchmarks/corr.yaml $ML1M
 }
 
 zoo() {
     local b="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M"
-    $b variant=Retriever,PRM,DNR_PRM               # = the study's PRM-late and DNR-G
+    $b variant=Retriever
+    for s in 2020 2021 2022; do
+        $b variant=PRM,DNR_PRM seed=$s             # = the study's PRM-late and DNR-G
+    done
+    $b variant=SASRec,GRU4Rec,Caser                # RecBole's baselines
+    $b variant=PIER,DNR_PIER                       # the paper's strongest baseline and DNR host
     $b
 }
 
 case "${1:-both}" in
     study) study ;;
     zoo) zoo ;;
+    park) python -m recbole_dnr.benchmark.park save ;;
     both)
         mkdir -p logs
+        python -m recbole_dnr.benchmark.park restore
         nohup bash "$0" study > logs/ml1m_study.log 2>&1 &
         nohup bash "$0" zoo > logs/ml1m_zoo.log 2>&1 &
         echo "two queues started; follow them with: tail -f logs/ml1m_study.log logs/ml1m_zoo.log" ;;
-    *) echo "usage: bash benchmarks/ml1m_queue.sh [both|study|zoo]" >&2; exit 2 ;;
+    *) echo "usage: bash benchmarks/ml1m_queue.sh [both|study|zoo|park]" >&2; exit 2 ;;
 esac

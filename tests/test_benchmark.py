@@ -267,3 +267,60 @@ def test_x_strata_by_hand(tmp_path):
     from recbole_dnr.benchmark.strata import agreeing
 
     assert agreeing(low) == 1 and agreeing(high) == 1  # seed 1 has Δ 0 in both bins: it agrees with neither
+
+
+@pytest.mark.reliability("Bad input", "a grid yaml edited after some of its cells ran (a setting changed)",
+                         "the cells run with the old settings are named with what changed, before any work; "
+                         "--rerun_stale retrains them; reports leave them out")
+def test_cells_run_with_other_settings_are_stale(tmp_path, slice_root, capfd):
+    from recbole_dnr.benchmark.report import load_cells
+
+    path = grid_file(tmp_path, slice_root, ["PRM"])
+    spec = load_spec(path)
+    cell = spec.cells[0]
+    assert spec.status(cell) == "missing"
+    os.makedirs(os.path.dirname(spec.cell_path(cell)))
+    settings = json.loads(json.dumps(spec.settings(cell)))
+    for stopping_step, status in ((settings.get("stopping_step"), "done"), (7, "stale")):
+        rec = {"settings": {**settings, "stopping_step": stopping_step}, "test": {"ndcg@6": 0.5}}
+        with open(spec.cell_path(cell), "w") as f:
+            json.dump(rec, f)
+        assert spec.status(cell) == status
+        assert len(load_cells(spec)) == (status == "done")
+    with pytest.raises(SystemExit, match=r"(?s)1 finished cell\(s\).*stopping_step: 7 -> .*--rerun_stale"):
+        main(["--config", path, "--dry-run"])
+    capfd.readouterr()
+    main(["--config", path, "--dry-run", "--rerun_stale"])
+    assert "0 done, 1 to run (1 stale)" in capfd.readouterr().out
+
+
+@pytest.mark.reliability("Faults and interruption", "the machine is handed out anew between sittings of a grid",
+                         "park save / restore carry each unfinished run (resume state + its best checkpoint) "
+                         "across, byte for byte; an inconsistent pair is not parked")
+def test_park_carries_unfinished_runs_across_machines(tmp_path):
+    from recbole_dnr import storage
+    from recbole_dnr.benchmark import park
+
+    ckpt, parked = tmp_path / "saved", str(tmp_path / "parked")
+
+    def run(name, epoch, best_epoch, score=0.5):
+        best = str(ckpt / f"{name}-best.pth")
+        storage.save({"epoch": best_epoch, "best_valid_score": score}, best)
+        storage.save({"epoch": epoch, "best_model_file": best, "best_valid_score": score},
+                     ckpt / "resume" / f"{name}.pth")
+        return best
+
+    best = run("A", epoch=3, best_epoch=2)
+    run("Torn", epoch=3, best_epoch=4)  # its best file is newer than its state: a runner wrote in between
+    manifest = park.save(str(ckpt), parked, tries=1)
+    assert sorted(manifest) == ["A.pth"] and manifest["A.pth"]["epoch"] == 3
+    originals = {p: open(p, "rb").read() for p in (best, str(ckpt / "resume" / "A.pth"))}
+    for p in originals:
+        os.remove(p)
+    assert park.restore(parked) == ["A.pth"]
+    assert all(open(p, "rb").read() == data for p, data in originals.items())
+    storage.save({"epoch": 9, "best_model_file": best, "best_valid_score": 0.5}, ckpt / "resume" / "A.pth")
+    assert park.restore(parked) == []  # the state here is later: kept
+    os.remove(ckpt / "resume" / "A.pth")  # the run finished
+    os.remove(ckpt / "resume" / "Torn.pth")
+    assert park.save(str(ckpt), parked) == {} and os.listdir(parked) == ["MANIFEST.json"]

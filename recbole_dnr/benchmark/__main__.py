@@ -3,7 +3,9 @@
 Runs every cell (dataset, variant, seed) of the grid that has no result yet, each in its own
 process (clean peak memory; a crash loses only that cell), writes each finished cell at once,
 then ``results.csv`` and the report (markdown tables + PNG plots). Resumable: run it again and
-only missing or failed cells run. ``--report`` only renders; ``--dry_run`` lists what would run.
+only missing or failed cells run. ``--report`` only renders; ``--dry_run`` lists what would run. A finished cell whose recorded settings
+differ from what the grid now gives it (the yaml was edited) is *stale*: an error names it before any
+work, ``--rerun_stale`` retrains it, and reports leave it out.
 """
 
 import argparse
@@ -51,11 +53,26 @@ def check_only(spec, only):
                                      f"its {key}s: {', '.join(have)}")
 
 
-def run_grid(spec, only=None, dry_run=False, timeout=None):
-    todo = [c for c in spec.cells if matches(c, only) and not os.path.isfile(spec.cell_path(c))]
-    done = [c for c in spec.cells if os.path.isfile(spec.cell_path(c))]
+def check_stale(spec, only=None, rerun_stale=False):
+    """Stale cells (result files recorded with other settings than the grid gives them now) among the
+    selected ones: an error before any work, unless ``--rerun_stale`` asks to retrain them."""
+    stale = [c for c in spec.cells if matches(c, only) and spec.status(c) == "stale"]
+    if stale and not rerun_stale:
+        shown = "\n".join(f"  {c.key}: {spec.stale_diff(c)}" for c in stale[:8])
+        more = f"\n  ... and {len(stale) - 8} more" if len(stale) > 8 else ""
+        raise UserInputError(f"{spec.path}: {len(stale)} finished cell(s) were run with other settings than the "
+                             f"grid now gives them (recorded -> now):\n{shown}{more}\nRetrain them with --rerun_stale "
+                             f"(each file is replaced when its new run finishes), move them out of {spec.out}, "
+                             f"or restore the settings")
+    return stale
+
+
+def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
+    stale = check_stale(spec, only, rerun_stale)
+    todo = [c for c in spec.cells if matches(c, only) and (spec.status(c) == "missing" or c in stale)]
+    done = [c for c in spec.cells if spec.status(c) == "done"]
     print(f"[benchmark] {spec.path}: {len(spec.cells)} cells, {len(done)} done, {len(todo)} to run "
-          f"(results: {spec.out})", flush=True)
+          f"{f'({len(stale)} stale) ' if stale else ''}(results: {spec.out})", flush=True)
     if dry_run:
         for c in todo:
             print(f"  would run {c.key}: {json.dumps(spec.settings(c))}")
@@ -105,14 +122,18 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="run only cells matching key=value (dataset, variant, seed); a,b matches either")
     parser.add_argument("--report", action="store_true", help="only render results.csv, tables and plots")
     parser.add_argument("--dry_run", "--dry-run", action="store_true", help="list the cells that would run")
+    parser.add_argument("--rerun_stale", "--rerun-stale", action="store_true",
+                        help="retrain cells whose recorded settings differ from the grid's (else: an error)")
     parser.add_argument("--cell_timeout", "--cell-timeout", type=float, default=None, help="seconds before a cell is killed")
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.config)
         check_only(spec, args.only)
+        if not args.report:
+            check_stale(spec, args.only, args.rerun_stale)
     except UserInputError as e:
         raise SystemExit(f"error: {e}")
-    failed = [] if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout)
+    failed = [] if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout, args.rerun_stale)
     if not args.dry_run:
         write_results_csv(spec)
         for path in render(spec):

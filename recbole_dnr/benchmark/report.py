@@ -16,11 +16,12 @@ COST = ["epochs_run", "best_epoch", "hit_epoch_cap", "train_sec_per_epoch", "fit
 
 
 def load_cells(spec):
-    """Finished cells of the grid, in grid order: list of records (with ``npz`` path)."""
+    """Finished cells of the grid, in grid order: list of records (with ``npz`` path). Stale cells (run
+    with other settings than the grid now gives them) are left out: they are not this grid's results."""
     out = []
     for cell in spec.cells:
         path = spec.cell_path(cell)
-        if os.path.isfile(path):
+        if spec.status(cell) == "done":
             with open(path) as f:
                 rec = json.load(f)
             rec["variant"] = cell.variant

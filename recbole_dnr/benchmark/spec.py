@@ -18,6 +18,7 @@ Example (benchmarks/zoo.yaml)::
 A cell is (dataset, variant, seed). Cells are validated here, before any training.
 """
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -65,6 +66,26 @@ class Spec:
         cfg.update(self.variants[cell.variant])
         cfg["seed"] = cell.seed  # the cell's file is named by it: a seed in the settings must not override it
         return cfg
+
+    def status(self, cell):
+        """``"missing"``, ``"done"``, or ``"stale"``: a result file recorded with other settings than the grid
+        now gives the cell (the yaml was edited after it ran), which must not pass for this grid's result."""
+        path = self.cell_path(cell)
+        if not os.path.isfile(path):
+            return "missing"
+        with open(path) as f:
+            recorded = json.load(f).get("settings")
+        now = json.loads(json.dumps(self.settings(cell)))  # as the cell recorded it (tuples become lists)
+        return "done" if recorded is None or recorded == now else "stale"
+
+    def stale_diff(self, cell):
+        """``key: recorded -> now`` for each setting that differs, for error messages."""
+        with open(self.cell_path(cell)) as f:
+            recorded = json.load(f).get("settings") or {}
+        now = json.loads(json.dumps(self.settings(cell)))
+        keys = sorted(set(recorded) | set(now), key=str)
+        return ", ".join(f"{k}: {recorded.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
+                         for k in keys if recorded.get(k) != now.get(k))
 
 
 def experiment_file(name):
