@@ -275,7 +275,7 @@ def spread_labels(anchors, sizes, gap=3.0):
     return offsets
 
 
-def render_markdown(spec, runs_by_dataset):
+def render_markdown(spec, runs_by_dataset, strata_by_dataset=None):
     from recbole_dnr.benchmark import strata
 
     target = spec.report.get("markdown")
@@ -296,7 +296,9 @@ def render_markdown(spec, runs_by_dataset):
         body += probe
         if probe:
             body += image_link(spec, target, f"{ds}_probe.png", f"{ds}: test NDCG@6 against the noise on x")
-        found = strata.strata_for(spec, runs)
+        found = (strata_by_dataset or {}).get(ds)
+        if found is None:
+            found = strata.strata_for(spec, runs)
         body += strata.strata_markdown(ds, found)
         if found:
             body += image_link(spec, target, f"{ds}_strata.png", f"{ds}: differences by the quality of x")
@@ -312,7 +314,7 @@ def render_markdown(spec, runs_by_dataset):
     return target
 
 
-def render_plots(spec, runs_by_dataset):
+def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
     from recbole_dnr.benchmark import strata
 
     img = spec.report.get("img_dir")
@@ -397,7 +399,10 @@ def render_plots(spec, runs_by_dataset):
         probe = plot_probe(plt, by_variant, ds, os.path.join(img, f"{prefix}_{ds}_probe.png"))
         if probe:
             written.append(probe)
-        found = strata.plot_strata(plt, ds, strata.strata_for(spec, runs), os.path.join(img, f"{prefix}_{ds}_strata.png"))
+        found = (strata_by_dataset or {}).get(ds)
+        if found is None:
+            found = strata.strata_for(spec, runs)
+        found = strata.plot_strata(plt, ds, found, os.path.join(img, f"{prefix}_{ds}_strata.png"))
         if found:
             written.append(found)
     return written
@@ -452,9 +457,12 @@ def render(spec):
     if not runs_by_dataset:  # clear a stale block (e.g. after discarding cells)
         md = render_markdown(spec, {})
         return [md] if md else []
+    from recbole_dnr.benchmark import strata
+
     written = [os.path.join(spec.out, "results.csv")]
-    md = render_markdown(spec, runs_by_dataset)
+    found = {ds: strata.strata_for(spec, runs) for ds, runs in runs_by_dataset.items()}  # once: table and plot
+    md = render_markdown(spec, runs_by_dataset, found)
     if md:
         written.append(md)
-    return written + render_plots(spec, runs_by_dataset)
+    return written + render_plots(spec, runs_by_dataset, found)
 
