@@ -3,9 +3,10 @@
 Runs every cell (dataset, variant, seed) of the grid that has no result yet, each in its own
 process (clean peak memory; a crash loses only that cell), writes each finished cell at once,
 then ``results.csv`` and the report (markdown tables + PNG plots). Resumable: run it again and
-only missing or failed cells run. ``--report`` only renders; ``--dry_run`` lists what would run. A finished cell whose recorded settings
-differ from what the grid now gives it (the yaml was edited) is *stale*: an error names it before any
-work, ``--rerun_stale`` retrains it, and reports leave it out.
+only missing or failed cells run. ``--report`` only renders; ``--dry_run`` lists what would run.
+A finished cell whose recorded settings differ from what the grid now gives it (the yaml was
+edited) is *stale*: an error names it before any work, ``--rerun_stale`` retrains it, and reports
+leave it out.
 """
 
 import argparse
@@ -53,10 +54,12 @@ def check_only(spec, only):
                                      f"its {key}s: {', '.join(have)}")
 
 
-def check_stale(spec, only=None, rerun_stale=False):
-    """Stale cells (result files recorded with other settings than the grid gives them now) among the
-    selected ones: an error before any work, unless ``--rerun_stale`` asks to retrain them."""
-    stale = [c for c in spec.cells if matches(c, only) and spec.status(c) == "stale"]
+def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
+    """Run the selected cells that have no current result. Stale cells (result files recorded with other
+    settings than the grid gives them now) are a :class:`UserInputError` before any work, unless
+    ``rerun_stale`` asks to retrain them."""
+    status = {c: spec.status(c) for c in spec.cells}  # each cell file read once
+    stale = [c for c in spec.cells if matches(c, only) and status[c] == "stale"]
     if stale and not rerun_stale:
         shown = "\n".join(f"  {c.key}: {spec.stale_diff(c)}" for c in stale[:8])
         more = f"\n  ... and {len(stale) - 8} more" if len(stale) > 8 else ""
@@ -64,13 +67,8 @@ def check_stale(spec, only=None, rerun_stale=False):
                              f"grid now gives them (recorded -> now):\n{shown}{more}\nRetrain them with --rerun_stale "
                              f"(each file is replaced when its new run finishes), move them out of {spec.out}, "
                              f"or restore the settings")
-    return stale
-
-
-def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
-    stale = check_stale(spec, only, rerun_stale)
-    todo = [c for c in spec.cells if matches(c, only) and (spec.status(c) == "missing" or c in stale)]
-    done = [c for c in spec.cells if spec.status(c) == "done"]
+    todo = [c for c in spec.cells if matches(c, only) and status[c] != "done"]
+    done = [c for c in spec.cells if status[c] == "done"]
     print(f"[benchmark] {spec.path}: {len(spec.cells)} cells, {len(done)} done, {len(todo)} to run "
           f"{f'({len(stale)} stale) ' if stale else ''}(results: {spec.out})", flush=True)
     if dry_run:
@@ -129,11 +127,9 @@ def main(argv=None):
     try:
         spec = load_spec(args.config)
         check_only(spec, args.only)
-        if not args.report:
-            check_stale(spec, args.only, args.rerun_stale)
+        failed = [] if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout, args.rerun_stale)
     except UserInputError as e:
         raise SystemExit(f"error: {e}")
-    failed = [] if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout, args.rerun_stale)
     if not args.dry_run:
         write_results_csv(spec)
         for path in render(spec):

@@ -29,13 +29,18 @@ from recbole_dnr import storage
 MANIFEST = "MANIFEST.json"
 
 
-def _pair(resume_path):
-    """(state epoch, best checkpoint path, best valid score) of a resume file, or None when unreadable."""
+def _load(path):
+    """A checkpoint or resume state, or None when it is unreadable or fails its checksum."""
     try:
-        state = storage.load(resume_path, map_location="cpu")
+        return storage.load(path, map_location="cpu")
     except (storage.CorruptFileError, OSError, RuntimeError, EOFError):
         return None
-    return state["epoch"], state["best_model_file"], state["best_valid_score"]
+
+
+def _pair(resume_path):
+    """(state epoch, best checkpoint path, best valid score) of a resume file, or None when unreadable."""
+    state = _load(resume_path)
+    return None if state is None else (state["epoch"], state["best_model_file"], state["best_valid_score"])
 
 
 def _consistent(resume_copy, best_copy):
@@ -44,11 +49,8 @@ def _consistent(resume_copy, best_copy):
         return False
     if best_copy is None:  # no epoch has been saved as best yet
         return True
-    try:
-        best = storage.load(best_copy, map_location="cpu")
-    except (storage.CorruptFileError, OSError, RuntimeError, EOFError):
-        return False
-    return best["epoch"] <= pair[0] and best["best_valid_score"] == pair[2]
+    best = _load(best_copy)
+    return best is not None and best["epoch"] <= pair[0] and best["best_valid_score"] == pair[2]
 
 
 def save(checkpoint_dir="saved", park_dir="benchmarks/parked", tries=5):

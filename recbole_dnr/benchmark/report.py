@@ -21,9 +21,11 @@ def load_cells(spec):
     out = []
     for cell in spec.cells:
         path = spec.cell_path(cell)
-        if spec.status(cell) == "done":
+        if os.path.isfile(path):
             with open(path) as f:
                 rec = json.load(f)
+            if not spec.is_current(cell, rec):
+                continue
             rec["variant"] = cell.variant
             rec["npz"] = spec.cell_path(cell, "npz")
             out.append(rec)
@@ -275,9 +277,18 @@ def spread_labels(anchors, sizes, gap=3.0):
     return offsets
 
 
+def strata_of(spec, runs_by_dataset):
+    """``{dataset: strata.strata_for(...)}``: computed once per render, shared by table and plot."""
+    from recbole_dnr.benchmark import strata
+
+    return {ds: strata.strata_for(spec, runs) for ds, runs in runs_by_dataset.items()}
+
+
 def render_markdown(spec, runs_by_dataset, strata_by_dataset=None):
     from recbole_dnr.benchmark import strata
 
+    if strata_by_dataset is None:
+        strata_by_dataset = strata_of(spec, runs_by_dataset)
     target = spec.report.get("markdown")
     if not target:
         return None
@@ -296,9 +307,7 @@ def render_markdown(spec, runs_by_dataset, strata_by_dataset=None):
         body += probe
         if probe:
             body += image_link(spec, target, f"{ds}_probe.png", f"{ds}: test NDCG@6 against the noise on x")
-        found = (strata_by_dataset or {}).get(ds)
-        if found is None:
-            found = strata.strata_for(spec, runs)
+        found = strata_by_dataset[ds]
         body += strata.strata_markdown(ds, found)
         if found:
             body += image_link(spec, target, f"{ds}_strata.png", f"{ds}: differences by the quality of x")
@@ -317,6 +326,8 @@ def render_markdown(spec, runs_by_dataset, strata_by_dataset=None):
 def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
     from recbole_dnr.benchmark import strata
 
+    if strata_by_dataset is None:
+        strata_by_dataset = strata_of(spec, runs_by_dataset)
     img = spec.report.get("img_dir")
     if not img:
         return []
@@ -399,10 +410,7 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
         probe = plot_probe(plt, by_variant, ds, os.path.join(img, f"{prefix}_{ds}_probe.png"))
         if probe:
             written.append(probe)
-        found = (strata_by_dataset or {}).get(ds)
-        if found is None:
-            found = strata.strata_for(spec, runs)
-        found = strata.plot_strata(plt, ds, found, os.path.join(img, f"{prefix}_{ds}_strata.png"))
+        found = strata.plot_strata(plt, ds, strata_by_dataset[ds], os.path.join(img, f"{prefix}_{ds}_strata.png"))
         if found:
             written.append(found)
     return written
@@ -457,10 +465,8 @@ def render(spec):
     if not runs_by_dataset:  # clear a stale block (e.g. after discarding cells)
         md = render_markdown(spec, {})
         return [md] if md else []
-    from recbole_dnr.benchmark import strata
-
     written = [os.path.join(spec.out, "results.csv")]
-    found = {ds: strata.strata_for(spec, runs) for ds, runs in runs_by_dataset.items()}  # once: table and plot
+    found = strata_of(spec, runs_by_dataset)
     md = render_markdown(spec, runs_by_dataset, found)
     if md:
         written.append(md)

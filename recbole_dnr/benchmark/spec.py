@@ -67,6 +67,16 @@ class Spec:
         cfg["seed"] = cell.seed  # the cell's file is named by it: a seed in the settings must not override it
         return cfg
 
+    def settings_as_recorded(self, cell):
+        """:meth:`settings` as a cell file records them (through json: tuples become lists)."""
+        return json.loads(json.dumps(self.settings(cell)))
+
+    def is_current(self, cell, record):
+        """Whether a cell's record was run with the settings the grid now gives the cell (a record
+        without settings predates them and counts as current)."""
+        recorded = record.get("settings")
+        return recorded is None or recorded == self.settings_as_recorded(cell)
+
     def status(self, cell):
         """``"missing"``, ``"done"``, or ``"stale"``: a result file recorded with other settings than the grid
         now gives the cell (the yaml was edited after it ran), which must not pass for this grid's result."""
@@ -74,15 +84,13 @@ class Spec:
         if not os.path.isfile(path):
             return "missing"
         with open(path) as f:
-            recorded = json.load(f).get("settings")
-        now = json.loads(json.dumps(self.settings(cell)))  # as the cell recorded it (tuples become lists)
-        return "done" if recorded is None or recorded == now else "stale"
+            return "done" if self.is_current(cell, json.load(f)) else "stale"
 
     def stale_diff(self, cell):
         """``key: recorded -> now`` for each setting that differs, for error messages."""
         with open(self.cell_path(cell)) as f:
             recorded = json.load(f).get("settings") or {}
-        now = json.loads(json.dumps(self.settings(cell)))
+        now = self.settings_as_recorded(cell)
         keys = sorted(set(recorded) | set(now), key=str)
         return ", ".join(f"{k}: {recorded.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
                          for k in keys if recorded.get(k) != now.get(k))
