@@ -241,6 +241,9 @@ def test_scatter_labels_move_left_or_down_until_they_do_not_overlap():
     assert spread_labels([(0, 100), (0, 98), (500, 98)], size) == [(3, 3), (-43, 3), (3, 3)]
     # a third label beside both: right and left are taken, so it goes one height down, on the right
     assert spread_labels([(0, 100), (0, 98), (1, 97)], size) == [(3, 3), (-43, 3), (3, -7)]
+    # nor over another point: the right of (5, 95) is taken by the label of (0, 100) and its left
+    # would cover that point's marker (without markers as obstacles it went left: (-43, 3))
+    assert spread_labels([(0, 100), (5, 95)], size[:2]) == [(3, 3), (3, -7)]
 
 
 def test_x_strata_by_hand(tmp_path):

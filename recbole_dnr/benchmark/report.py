@@ -264,8 +264,10 @@ def spread_labels(anchors, sizes, gap=3.0):
     """Offsets (dx, dy) in points that keep scatter labels from overlapping. A label sits ``gap`` right
     of and above its point ([x, y] in points, ``sizes`` [w, h]); from the highest point down, one that
     would overlap a label already placed tries the left of its point, then both sides one height
-    lower, two heights lower, ... and takes the first free place."""
-    placed, offsets = [], [(gap, gap)] * len(anchors)
+    lower, two heights lower, ... and takes the first free place. The points' markers (``gap`` in
+    radius, the default scatter marker) count as taken too, so a label never hides another point."""
+    placed = [(x - gap, y - gap, x + gap, y + gap) for x, y in anchors]
+    offsets = [(gap, gap)] * len(anchors)
     for i in sorted(range(len(anchors)), key=lambda i: -anchors[i][1]):
         (x, y), (w, h) = anchors[i], sizes[i]
         for dx, dy in [(dx, gap - k * h) for k in range(200) for dx in (gap, -gap - w)]:
