@@ -368,7 +368,7 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
         if floors:
             ax.axvline(np.mean([r["test"]["ndcg@6"] for r in by_variant[floors[0]]]), ls="--", c="k", lw=1,
                        label="retriever floor")
-            ax.legend(loc="lower right")
+            ax.legend(loc="best")  # matplotlib avoids the bars; a fixed corner covered the longest one
         ax = axes[1]
         curved = curve_variants(names, by_variant)
         bases = list(dict.fromkeys(n[len("DNR_"):] if n.startswith("DNR_") else n for n in curved))
