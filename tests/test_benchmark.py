@@ -57,6 +57,10 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     assert any(f.endswith(".pth") and "-weak-" in f for f in os.listdir(os.path.join("saved", "lists")))
     md = (tmp_path / "bench.md").read_text()
     assert "<!-- BEGIN t" in md and "| PRM | 1 |" in md
+    head = next(line for line in md.splitlines() if line.startswith("| variant |")).split(" | ")
+    row = next(line for line in md.splitlines() if line.startswith("| PRM | 1 |")).split(" | ")
+    assert row[head.index("valid NDCG@6")].strip("*") == f"{rec['valid']['ndcg@6']:.4f}"
+    assert row[head.index("NDCG@6")].strip("*") == f"{rec['test']['ndcg@6']:.4f}"
     capfd.readouterr()
     mtime = os.path.getmtime(spec.cell_path(spec.cells[2]))
     main(["--config", path, "--only", "variant=PRM"])  # finished: nothing recomputed
