@@ -123,6 +123,21 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
     spec = load_spec(grid_file(tmp_path, slice_root, ["PRM"], grids=two))
     assert [c.variant for c in spec.cells] == ["PRM", "PRM@holdout"]
     assert spec.variants["PRM@holdout"] == {"model": "PRM", "retriever_fit": "holdout"}
+    # a variant's settings on one dataset only: dataset < variant < the variant on that dataset < seed
+    own = smoke_config(slice_root, epochs=1)
+    own.pop("dataset")
+    own.update(stopping_step=10, variants={"Alt": {"stopping_step": 12}})
+    alt = {"Alt": {"model": "PRM", "stopping_step": 6}}
+    spec = load_spec(grid_file(tmp_path, slice_root, ["PRM", "Alt"], datasets={SLICE: own}, variants=alt))
+    assert [spec.settings(c)["stopping_step"] for c in spec.cells] == [10, 12]
+    assert "variants" not in spec.settings(spec.cells[0])  # not a config key: it never reaches a cell
+    with pytest.raises(UserInputError, match="names 'Nope', which no grid runs"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], datasets={SLICE: {**own, "variants": {"Nope": {}}}}))
+    with pytest.raises(UserInputError, match="variant 'Alt' on .*stopping_step"):
+        load_spec(grid_file(tmp_path, slice_root, ["Alt"], variants=alt,
+                            datasets={SLICE: {**own, "variants": {"Alt": {"stopping_step": -1}}}}))
+    with pytest.raises(UserInputError, match="must map variant names to settings"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], datasets={SLICE: {**own, "variants": ["Alt"]}}))
     bad = {"markdown": "x.md", "table2": [["row", "NoSuchVariant", 1.0]]}
     with pytest.raises(UserInputError, match="table2 row"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report=bad))

@@ -1,12 +1,13 @@
 """The benchmark grid: a yaml listing datasets × models × seeds × overrides, expanded into cells.
 
-Example (benchmarks/zoo.yaml)::
+Example (abridged from benchmarks/zoo.yaml and corr.yaml)::
 
     out: benchmarks/results/zoo            # one json (+ npz) per finished cell, results.csv
     config_files: [benchmarks/bench.yaml]  # shared by every cell
     datasets:                              # per-dataset settings (e.g. where the data lives)
       ml-100k: {}
-      ml-1m-u1to2999: {data_path: ../shared/data}
+      ml-1m-u1to2999: {data_path: ../shared/data, stopping_step: 10,
+                       variants: {CoRR-alt: {stopping_step: 10}}}   # a variant's settings on this dataset only
     variants:                              # named settings; a plain name is a model or
       PRM-none: {model: PRM, score_fusion: none}   # a file in properties/experiments/
     reuse: [benchmarks/results/dnr_study]  # other grids' results: a cell trained there with the same
@@ -55,15 +56,18 @@ class Spec:
     paper: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
     reuse: list = field(default_factory=list)
+    dataset_variants: dict = field(default_factory=dict)  # {dataset: {variant: settings on that dataset}}
 
     def cell_path(self, cell, ext="json"):
         return os.path.join(self.out, "cells", cell.dataset, cell.variant, f"seed{cell.seed}.{ext}")
 
     def settings(self, cell):
-        """Config dict of a cell: dataset settings < variant settings < seed."""
+        """Config dict of a cell: dataset settings < variant settings < the variant's settings on that
+        dataset (``datasets: {name: {variants: ...}}``) < seed."""
         cfg = {"dataset": cell.dataset}
         cfg.update(self.datasets.get(cell.dataset) or {})
         cfg.update(self.variants[cell.variant])
+        cfg.update((self.dataset_variants.get(cell.dataset) or {}).get(cell.variant) or {})
         cfg["seed"] = cell.seed  # the cell's file is named by it: a seed in the settings must not override it
         return cfg
 
@@ -143,7 +147,14 @@ def load_spec(path):
     for f in files:
         if not os.path.isfile(f):
             raise UserInputError(f"{path}: config file '{f}' not found (paths are relative to the working directory)")
-    datasets = raw.get("datasets") or {}
+    datasets, dataset_variants = {}, {}
+    for name, settings in (raw.get("datasets") or {}).items():
+        settings = dict(settings or {})
+        own = settings.pop("variants", None) or {}
+        if not isinstance(own, dict) or not all(isinstance(v, dict) for v in own.values()):
+            raise UserInputError(f"{path}: datasets.{name}.variants must map variant names to settings, "
+                                 f"e.g. {{CoRR-alt: {{stopping_step: 10}}}}")
+        datasets[name], dataset_variants[name] = settings, own
     for name, settings in datasets.items():
         folder = (settings or {}).get("data_path")
         if folder and not os.path.isdir(os.path.join(folder, name)):
@@ -171,9 +182,14 @@ def load_spec(path):
                     cell = Cell(ds, name + suffix, int(seed))
                     if cell not in cells:
                         cells.append(cell)
+    for ds, own in dataset_variants.items():
+        for variant in own:
+            if not any(c.dataset == ds and c.variant == variant for c in cells):
+                raise UserInputError(f"{path}: datasets.{ds}.variants names '{variant}', which no grid runs on "
+                                     f"{ds}; variants there: {', '.join(dict.fromkeys(c.variant for c in cells if c.dataset == ds))}")
     for ds, variant in dict.fromkeys((c.dataset, c.variant) for c in cells):  # a typo fails now, not hours in
         try:
-            options.check({**(datasets.get(ds) or {}), **variants[variant]})
+            options.check({**(datasets.get(ds) or {}), **variants[variant], **dataset_variants.get(ds, {}).get(variant, {})})
         except UserInputError as e:
             raise UserInputError(f"{path}: variant '{variant}' on {ds}: {e}") from None
     report = raw.get("report") or {}
@@ -203,4 +219,5 @@ def load_spec(path):
     if any(os.path.abspath(r) == os.path.abspath(out) for r in reuse):
         raise UserInputError(f"{path}: reuse: lists this grid's own results folder '{out}'; list other grids' folders")
     return Spec(path=path, out=out, config_files=files, datasets=datasets, variants=variants, cells=cells,
-                paper=raw.get("paper") or {}, report=report, reuse=list(reuse))
+                paper=raw.get("paper") or {}, report=report, reuse=list(reuse),
+                dataset_variants=dataset_variants)
