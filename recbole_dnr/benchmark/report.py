@@ -119,20 +119,19 @@ def dataset_markdown(spec, dataset, runs):
              f"Command: `python -m recbole_dnr.benchmark --config {spec.path}`; seeds per row as listed; "
              f"machine: {m0['platform']}, {m0['cpu_count']} CPUs, torch {m0['torch']} ({m0['torch_threads']} threads). "
              "Test metrics at the best valid epoch (early stopping on valid NDCG@6).", ""]
-    means = {v: {m: np.mean([r["test"].get(m, np.nan) for r in rs]) for m in metrics} for v, rs in by_variant.items()}
-    best = {m: max(means, key=lambda v: -np.inf if np.isnan(means[v][m]) else means[v][m]) for m in metrics}
-    valid_means = {v: np.mean([r.get("valid", {}).get("ndcg@6", np.nan) for r in rs]) for v, rs in by_variant.items()}
-    best_valid = max(valid_means, key=lambda v: -np.inf if np.isnan(valid_means[v]) else valid_means[v])
     # valid beside test: whether model selection (on valid) would pick the row test ranks first, and how
     # far a gap moves between the splits (x's quality differs between them, docs/protocol.md)
+    columns = [("test", m) for m in metrics] + [("valid", "ndcg@6")]
+    values = {v: {c: [r.get(c[0], {}).get(c[1], np.nan) for r in rs] for c in columns} for v, rs in by_variant.items()}
+    means = {v: {c: np.mean(x) for c, x in cols.items()} for v, cols in values.items()}
+    best = {c: max(means, key=lambda v: -np.inf if np.isnan(means[v][c]) else means[v][c]) for c in columns}
     head = "| variant | seeds | " + " | ".join(m.upper() for m in metrics) + " | valid NDCG@6 | paper NDCG@6 | " \
            "epochs best/run | train s/epoch | infer µs/list | peak MB (training) |"
     lines += ["**test**, and valid NDCG@6 at the selected epoch (mean ± std over seeds; best in bold)", "", head, "|" + "---|" * (head.count("|") - 1)]
     for v, rs in by_variant.items():
-        cells = [fmt([r["test"].get(m, np.nan) for r in rs], bold=best[m] == v) for m in metrics]
+        cells = [fmt(values[v][c], bold=best[c] == v) for c in columns]
         epochs = ", ".join(f"{r['best_epoch']}/{r['epochs_run']}{'*' if r['hit_epoch_cap'] else ''}" for r in rs)
-        valid = fmt([r.get("valid", {}).get("ndcg@6", np.nan) for r in rs], bold=best_valid == v)
-        lines.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + f" | {valid}" +
+        lines.append(f"| {v} | {len(rs)} | " + " | ".join(cells) +
                      f" | {paper.get(v, '')} | {epochs} | {np.mean([r['train_sec_per_epoch'] for r in rs]):.1f} | "
                      f"{np.mean([r['infer_us_per_list'] for r in rs]):.1f} | {peak_cell(rs)} |")
     lines += ["", "`*` = stopped by the epoch cap, not by early stopping. Peak MB: the cell process's peak resident "

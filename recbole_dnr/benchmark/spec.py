@@ -64,10 +64,8 @@ class Spec:
     def settings(self, cell):
         """Config dict of a cell: dataset settings < variant settings < the variant's settings on that
         dataset (``datasets: {name: {variants: ...}}``) < seed."""
-        cfg = {"dataset": cell.dataset}
-        cfg.update(self.datasets.get(cell.dataset) or {})
-        cfg.update(self.variants[cell.variant])
-        cfg.update((self.dataset_variants.get(cell.dataset) or {}).get(cell.variant) or {})
+        cfg = {"dataset": cell.dataset, **layered(self.datasets, self.variants, self.dataset_variants,
+                                                  cell.dataset, cell.variant)}
         cfg["seed"] = cell.seed  # the cell's file is named by it: a seed in the settings must not override it
         return cfg
 
@@ -98,6 +96,13 @@ class Spec:
         keys = sorted(set(recorded) | set(now), key=str)
         return ", ".join(f"{k}: {recorded.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
                          for k in keys if recorded.get(k) != now.get(k))
+
+
+def layered(datasets, variants, dataset_variants, dataset, variant):
+    """A variant's settings on a dataset: dataset settings < variant settings < the variant's settings
+    on that dataset (one order for the cells and for the checks before any training)."""
+    return {**(datasets.get(dataset) or {}), **variants[variant],
+            **((dataset_variants.get(dataset) or {}).get(variant) or {})}
 
 
 def experiment_file(name):
@@ -189,7 +194,7 @@ def load_spec(path):
                                      f"{ds}; variants there: {', '.join(dict.fromkeys(c.variant for c in cells if c.dataset == ds))}")
     for ds, variant in dict.fromkeys((c.dataset, c.variant) for c in cells):  # a typo fails now, not hours in
         try:
-            options.check({**(datasets.get(ds) or {}), **variants[variant], **dataset_variants.get(ds, {}).get(variant, {})})
+            options.check(layered(datasets, variants, dataset_variants, ds, variant))
         except UserInputError as e:
             raise UserInputError(f"{path}: variant '{variant}' on {ds}: {e}") from None
     report = raw.get("report") or {}
