@@ -318,7 +318,8 @@ def test_cells_run_with_other_settings_are_stale(tmp_path, slice_root, capfd):
 
 @pytest.mark.reliability("Faults and interruption", "the machine is handed out anew between sittings of a grid",
                          "park save / restore carry each unfinished run (resume state + its best checkpoint) "
-                         "across, byte for byte; an inconsistent pair is not parked")
+                         "across, byte for byte; an inconsistent pair is not parked; a run whose cell "
+                         "finished after it was parked is not put back")
 def test_park_carries_unfinished_runs_across_machines(tmp_path):
     from recbole_dnr import storage
     from recbole_dnr.benchmark import park
@@ -339,10 +340,27 @@ def test_park_carries_unfinished_runs_across_machines(tmp_path):
     originals = {p: open(p, "rb").read() for p in (best, str(ckpt / "resume" / "A.pth"))}
     for p in originals:
         os.remove(p)
-    assert park.restore(parked) == ["A.pth"]
+    results = str(tmp_path / "results")  # no finished cells yet
+    assert park.restore(parked, results) == ["A.pth"]
     assert all(open(p, "rb").read() == data for p, data in originals.items())
     storage.save({"epoch": 9, "best_model_file": best, "best_valid_score": 0.5}, ckpt / "resume" / "A.pth")
-    assert park.restore(parked) == []  # the state here is later: kept
-    os.remove(ckpt / "resume" / "A.pth")  # the run finished
+    assert park.restore(parked, results) == []  # the state here is later: kept
+    # the run finished on the old machine after it was parked: its cell is in the results, so restoring
+    # its state would only have the next save park (and a commit carry) a dead run
+    os.remove(ckpt / "resume" / "A.pth")
+    cell = tmp_path / "results" / "zoo" / "cells" / "ds" / "V" / "seed1.json"
+    cell.parent.mkdir(parents=True)
+    cell.write_text(json.dumps({"run_key": "0123abcd"}))
+    os.replace(os.path.join(parked, "A.pth"), os.path.join(parked, "M-ds-seed1-0123abcd.pth"))
+    with open(os.path.join(parked, "MANIFEST.json")) as f:
+        m = json.load(f)
+    m = {"M-ds-seed1-0123abcd.pth": {**m["A.pth"], "resume": str(ckpt / "resume" / "M-ds-seed1-0123abcd.pth")}}
+    with open(os.path.join(parked, "MANIFEST.json"), "w") as f:
+        json.dump(m, f)
+    assert park.restore(parked, results) == []
+    assert "M-ds-seed1-0123abcd.pth" not in os.listdir(ckpt / "resume")
+    cell.write_text(json.dumps({"run_key": "other"}))
+    assert park.restore(parked, results) == ["M-ds-seed1-0123abcd.pth"]
+    os.remove(ckpt / "resume" / "M-ds-seed1-0123abcd.pth")  # the run finished
     os.remove(ckpt / "resume" / "Torn.pth")
     assert park.save(str(ckpt), parked) == {} and os.listdir(parked) == ["MANIFEST.json"]

@@ -13,7 +13,10 @@ Files are copied byte for byte (their checksum trailers travel with them, so a d
 resumed). A pair is only parked when it is consistent: the best checkpoint is the one the resume
 state names, from the same or an earlier epoch, with the same best valid score (a runner may write
 between the two copies: then it is copied again). ``save`` also drops parked runs that have since
-finished or been removed from ``<checkpoint_dir>/resume/``. The lists a resumed run reads are
+finished or been removed from ``<checkpoint_dir>/resume/``, and ``restore`` skips a run whose cell
+has finished since it was parked (its run key is in a cell under ``benchmarks/results``): putting it
+back would overwrite that run's final best checkpoint with an older one, and the next ``save`` would
+park the dead run again. The lists a resumed run reads are
 rebuilt from the cache key on the new machine; they are deterministic (same retriever metrics).
 """
 
@@ -25,6 +28,7 @@ import shutil
 import time
 
 from recbole_dnr import storage
+from recbole_dnr.benchmark.cell import recorded_key
 
 MANIFEST = "MANIFEST.json"
 
@@ -92,16 +96,33 @@ def save(checkpoint_dir="saved", park_dir="benchmarks/parked", tries=5):
     return manifest
 
 
-def restore(park_dir="benchmarks/parked"):
-    """Copy parked runs back where their runners look for them, unless a later state is already there."""
+def finished_keys(results_dir):
+    """Run keys of the finished cells under ``<results_dir>/<grid>/cells/`` (json written last: complete)."""
+    keys = set()
+    for path in glob.glob(os.path.join(results_dir, "*", "cells", "*", "*", "seed*.json")):
+        try:
+            with open(path) as f:
+                keys.add(recorded_key(json.load(f)))
+        except (OSError, ValueError):
+            continue  # unreadable: not evidence that the run finished
+    return keys - {None}
+
+
+def restore(park_dir="benchmarks/parked", results_dir="benchmarks/results"):
+    """Copy parked runs back where their runners look for them, unless a later state is already there
+    or the run's cell has finished since (it is in ``results_dir``; see the module docstring)."""
     path = os.path.join(park_dir, MANIFEST)
     if not os.path.isfile(path):
         print(f"[park] nothing parked in {park_dir}")
         return []
     with open(path) as f:
         manifest = json.load(f)
+    finished = finished_keys(results_dir)
     restored = []
     for name, m in sorted(manifest.items()):
+        if name[:-len(".pth")].rsplit("-", 1)[-1] in finished:
+            print(f"[park] {name}: its cell has finished since it was parked; not restored")
+            continue
         here = _pair(m["resume"]) if os.path.isfile(m["resume"]) else None
         if here is not None and here[0] >= m["epoch"]:
             print(f"[park] {name}: the state here (after epoch {here[0]}) is not older; kept")
@@ -122,11 +143,13 @@ def main(argv=None):
     parser.add_argument("action", choices=["save", "restore"])
     parser.add_argument("--dir", default="benchmarks/parked", help="where parked runs are kept")
     parser.add_argument("--checkpoint_dir", default="saved", help="the runs' checkpoint_dir (save only)")
+    parser.add_argument("--results_dir", default="benchmarks/results",
+                        help="the grids' results: a run whose cell is there has finished (restore only)")
     args = parser.parse_args(argv)
     if args.action == "save":
         save(args.checkpoint_dir, args.dir)
     else:
-        restore(args.dir)
+        restore(args.dir, args.results_dir)
 
 
 if __name__ == "__main__":
