@@ -67,8 +67,8 @@ SPECS = {
     "use_learned_generator": ("bool", None, None, "learned noise after lambda_e"),
     "score_train_noise": ("float", 0, None, "σ of the training-time noise on x, >= 0 (0 = off)"),
 }
-# string options: key -> allowed values (the modules that act on them keep the same tuples; a test
-# checks that the two agree)
+# string options: key -> allowed values; the modules that act on them read their tuples from here
+# (corr_sampler's registry maps names to classes: a test checks that it and this list agree)
 CHOICES = {
     "list_mode": ("slate", "retrieve"),
     "retriever_fit": ("holdout", "crossfit"),

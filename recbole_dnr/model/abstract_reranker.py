@@ -19,6 +19,7 @@ from recbole.utils import InputType
 from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
 from recbole_dnr.model.layers import make_dropout
 from recbole_dnr.model.noise import perturb_scores
+from recbole_dnr.options import CHOICES
 from recbole_dnr.utils import UserInputError, ModelType
 
 
@@ -63,7 +64,7 @@ class ScoreFeature(nn.Module):
     acts as ``none`` (``predict_without_score``).
     """
 
-    FUSIONS = ("none", "early", "late", "weight")
+    FUSIONS = CHOICES["score_fusion"]
 
     def __init__(self, hidden, fusion, width=None):
         super().__init__()

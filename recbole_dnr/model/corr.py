@@ -23,13 +23,14 @@ from recbole.data.interaction import Interaction
 
 from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.model.abstract_reranker import ListRecommender
+from recbole_dnr.options import CHOICES
 from recbole_dnr.retrieval import MFRetriever, SequentialRetriever, distillation_kl, get_sampler, sampled_softmax_loss
 from recbole_dnr.retrieval.sequential import is_sequential
 from recbole_dnr.retrieval.sampler import exclusion_mask
 from recbole_dnr.utils import UserInputError, get_backbone, get_model, register_model
 
 WINDOW_POSITIVE, PRIOR_LO, PRIOR_HI = "window_positive", "prior_lo", "prior_hi"
-MODES = ("joint", "alternating")
+MODES = CHOICES["corr_mode"]
 
 
 def ranker_class(name):

@@ -8,6 +8,7 @@ Synthetic scores x' = squash((1 - λ_c) z + λ_c ε), ε from a heuristic base n
 
 import torch
 import torch.nn as nn
+from recbole_dnr.options import CHOICES
 from recbole_dnr.utils import UserInputError
 
 
@@ -43,7 +44,7 @@ def synthesize(z, eps, lambda_c, squash="clamp"):
     raise UserInputError(f"noise_squash must be 'clamp' or 'minmax', got '{squash}'")
 
 
-GENERATOR_FORMS = ("residual", "direct", "conditioned")
+GENERATOR_FORMS = CHOICES["generator_form"]
 
 
 class LearnedNoise(nn.Module):

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from recbole_dnr.data.retriever import range_rows
+from recbole_dnr.options import CHOICES
 from recbole_dnr.utils import UserInputError
 
-KINDS = ("ivf", "hnsw")
+KINDS = CHOICES["ann_index"]
 
 
 def require_faiss():
