@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import yaml
 
 from recbole_dnr.benchmark.__main__ import main
@@ -161,6 +163,28 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         main(["--config", path, "--only", "variant=PRM,PRMX", "--dry-run"])
     with pytest.raises(UserInputError, match="own results folder"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse=[str(tmp_path / "out")]))
+
+
+def test_selected_epoch_by_hand():
+    from recbole_dnr.benchmark.cell import selected_epoch
+
+    assert selected_epoch([0.1, 0.3, 0.2, 0.3, 0.25]) == 4  # a tie: RecBole kept epoch 4's checkpoint
+    assert selected_epoch([0.1, 0.3, 0.2]) == 2
+    assert selected_epoch([]) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=30))
+def test_selected_epoch_is_the_checkpoint_recboles_early_stopping_keeps(steps):
+    from recbole.utils import early_stopping
+    from recbole_dnr.benchmark.cell import selected_epoch
+
+    curve = [0.5 + s / 1e4 for s in steps]  # 4-decimal scores, as valid results are rounded: ties happen
+    best, cur, saved = -np.inf, 0, 0
+    for epoch, value in enumerate(curve, 1):
+        best, cur, stop, update = early_stopping(value, best, cur, max_step=len(curve), bigger=True)
+        saved = epoch if update else saved
+    assert selected_epoch(curve) == saved
 
 
 def test_only_matches_every_condition_and_any_listed_value():

@@ -108,7 +108,7 @@ def run_cell(settings, config_files=None, label=""):
     if config["probe_weak_retriever"]:
         probe["weak_retriever"] = weak_retriever_probe(config, trainer, test, dict(config["probe_weak_retriever"]))
     infer = inference_seconds_per_list(trainer, test)
-    best_epoch = int(np.argmax(curve)) + 1 if curve else 0
+    best_epoch = selected_epoch(curve)
     record = {
         "dataset": config["dataset"], "model": config["model"], "seed": config["seed"],
         "valid": {k: float(v) for k, v in (best_valid or {}).items()},
@@ -137,6 +137,17 @@ def cell_settings(settings):
     config_dict.setdefault("show_progress", False)
     config_dict.setdefault("resume", True)  # a cell killed mid-way (session end) continues from its last epoch
     return config_dict
+
+
+def selected_epoch(curve):
+    """The epoch (1-based) whose checkpoint early stopping kept, from the valid curve; 0 for none.
+
+    RecBole's ``early_stopping`` takes a tie with the best so far as an improvement (``>=``) and
+    saves that epoch, and valid scores are rounded to 4 decimals, so ties happen: the checkpoint is
+    the *last* epoch that reaches the curve's maximum, not the first."""
+    if not curve:
+        return 0
+    return len(curve) - int(np.argmax(np.asarray(curve, dtype=float)[::-1]))
 
 
 def recorded_key(record):

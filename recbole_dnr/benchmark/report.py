@@ -10,6 +10,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from recbole_dnr.benchmark.cell import selected_epoch
+
 METRICS = ["h@6", "ndcg@6", "map@6", "f1@6", "auc"]
 COST = ["epochs_run", "best_epoch", "hit_epoch_cap", "train_sec_per_epoch", "fit_sec", "infer_us_per_list",
         "peak_rss_mb", "train_peak_rss_mb", "parameters"]
@@ -28,6 +30,8 @@ def load_cells(spec):
                 continue
             rec["variant"] = cell.variant
             rec["npz"] = spec.cell_path(cell, "npz")
+            if rec.get("valid_curve"):  # cells written before selected_epoch took the first of tied epochs
+                rec["best_epoch"] = selected_epoch(rec["valid_curve"])
             out.append(rec)
     return out
 
