@@ -24,7 +24,7 @@ from recbole_dnr.config import Config
 from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.quick_start import build
-from recbole_dnr.trainer.resume import ResumeState, run_key
+from recbole_dnr.trainer.resume import ResumeState, key_of, run_key
 
 CONFIG_KEYS = ("model", "recbole_model", "learning_rate", "hidden_size", "epochs", "stopping_step",
                "train_batch_size", "score_fusion", "list_loss", "lambda_c", "lambda_m", "lambda_e", "noise",
@@ -155,8 +155,7 @@ def recorded_key(record):
     their resume file's name, ``<model>-<dataset>-seed<seed>-<key>.pth``)."""
     if record.get("run_key"):
         return record["run_key"]
-    name = os.path.basename(record.get("resume_file") or "")
-    return name[:-len(".pth")].rsplit("-", 1)[-1] if name.endswith(".pth") else None
+    return key_of(record.get("resume_file"))
 
 
 def find_reusable(key, dataset, seed, folders):

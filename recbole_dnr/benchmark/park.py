@@ -29,6 +29,7 @@ import time
 
 from recbole_dnr import storage
 from recbole_dnr.benchmark.cell import recorded_key
+from recbole_dnr.trainer.resume import key_of
 
 MANIFEST = "MANIFEST.json"
 
@@ -120,7 +121,7 @@ def restore(park_dir="benchmarks/parked", results_dir="benchmarks/results"):
     finished = finished_keys(results_dir)
     restored = []
     for name, m in sorted(manifest.items()):
-        if name[:-len(".pth")].rsplit("-", 1)[-1] in finished:
+        if key_of(name) in finished:
             print(f"[park] {name}: its cell has finished since it was parked; not restored")
             continue
         here = _pair(m["resume"]) if os.path.isfile(m["resume"]) else None

@@ -53,6 +53,12 @@ def state_path(config):
     return os.path.join(config["checkpoint_dir"], "resume", name)
 
 
+def key_of(path):
+    """The run key in a resume file's name (:func:`state_path`), or None when it is not one."""
+    name = os.path.basename(path or "")
+    return name[:-len(".pth")].rsplit("-", 1)[-1] if name.endswith(".pth") else None
+
+
 def capture_rng(loader_generator):
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
              "loader": loader_generator.get_state() if loader_generator is not None else None}
