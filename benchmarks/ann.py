@@ -26,7 +26,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from recbole_dnr.data import retriever as RT  # noqa: E402
+from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK  # noqa: E402
 from recbole_dnr.retrieval import ann  # noqa: E402
 
 SETTINGS = [  # (label, settings over the yaml defaults)
@@ -54,7 +54,7 @@ def ml1m(args):
     req = np.flatnonzero(splits == 2)  # test requests
     _, log_users, log_items, _, _ = ds._log_arrays()
     r_users = log_users[starts[req]]
-    query, item_emb = RT.queries(embs, req, r_users)
+    query, item_emb = RR.queries(embs, req, r_users)
     lo = P.user_bounds(log_users)[r_users]
     return query, item_emb, lo, starts[req], log_items
 
@@ -89,7 +89,7 @@ def main():
     R, k = len(query), args.k
     rows = np.arange(R)
     t = time.perf_counter()
-    exact = RT.topk_unseen(query, item_emb, rows, lo, hi, log_items, k)
+    exact = TK.topk_unseen(query, item_emb, rows, lo, hi, log_items, k)
     t_exact = time.perf_counter() - t
     n_items = item_emb.shape[0]
     result = {"catalogue": args.catalogue, "items": int(n_items - 1), "dim": int(item_emb.shape[1]), "queries": R,
@@ -110,7 +110,7 @@ def main():
         build = time.perf_counter() - t
         t = time.perf_counter()
         got = ann.topk_unseen(index, query, lo, hi, log_items, k,
-                              exact=lambda r: RT.topk_unseen(query, item_emb, r, lo[r], hi[r], log_items, k))
+                              exact=lambda r: TK.topk_unseen(query, item_emb, r, lo[r], hi[r], log_items, k))
         search = time.perf_counter() - t
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(exact.tolist(), got.tolist())]))
         row = {"setting": label, **settings, "build_s": build, "queries_per_s": R / search, "recall_at_k": recall,

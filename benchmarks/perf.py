@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 
 from recbole_dnr.data import dataset as D  # noqa: E402
 from recbole_dnr.data import protocol as P  # noqa: E402
-from recbole_dnr.data import retriever as RT  # noqa: E402
+from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK  # noqa: E402
 from recbole_dnr.data.dataloader import ListDataLoader  # noqa: E402
 from recbole_dnr.data.dataset import LABEL, SCORE, SLATE_MASK, RequestSet  # noqa: E402
 from recbole_dnr.quick_start import build  # noqa: E402
@@ -255,7 +255,7 @@ def lists(args):
     scoring, filler sampling, caching, each with its peak RSS; retrieve-mode top-50 scoring
     against a bare ``torch.topk`` + gather over the same score matrix."""
     out = {}
-    originals = {"train": RT.train_retriever, "fillers": P.sample_fillers, "save": D.compat.atomic_save}
+    originals = {"train": RR.train_retriever, "fillers": P.sample_fillers, "save": D.compat.atomic_save}
     for loader in ("recbole", "fast"):
         log = {"retriever_s": [], "retriever_peak_mib": [], "fillers_s": 0.0, "save_s": 0.0}
 
@@ -276,15 +276,15 @@ def lists(args):
             log["save_s"] += sec
             return res
 
-        # dataset.py calls these through the modules (RT., P., compat.), so patching them there suffices
-        RT.train_retriever, P.sample_fillers, D.compat.atomic_save = train_retriever, fillers, save
+        # dataset.py calls these through the modules (RR., P., compat.), so patching them there suffices
+        RR.train_retriever, P.sample_fillers, D.compat.atomic_save = train_retriever, fillers, save
         shutil.rmtree(os.path.join(args.scratch, loader), ignore_errors=True)  # build from scratch
         try:
             with PeakRSS() as rss:
                 sec, built = timed(lambda: setup(args, "Retriever", retriever_loader=loader,
                                                  checkpoint_dir=os.path.join(args.scratch, loader)))
         finally:
-            RT.train_retriever = originals["train"]
+            RR.train_retriever = originals["train"]
             P.sample_fillers, D.compat.atomic_save = originals["fillers"], originals["save"]
         ds = built[1]
         log.update(total_s=sec, peak_mib=rss.peak, stats=ds.stats,
@@ -298,7 +298,7 @@ def lists(args):
     emb_u, emb_i = torch.randn(int(users.max()) + 1, 128), torch.randn(ds.item_num, 128)
     first = P.user_bounds(users)
     r_users = users[req]
-    t_ours, _ = timed(RT.topk_unseen, emb_u, emb_i, r_users, first[r_users], req, items, 50)
+    t_ours, _ = timed(TK.topk_unseen, emb_u, emb_i, r_users, first[r_users], req, items, 50)
 
     def floor():
         for lo in range(0, len(req), 1024):

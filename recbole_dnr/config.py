@@ -148,7 +148,7 @@ class Config(RecBoleConfig):
             return super()._set_default_parameters()
         weak = self.final_config_dict.get("probe_weak_retriever")
         if weak:
-            from recbole_dnr.data.retriever import RETRIEVER_KEYS
+            from recbole_dnr.retrieval.recbole_retriever import RETRIEVER_KEYS
 
             if not isinstance(weak, dict) or set(weak) - set(RETRIEVER_KEYS):
                 raise UserInputError(f"probe_weak_retriever must be a dict of retriever settings "

@@ -139,7 +139,7 @@ def _check_together(cfg):
     if cfg.get("epochs") == 0 and cfg.get("model") != "Retriever":
         raise UserInputError(f"epochs=0: {cfg.get('model')} has parameters to train; set epochs >= 1")
     if cfg.get("retriever_model") is not None:
-        from recbole_dnr.data.retriever import retriever_class
+        from recbole_dnr.retrieval.recbole_retriever import retriever_class
 
         retriever_class(cfg["retriever_model"])  # a RecBole model that can retrieve, before the data is read
     if (cfg.get("score_train_noise") or 0) > 0 and str(cfg.get("model", "")).startswith("DNR"):

@@ -9,7 +9,7 @@ from conftest import smoke_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_dnr.data import retriever as RT
+from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK
 from recbole_dnr.quick_start import build
 from recbole_dnr.retrieval import ann
 from recbole_dnr.utils import UserInputError
@@ -37,10 +37,10 @@ def test_exhaustive_ann_equals_exact_top_k(seed, kind):
     item_emb, query, lo, hi, log_items = toy(seed)
     k = 10
     rows = np.arange(len(query))
-    exact = RT.topk_unseen(query, item_emb, rows, lo, hi, log_items, k)
+    exact = TK.topk_unseen(query, item_emb, rows, lo, hi, log_items, k)
     index = ann.AnnIndex(item_emb, dict(EXHAUSTIVE, ann_index=kind, ann_ef_search=256))
     got = ann.topk_unseen(index, query, lo, hi, log_items, k,
-                          exact=lambda r: RT.topk_unseen(query, item_emb, r, lo[r], hi[r], log_items, k))
+                          exact=lambda r: TK.topk_unseen(query, item_emb, r, lo[r], hi[r], log_items, k))
     for r in rows:
         banned = set(log_items[lo[r]:hi[r]].tolist()) | {0}
         assert not banned & set(got[r].tolist())
@@ -54,10 +54,10 @@ def test_exhaustive_ann_equals_exact_top_k(seed, kind):
 def test_approximate_ann_recall_and_settings_are_checked():
     item_emb, query, lo, hi, log_items = toy(3, n_items=2000, d=16, R=50)
     rows = np.arange(len(query))
-    exact = RT.topk_unseen(query, item_emb, rows, lo, hi, log_items, 20)
+    exact = TK.topk_unseen(query, item_emb, rows, lo, hi, log_items, 20)
     index = ann.AnnIndex(item_emb, dict(EXHAUSTIVE, ann_nlist=64, ann_nprobe=8))
     got = ann.topk_unseen(index, query, lo, hi, log_items, 20,
-                          exact=lambda r: RT.topk_unseen(query, item_emb, r, lo[r], hi[r], log_items, 20))
+                          exact=lambda r: TK.topk_unseen(query, item_emb, r, lo[r], hi[r], log_items, 20))
     recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(exact.tolist(), got.tolist())])
     assert 0.5 < recall <= 1.0  # approximate (8 of 64 lists probed), but mostly right
     with pytest.raises(UserInputError, match="ann_index"):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recbole_dnr.data.dataloader import ListDataLoader
-from recbole_dnr.data.retriever import PairDataLoader
+from recbole_dnr.retrieval.recbole_retriever import PairDataLoader
 from recbole_dnr.model.layers import TransformerLayer, dropout, keep_mask
 from recbole_dnr.quick_start import build
 from recbole_dnr.utils import get_model

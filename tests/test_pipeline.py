@@ -115,7 +115,7 @@ def test_cache_key_changes_with_config_and_cache_is_reused(slice_root, in_sessio
     ds = create_dataset(Config(config_dict=base))
     first = ds.build()
     assert os.path.isfile(ds.cache_path())
-    from recbole_dnr.data import retriever
+    from recbole_dnr.retrieval import recbole_retriever as retriever
 
     def no_training(*a, **k):
         raise AssertionError("the cached lists should have been read")

@@ -114,7 +114,7 @@ def test_distinct_nonzero_counts_each_rows_distinct_items(rows):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 6)), min_size=0, max_size=8))
 def test_range_rows_flattens_each_range_in_order(ranges):
-    from recbole_dnr.data.retriever import range_rows
+    from recbole_dnr.retrieval.topk import range_rows
 
     lo = np.array([a for a, _ in ranges], dtype=np.int64)
     hi = lo + np.array([n for _, n in ranges], dtype=np.int64)

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_dnr.data.retriever import topk_unseen
+from recbole_dnr.retrieval.topk import topk_unseen
 
 
 @settings(max_examples=30, deadline=None)

@@ -20,7 +20,7 @@ from recbole.utils import set_color
 
 from recbole_dnr import storage
 from recbole_dnr.data import protocol as P
-from recbole_dnr.data import retriever as RT
+from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK
 from recbole_dnr.evaluator.metrics import list_auc
 from recbole_dnr.utils import UserInputError
 
@@ -31,7 +31,7 @@ PROTOCOL_KEYS = [
     "list_mode", "candidate_num", "slate_size", "label_threshold", "max_history", "valid_slates",
     "test_slates", "filler_sampling", "filler_pool", "label_window", "retriever_fit", "crossfit_folds",
     "score_norm", "drop_no_positive_eval", "user_inter_num_interval", "item_inter_num_interval",
-    "load_col", *RT.RETRIEVER_KEYS,
+    "load_col", *RR.RETRIEVER_KEYS,
 ]
 SPLIT_NAMES = ["train", "valid", "test"]
 
@@ -96,7 +96,7 @@ class ListDataset(Dataset):
         keys = set(PROTOCOL_KEYS) | set(self.config.parameters["Dataset"])  # RecBole's loading/filtering keys
         payload = {k: self.config[k] for k in sorted(keys - {"seed", "list_seed"})}
         payload["list_seed"] = self.list_seed
-        payload.update({k: self.config[k] for k, old in RT.LATER_KEYS.items() if self.config[k] != old})
+        payload.update({k: self.config[k] for k, old in RR.LATER_KEYS.items() if self.config[k] != old})
         payload.update(dataset=self.dataset_name, files=self._source_fingerprint(), version=CACHE_VERSION)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:16]
@@ -208,7 +208,7 @@ class ListDataset(Dataset):
                 jobs.append((held, keep, self.list_seed + k + 1))
         lists = None
         for k, (req, rows, seed) in enumerate(jobs):
-            embs = RT.train_retriever(cfg, self, order[rows], seed=seed)
+            embs = RR.train_retriever(cfg, self, order[rows], seed=seed)
             if k == 0 and cfg["list_cache"]:  # the independent retriever, for CoRR and the retrieval metrics
                 storage.save(embs, self._retriever_path())
             part = self._lists_for(embs, req, starts, users, items, z_log, train_rows, seed=k)
@@ -279,7 +279,7 @@ class ListDataset(Dataset):
         n, size = cfg["candidate_num"], cfg["slate_size"]
         first = P.user_bounds(users)
         r_users = users[starts[req]]
-        query, item_emb = RT.queries(embs, req, r_users)  # [len(req), d]: one query per request
+        query, item_emb = RR.queries(embs, req, r_users)  # [len(req), d]: one query per request
         q_rows = np.arange(len(req))
         if cfg["list_mode"] == "slate":
             slate_rows = starts[req][:, None] + np.arange(size)
@@ -308,7 +308,7 @@ class ListDataset(Dataset):
             slate = match.any(2).astype(np.int64)
             n_pos = _distinct_nonzero(np.where(w_pos, w_items, 0))
             recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
-        x = RT.normalise(RT.score_pairs(query, item_emb, q_rows, cand), cfg["score_norm"])
+        x = TK.normalise(TK.score_pairs(query, item_emb, q_rows, cand), cfg["score_norm"])
         cand, x, label, slate = P.order_by_score(cand, x, label, slate)
         out = {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
         if cfg["list_mode"] == "retrieve" and with_n_pos:
@@ -320,12 +320,12 @@ class ListDataset(Dataset):
         (blocked scoring + topk) or, with ``retriever_search: ann``, through a FAISS index."""
         rows = np.arange(len(query))
         if self.config["retriever_search"] != "ann":
-            return RT.topk_unseen(query, item_emb, rows, excl_lo, excl_hi, items, k)
+            return TK.topk_unseen(query, item_emb, rows, excl_lo, excl_hi, items, k)
         from recbole_dnr.retrieval import ann
 
         index = ann.AnnIndex(item_emb, ann.ann_settings(self.config), threads=torch.get_num_threads())
         return ann.topk_unseen(index, query, excl_lo, excl_hi, items, k,
-                               exact=lambda r: RT.topk_unseen(query, item_emb, r, excl_lo[r], excl_hi[r], items, k))
+                               exact=lambda r: TK.topk_unseen(query, item_emb, r, excl_lo[r], excl_hi[r], items, k))
 
     # ------------------------------------------------------------------ a trainable retriever (CoRR)
     def request_layout(self):
@@ -344,7 +344,7 @@ class ListDataset(Dataset):
         embs = storage.load_cache(path)
         if embs is not None:
             return embs
-        embs = RT.train_retriever(self.config, self, self._log_arrays()[0][self.training_period_mask()],
+        embs = RR.train_retriever(self.config, self, self._log_arrays()[0][self.training_period_mask()],
                                   seed=self.list_seed)
         storage.save(embs, path)
         return embs

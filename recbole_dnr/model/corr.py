@@ -49,7 +49,7 @@ def corr_retriever_class(config):
     by Config before any data is read."""
     from recbole.model.general_recommender import BPR
 
-    from recbole_dnr.data.retriever import retriever_class
+    from recbole_dnr.retrieval.recbole_retriever import retriever_class
 
     name = config["retriever_model"] or "BPR"
     model_class = retriever_class(name)

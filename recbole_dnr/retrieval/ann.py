@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from recbole_dnr.data.retriever import range_rows
+from recbole_dnr.retrieval.topk import range_rows
 from recbole_dnr.options import CHOICES
 from recbole_dnr.utils import UserInputError
 

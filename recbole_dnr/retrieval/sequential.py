@@ -100,7 +100,7 @@ class SequentialRetriever(torch.nn.Module):
 
     def __init__(self, config, lists, model_class):
         super().__init__()
-        from recbole_dnr.data.retriever import retriever_config
+        from recbole_dnr.retrieval.recbole_retriever import retriever_config
 
         check_sequential(model_class.__name__)
         rconf = retriever_config(config, model_class)

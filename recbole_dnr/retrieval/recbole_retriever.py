@@ -1,14 +1,15 @@
-"""The retriever stage: a RecBole general model (``retriever_model``: BPR by default, LightGCN,
-NGCF, ...) trained with RecBole's own Trainer, batched scoring.
+"""A RecBole model as the retriever (``retriever_model``: BPR by default, LightGCN, NGCF, ...,
+or a sequential one through :mod:`~recbole_dnr.retrieval.sequential`), trained with RecBole's own
+Trainer on the training period; it hands back the vectors whose inner products are its scores.
 
 The retriever's score of (user, item) is an inner product ``<p_u, q_i>`` of the model's user and
-item vectors (BPR's embeddings; a graph model's propagated ones, read from its ``forward()``);
-the list feature x is that score mapped into [0, 1] (``score_norm``: per-list min-max, or sigmoid).
+item vectors (BPR's embeddings; a graph model's propagated ones, read from its ``forward()``).
+Scoring and top-k search over those vectors: :mod:`~recbole_dnr.retrieval.topk` (exact) and
+:mod:`~recbole_dnr.retrieval.ann` (approximate).
 """
 
 import logging
 
-import numpy as np
 import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
@@ -206,52 +207,3 @@ def two_tower_vectors(model):
         raise UserInputError(f"retriever_model {name}: its scores are not inner products of the vectors its "
                              "forward() returns; use a two-tower general model (BPR, LightGCN, NGCF, ...)")
     return out[0].detach().cpu(), out[1].detach().cpu()
-
-
-def score_pairs(user_emb, item_emb, users, items):
-    """Logits <u, e_i> of ``users [R]`` (rows of ``user_emb``) against ``items [R, n]`` -> ``[R, n]`` numpy."""
-    u = user_emb[torch.as_tensor(users)]
-    i = item_emb[torch.as_tensor(items)]
-    return torch.einsum("rd,rnd->rn", u, i).numpy()
-
-
-def normalise(logits, how):
-    """Map MF logits ``[R, n]`` into [0, 1]: ``minmax`` per list, or ``sigmoid``."""
-    if how == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-logits))
-    if how == "minmax":
-        lo, hi = logits.min(1, keepdims=True), logits.max(1, keepdims=True)
-        return (logits - lo) / np.maximum(hi - lo, 1e-12)
-    raise UserInputError(f"score_norm must be 'minmax' or 'sigmoid', got '{how}'")
-
-
-def range_rows(lo, hi):
-    """The rows of the ranges ``lo[r] .. hi[r]-1``, flattened: ``(owner, row)``, ``owner`` = r of
-    each (int64 numpy; vectorised, no loop over ranges)."""
-    lens = np.asarray(hi) - np.asarray(lo)
-    owner = np.repeat(np.arange(len(lens)), lens)
-    offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-    return owner, np.repeat(np.asarray(lo), lens) + offs
-
-
-def topk_unseen(user_emb, item_emb, users, excl_lo, excl_hi, log_items, k, block_bytes=256 << 20):
-    """Top-``k`` items per request by MF logit, excluding padding item 0 and the items of log rows
-    ``excl_lo[r] .. excl_hi[r]-1`` (e.g. everything the user rated before the request).
-
-    Vectorised over blocks of requests: ``torch.topk`` over a ``[block, n_items]`` fp32 score
-    block, ``block = max(1, block_bytes // (4 n_items))`` (at most 1024), so the score memory
-    stays under ``block_bytes`` (256 MiB: 671 requests per block at 100k items) whatever the
-    catalogue. Returns ``items [R, k]`` (int64 numpy); the result does not depend on the block.
-    """
-    block = int(max(1, min(1024, block_bytes // (4 * item_emb.shape[0]))))
-    R = len(users)
-    out = np.zeros((R, k), dtype=np.int64)
-    log_items = torch.as_tensor(log_items)
-    for lo in range(0, R, block):
-        hi = min(R, lo + block)
-        scores = user_emb[torch.as_tensor(users[lo:hi])] @ item_emb.T
-        scores[:, 0] = -np.inf
-        row, src = range_rows(excl_lo[lo:hi], excl_hi[lo:hi])
-        scores[torch.as_tensor(row), log_items[torch.as_tensor(src)]] = -np.inf
-        out[lo:hi] = torch.topk(scores, k, dim=1).indices.numpy()
-    return out
