@@ -12,7 +12,8 @@ RecBole's DataLoader), ``retriever_loader: recbole`` its list build.
 
 Sections: gemm (fp32 ceiling), train (lists/s, FLOPs, share of the ceiling), profile (time shares
 of one training step and of evaluation), lists (list build phases, scoring vs the top-k floor,
-peak RSS), scale (epoch time and memory against the number of users).
+peak RSS), scale (epoch time and memory against the number of users), corr (CoRR's training step
+by part and its evaluation against the independent BPR → PRM pipeline's).
 """
 
 import argparse
@@ -39,11 +40,13 @@ from recbole_dnr.data.dataloader import ListDataLoader  # noqa: E402
 from recbole_dnr.data.dataset import LABEL, SCORE, SLATE_MASK, RequestSet  # noqa: E402
 from recbole_dnr.quick_start import build  # noqa: E402
 
-SECTIONS = ["gemm", "train", "profile", "lists", "scale"]
+SECTIONS = ["gemm", "train", "profile", "lists", "scale", "corr"]
 PATHS = {"before": {"fast_path": False}, "fast": {}, "fast, attn dropout 0": {"attn_dropout_prob": 0.0}}
 MODELS = {"PRM late": ("PRM", {}), "DNR_PRM late": ("DNR-G", {}),
           "PRM early": ("PRM-early", {}), "DNR_PRM early": ("DNR-G-early", {})}
 SIZES = {"64-d (benchmark)": {}, "128-d (default)": {"hidden_size": 128, "inner_size": 128}}
+# benchmarks/corr.yaml's protocol: the retriever's top-50 unseen items, every valid/test request kept
+CORR_LISTS = {"list_mode": "retrieve", "drop_no_positive_eval": False, "eval_positives": "window"}
 
 
 # ------------------------------------------------------------------ helpers
@@ -338,12 +341,61 @@ def scale(args, previous=None):
     return res
 
 
+def corr(args):
+    """CoRR (PRM ranker, 64-d) against the independent pipeline it replaces, BPR → PRM, with
+    benchmarks/corr.yaml's settings: each part of one CoRR training step timed alone on the same
+    batch of training requests, the whole step against a PRM step on as many fixed lists, both per
+    epoch, and one evaluation of the valid split (CoRR first retrieves every list anew)."""
+    base = {"seed": 2020, "show_progress": False, "state": "WARNING", **CORR_LISTS}
+    if args.data_path:
+        base["data_path"] = args.data_path
+    files = [os.path.join(ROOT, "benchmarks", "bench.yaml")]
+    config, _, (tr, va, _), model, trainer = build("CoRR", args.dataset, files,
+                                                   {**base, "ranker": "PRM", "retriever_fit": "holdout"})
+    pconfig, _, (ptr, pva, _), _, ptrainer = build("PRM", args.dataset, files, base)
+    units = ListDataLoader(config, trainer.training_requests(tr._dataset), config["train_batch_size"], shuffle=True)
+    batch = next(iter(units))
+    pbatch = next(iter(ListDataLoader(pconfig, ptr._dataset, pconfig["train_batch_size"], shuffle=True)))
+    model.train()
+    model.corr_phase = "joint"
+    with torch.no_grad():
+        lists, _ = model.sample_lists(batch, model.retriever.all_scores(batch))
+
+    def sample():
+        with torch.no_grad():
+            model.sample_lists(batch, model.retriever.all_scores(batch))
+
+    step_key, prm_key = "whole CoRR step (joint: ranker + retriever + KD, Adam)", "whole PRM step, independent pipeline"
+    parts = {
+        "retriever scores s_re [B, I], forward + backward": lambda: model.retriever.all_scores(batch).sum().backward(),
+        "sampling: exclusion mask, q ∝ exp(s_re), draws, lists (no grad)": sample,
+        "ranker (PRM) forward + backward on the sampled lists": lambda: model.ranker_logits(lists).sum().backward(),
+        step_key: lambda: trainer._train_epoch([batch], 0),
+        prm_key: lambda: ptrainer._train_epoch([pbatch], 0),
+    }
+    med, _ = round_robin(parts, args.repeats * 3)
+    t_eval, _ = timed(trainer.evaluate, va, load_best_model=False)
+    t_peval, _ = timed(ptrainer.evaluate, pva, load_best_model=False)
+    t_retrieve, _ = timed(trainer.eval_lists, va)
+    out = {"batch": len(batch), "parts_ms": {k: v * 1e3 for k, v in med.items()}, "step_key": step_key,
+           "prm_key": prm_key, "corr_batches": len(units), "prm_batches": len(ptr),
+           "corr_epoch_s_est": med[step_key] * len(units), "prm_epoch_s_est": med[prm_key] * len(ptr),
+           "corr_eval_s": t_eval, "prm_eval_s": t_peval, "corr_retrieve_s": t_retrieve,
+           "valid_requests": len(va._dataset)}
+    print(json.dumps(out, indent=1), flush=True)
+    return out
+
+
 # ------------------------------------------------------------------ report
 def markdown(path):
     res = json.load(open(path))
-    m = res["machine"]
-    print(f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}, {m['torch_threads']} threads. "
-          f"Command: `{res['command']}`\n")
+    print("| section | measured by | machine |\n|---|---|---|")
+    for k, r in res.get("runs", {}).items():
+        m = r.get("machine")
+        where = f"{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}, {m['torch_threads']} threads" if m else ""
+        how = f"`{r['command']}`" if r.get("command") else r.get("note", "")
+        print(f"| {k} | {how} | {where} |")
+    print()
     if "gemm" in res:
         print("| GEMM shape | GFLOP/s |\n|---|---|")
         for k, v in res["gemm"]["gflops"].items():
@@ -418,6 +470,29 @@ def markdown(path):
             model, frac = k.split()
             print(f"| {model} | {float(frac):.0%} | {r['lists']} | {r['epoch_s']:.1f} | {1e3 * r['s_per_list']:.3f} | "
                   f"{r['peak_mib']:.0f} |")
+    if "corr" in res:
+        C = res["corr"]
+        step = C["parts_ms"][C["step_key"]]
+        print(f"| part of one CoRR training step ({C['batch']} requests), timed alone | ms | of the CoRR step |\n"
+              "|---|---|---|")
+        for k, v in C["parts_ms"].items():
+            print(f"| {k} | {v:.1f} | {100 * v / step:.0f}% |")
+        a, b = C["corr_epoch_s_est"], C["prm_epoch_s_est"]
+        print(f"\n| per epoch | CoRR | BPR → PRM | CoRR / PRM |\n|---|---|---|---|\n"
+              f"| training batches | {C['corr_batches']} | {C['prm_batches']} | |\n"
+              f"| training epoch, batches × step (s) | {a:.1f} | {b:.1f} | {a / b:.2f} |\n"
+              f"| evaluation of the valid split, {C['valid_requests']} requests (s) | {C['corr_eval_s']:.1f} | "
+              f"{C['prm_eval_s']:.1f} | {C['corr_eval_s'] / C['prm_eval_s']:.2f} |\n"
+              f"| of which retrieving the lists anew (s) | {C['corr_retrieve_s']:.1f} | | |")
+
+
+def legacy_runs(prev):
+    """Provenance of a results file written when only the last run's command was kept: that command
+    for the sections it names, a pointer to docs/performance.md (which names each) for the others."""
+    return {k: ({"command": prev["command"], "machine": prev["machine"]}
+                if f"--sections {k}" in prev.get("command", "") else
+                {"note": "measured before perf.py kept each section's command; docs/performance.md names it"})
+            for k in SECTIONS if k in prev}
 
 
 def main():
@@ -442,11 +517,15 @@ def main():
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.orig_argv[2:]),
+    # each section keeps the command and machine that measured it: a file is filled over several runs
+    run = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.orig_argv[2:]),
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                       "torch_threads": torch.get_num_threads()}}
+                       "torch_threads": torch.get_num_threads()}, "date": time.strftime("%Y-%m-%d")}
+    res = {"runs": {}}
     if os.path.isfile(args.out):  # resumable: keep the sections measured before
-        res.update({k: v for k, v in json.load(open(args.out)).items() if k in SECTIONS})
+        prev = json.load(open(args.out))
+        res.update({k: v for k, v in prev.items() if k in SECTIONS})
+        res["runs"] = prev.get("runs") or legacy_runs(prev)
     for section in args.sections:
         if section == "gemm":
             res["gemm"] = gemm(args)
@@ -456,6 +535,7 @@ def main():
             res["scale"] = scale(args, res.get("scale"))
         else:
             res[section] = globals()[section](args)
+        res["runs"][section] = run
         tmp = args.out + ".tmp"
         with open(tmp, "w") as f:
             json.dump(res, f, indent=1)
