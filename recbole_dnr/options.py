@@ -179,10 +179,12 @@ def _describe(key, kind, lo, hi):
 
 @functools.lru_cache(maxsize=None)
 def declared_keys(*folders):
-    """Every key of every yaml under ``folders`` (a key of another model is not a typo)."""
+    """Every key of every yaml under ``folders`` (a key of another model is not a typo), except
+    ``experiments/``: those files set options declared elsewhere, so a typo in one is still caught."""
     keys = set()
     for folder in folders:
-        for root, _, files in os.walk(folder):
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if d != "experiments"]
             for name in files:
                 if name.endswith(".yaml"):
                     with open(os.path.join(root, name), encoding="utf-8") as f:
