@@ -90,3 +90,12 @@ def test_every_experiment_yaml_loads_with_known_keys(path):
     config = Config(model=None if names_model else "PRM", dataset="ml-100k", config_file_list=[path])
     assert not [n for n in config.notes if "unknown option" in n]
     assert config["model"]
+
+
+def test_experiment_yamls_declare_no_keys(tmp_path):
+    """A key that only an experiments/ yaml sets is a typo there, not a declaration."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "model" / "M.yaml").write_text("lambda_c: 0.4\n")
+    (tmp_path / "experiments" / "V.yaml").write_text("lamda_c: 0.3\n")
+    assert options.declared_keys(str(tmp_path)) == {"lambda_c"}
