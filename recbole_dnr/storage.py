@@ -12,6 +12,7 @@
   reads what the first wrote instead of building it again.
 - :func:`claim` marks a file as this process's for as long as the process lives (two runs of the
   same training would otherwise write one resume file in turns); the next claimant waits or fails.
+- :func:`file_digest` fingerprints a data file by content, so a cache outlives a re-copy.
 - :func:`check_writable` fails before any long work when an output folder cannot be written or
   its disk has less free space than the run needs.
 """
@@ -48,6 +49,12 @@ def _digest(f, n):
         h.update(block)
         n -= len(block)
     return h.digest()
+
+
+def file_digest(path):
+    """SHA-256 hex digest of a file's bytes (cache keys of the data files a run reads)."""
+    with open(path, "rb") as f:
+        return _digest(f, os.path.getsize(path)).hex()
 
 
 def save(obj, path):

@@ -318,3 +318,19 @@ def test_nan_loss_stops_at_the_batch_and_keeps_the_last_good_checkpoint(slice_ro
     # only the first (finite) batch was stepped: the nan never reached the weights
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
     assert any(not torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_cache_key_follows_data_content_not_mtime(slice_root, tmp_path):
+    """A re-copied data folder (same bytes, new mtimes) keeps its lists; changed bytes do not."""
+    import shutil
+    from conftest import SLICE
+    src, dst = os.path.join(slice_root, SLICE), tmp_path / SLICE
+    shutil.copytree(src, dst)
+    cfg = {**smoke_config(slice_root, model="Retriever"), "data_path": str(tmp_path)}
+    key = create_dataset(Config(config_dict=cfg)).cache_key()
+    inter = dst / f"{SLICE}.inter"
+    os.utime(inter, (1e9, 1e9))
+    assert create_dataset(Config(config_dict=cfg)).cache_key() == key
+    lines = inter.read_text().splitlines(keepends=True)
+    inter.write_text("".join(lines[:-1]))
+    assert create_dataset(Config(config_dict=cfg)).cache_key() != key

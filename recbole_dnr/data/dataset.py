@@ -86,9 +86,10 @@ class ListDataset(Dataset):
 
     # ------------------------------------------------------------------ cache
     def _source_fingerprint(self):
+        # content, not mtime: a re-copied, unchanged data folder (new mtimes) keeps its lists
         path = self.config["data_path"]
         files = sorted(f for f in os.listdir(path) if f.startswith(self.dataset_name + "."))
-        return [(f, os.path.getsize(os.path.join(path, f)), int(os.path.getmtime(os.path.join(path, f))))
+        return [(f, os.path.getsize(os.path.join(path, f)), storage.file_digest(os.path.join(path, f)))
                 for f in files]
 
     def cache_key(self):
