@@ -13,7 +13,8 @@ RecBole's DataLoader), ``retriever_loader: recbole`` its list build.
 Sections: gemm (fp32 ceiling), train (lists/s, FLOPs, share of the ceiling), profile (time shares
 of one training step and of evaluation), lists (list build phases, scoring vs the top-k floor,
 peak RSS), scale (epoch time and memory against the number of users), corr (CoRR's training step
-by part and its evaluation against the independent BPR → PRM pipeline's).
+by part and its evaluation against the independent BPR → PRM pipeline's), backbones (each list
+backbone's training step against its FLOPs: is a dearer backbone overhead or compute?).
 """
 
 import argparse
@@ -40,7 +41,7 @@ from recbole_dnr.data.dataloader import ListDataLoader  # noqa: E402
 from recbole_dnr.data.dataset import LABEL, SCORE, SLATE_MASK, RequestSet  # noqa: E402
 from recbole_dnr.quick_start import build  # noqa: E402
 
-SECTIONS = ["gemm", "train", "profile", "lists", "scale", "corr"]
+SECTIONS = ["gemm", "train", "profile", "lists", "scale", "corr", "backbones"]
 PATHS = {"before": {"fast_path": False}, "fast": {}, "fast, attn dropout 0": {"attn_dropout_prob": 0.0}}
 MODELS = {"PRM late": ("PRM", {}), "DNR_PRM late": ("DNR-G", {}),
           "PRM early": ("PRM-early", {}), "DNR_PRM early": ("DNR-G-early", {})}
@@ -386,6 +387,38 @@ def corr(args):
     return out
 
 
+def backbones(args):
+    """Training step time and FLOPs per list of each list backbone at the benchmark settings (the PRM
+    variant with ``model`` swapped), round-robin on the same training lists: time ratio vs FLOP ratio."""
+    jobs, meta = {}, {}
+    for name in args.backbones:
+        config, ds, (tr, va, te), net, trainer = setup(args, "PRM", model=name)
+        loader = ListDataLoader(config, subset(ds, tr, args.batches * config["train_batch_size"]),
+                                config["train_batch_size"], shuffle=True)
+        f_train, f_eval = flops_per_list(trainer, next(iter(loader)), 0)
+        ops = count_matmuls(trainer, loader)
+        jobs[name] = (lambda t=trainer, lo=loader: t._train_epoch(lo, 0))
+        meta[name] = {"train_lists": len(loader._dataset), "batches": len(loader), "train_flops_per_list": f_train,
+                      "eval_flops_per_list": f_eval, "matmul_calls_per_step": ops}
+        print(f"built {name}", flush=True)
+    med, runs = round_robin(jobs, args.repeats)
+    out = {}
+    for name, m in meta.items():
+        step = med[name] / m["batches"]
+        out[name] = {**m, "step_ms": step * 1e3, "train_runs_s": runs[name],
+                     "train_gflops": m["train_lists"] / med[name] * m["train_flops_per_list"] / 1e9}
+        print(f"{name:10s} step {step * 1e3:7.1f} ms  {m['train_flops_per_list'] / 1e6:6.1f} MFLOP/list  "
+              f"{out[name]['train_gflops']:5.1f} GFLOP/s", flush=True)
+    return out
+
+
+def count_matmuls(trainer, loader):
+    """Matrix-product calls (mm, bmm, addmm) in one training step, from torch.profiler."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        trainer._train_epoch([next(iter(loader))], 0)
+    return {e.key: e.count for e in prof.key_averages() if e.key in ("aten::mm", "aten::bmm", "aten::addmm")}
+
+
 # ------------------------------------------------------------------ report
 def markdown(path):
     res = json.load(open(path))
@@ -484,6 +517,16 @@ def markdown(path):
               f"| evaluation of the valid split, {C['valid_requests']} requests (s) | {C['corr_eval_s']:.1f} | "
               f"{C['prm_eval_s']:.1f} | {C['corr_eval_s'] / C['prm_eval_s']:.2f} |\n"
               f"| of which retrieving the lists anew (s) | {C['corr_retrieve_s']:.1f} | | |")
+    if "backbones" in res:
+        B = res["backbones"]
+        ref = B.get("PRM") or next(iter(B.values()))
+        print("\n| backbone | step (ms) | train MFLOP/list | inference MFLOP/list | GFLOP/s | time / PRM's | FLOPs / PRM's "
+              "| matmul calls per step |\n|---|---|---|---|---|---|---|---|")
+        for name, r in B.items():
+            calls = " + ".join(f"{v} {k.split('::')[1]}" for k, v in r["matmul_calls_per_step"].items())
+            print(f"| {name} | {r['step_ms']:.0f} | {r['train_flops_per_list'] / 1e6:.1f} | "
+                  f"{r['eval_flops_per_list'] / 1e6:.1f} | {r['train_gflops']:.1f} | {r['step_ms'] / ref['step_ms']:.2f} | "
+                  f"{r['train_flops_per_list'] / ref['train_flops_per_list']:.2f} | {calls} |")
 
 
 def legacy_runs(prev):
@@ -505,6 +548,7 @@ def main():
     parser.add_argument("--topk_requests", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale_models", nargs="+", default=["PRM", "DNR_PRM"], choices=["PRM", "DNR_PRM"])
+    parser.add_argument("--backbones", nargs="+", default=["PRM", "PIER"], help="models of the backbones section")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--scratch", default=os.path.join(ROOT, "saved", "perf"), help="list caches of the lists section")
     parser.add_argument("--out", default=None)
