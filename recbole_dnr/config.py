@@ -1,5 +1,6 @@
 """Config: RecBole's Config that knows our models, yamls and list metrics."""
 
+import difflib
 import os
 
 import recbole
@@ -25,6 +26,12 @@ def properties_dir():
     raise FileNotFoundError(f"recbole_dnr properties/overall.yaml not found near {here}")
 
 
+def _misspelt(key, given):
+    """'; <given key> was given: did you mean <key>?' when a given key looks like ``key`` mistyped."""
+    close = difflib.get_close_matches(key, [k for k in given if k != key], n=1, cutoff=0.6)
+    return f"; {close[0]}={given[close[0]]!r} was given: did you mean {key}?" if close else ""
+
+
 class Config(RecBoleConfig):
     """Adds, over RecBole's internal yamls: our ``overall.yaml`` (rerankers only),
     ``model/<Backbone>.yaml`` + ``model/DNR.yaml`` for ``DNR_<Backbone>``, ``model/<Model>.yaml``
@@ -38,7 +45,8 @@ class Config(RecBoleConfig):
         if model is None:
             model = self.external_config_dict.get("model")
             if model is None:
-                raise UserInputError("no model given: pass --model=<Model>, or model: in a config file or config dict")
+                raise UserInputError("no model given: pass --model=<Model>, or model: in a config file or config dict"
+                                     + _misspelt("model", self.external_config_dict))
         ext = self.external_config_dict
         if isinstance(model, str) and model == "DNR" and "backbone" in ext:
             model = f"DNR_{ext['backbone']}"
@@ -53,7 +61,8 @@ class Config(RecBoleConfig):
         if dataset is None:
             dataset = self.external_config_dict.get("dataset")
             if dataset is None:
-                raise UserInputError("no dataset given: pass --dataset=<name>, or dataset: in a config file or config dict")
+                raise UserInputError("no dataset given: pass --dataset=<name>, or dataset: in a config file or config dict"
+                                     + _misspelt("dataset", self.external_config_dict))
         return model_name, model_class, dataset
 
     def _model_yamls(self, model, model_class):
@@ -136,7 +145,8 @@ class Config(RecBoleConfig):
             self.notes.append(f"data_path {self.external_config_dict['data_path']!r} is ignored for ml-100k: "
                               "RecBole always reads ml-100k from its wheel (recbole/dataset_example/ml-100k); "
                               "give your own copy another dataset name to use it")
-        options.check(self.final_config_dict)  # types and ranges, before any data is read
+        # the launcher's --model reaches Config as an argument, not as a key: the checks need its resolved name
+        options.check({**self.final_config_dict, "model": self.model})  # types and ranges, before any data is read
         known = (set(self.internal_config_dict) | {k for keys in self.parameters.values() for k in keys}
                  | options.declared_keys(properties_dir(), self._recbole_properties()))
         self.notes += options.unknown_keys(self.external_config_dict, known)

@@ -39,10 +39,23 @@ from recbole_dnr.utils import UserInputError
 ])
 def test_bad_values_fail_with_the_option_and_what_is_allowed(key, value, message, slice_root):
     cfg = smoke_config(slice_root, model="DNR_PRM", **{key: value})
+    cfg.pop("model")  # the model as run_recbole_dnr.py's --model passes it: an argument, not a config key
     if key == "filler_pool":
         cfg["filler_sampling"] = "retriever"
     with pytest.raises(UserInputError, match=message):
         Config(model="DNR_PRM", config_dict=cfg)
+
+
+@pytest.mark.reliability("Options", "model or dataset missing, config keys {given}",
+                         "clear error naming the key that was given: {message}")
+@pytest.mark.parametrize("given, message", [
+    ({"modle": "PRM", "dataset": "ml-100k"}, "no model given: .*; modle='PRM' was given: did you mean model\\?"),
+    ({"model": "PRM", "datset": "ml-100k"}, "no dataset given: .*; datset='ml-100k' was given: did you mean dataset"),
+    ({"dataset": "ml-100k"}, "no model given: pass --model=<Model>, or model: in a config file or config dict$"),
+])
+def test_a_missing_model_or_dataset_names_the_misspelt_key(given, message):
+    with pytest.raises(UserInputError, match=message):
+        Config(config_dict=given)
 
 
 def test_good_values_pass(slice_root):

@@ -138,6 +138,10 @@ def test_score_train_noise_is_refused_for_dnr_and_keeps_old_run_keys(slice_root)
 
     with pytest.raises(UserInputError, match="score_train_noise=0.2: it is a baseline for DNR"):
         Config(config_dict=smoke_config(slice_root, model="DNR_PRM", score_train_noise=0.2))
+    launcher = smoke_config(slice_root, model="DNR_PRM", score_train_noise=0.2)
+    launcher.pop("model")  # run_recbole_dnr.py --model=DNR_PRM: the model is an argument, not a key
+    with pytest.raises(UserInputError, match="score_train_noise=0.2: it is a baseline for DNR"):
+        Config(model="DNR_PRM", config_dict=launcher)
     base = Config(config_dict=smoke_config(slice_root, model="PRM"))
     assert base["score_train_noise"] == 0.0
     payload_key = run_key(base)
