@@ -315,6 +315,33 @@ def test_x_strata_by_hand(tmp_path):
     assert agreeing(low) == 1 and agreeing(high) == 1  # seed 1 has Δ 0 in both bins: it agrees with neither
 
 
+@pytest.mark.parametrize("pairs, panels", [
+    ([("DNR_PRM", "PRM"), ("PRM", "PRM-noinfo")], [2]),  # few pairs: one panel, whoever leads them
+    ([("PRM", "A"), ("PRM", "B"), ("DNR_PRM", "PRM"), ("DNR_PRM", "A"), ("DNR_PIER", "PIER"), ("DNR_X", "X")], [2, 4]),
+    ([(f"DNR_{k}", k) for k in "ABCDEF"], [6]),  # more than five, all DNR rows: still one panel
+])
+def test_strata_plot_splits_backbone_pairs_from_dnr_pairs_when_crowded(tmp_path, pairs, panels):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from recbole_dnr.benchmark.strata import plot_strata
+
+    bins = [{"delta": 0.01, "se": 0.001, "lo": 0.0, "hi": 0.5}, {"delta": -0.01, "se": 0.001, "lo": 0.5, "hi": 1.0}]
+    found = {p: {"bins": bins, "seeds": [1]} for p in pairs}
+    made = []
+    original = plt.subplots
+    plt.subplots = lambda *a, **k: made.append(original(*a, **k)) or made[-1]
+    try:
+        assert plot_strata(plt, "toy", found, str(tmp_path / "s.png")) == str(tmp_path / "s.png")
+    finally:
+        plt.subplots = original
+    axes = made[0][1][0]
+    assert [len(ax.get_legend().get_texts()) for ax in axes] == panels
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
 @pytest.mark.reliability("Bad input", "a grid yaml edited after some of its cells ran (a setting changed)",
                          "the cells run with the old settings are named with what changed, before any work; "
                          "--rerun_stale retrains them; reports leave them out")

@@ -100,21 +100,31 @@ def strata_markdown(dataset, found):
 
 
 def plot_strata(plt, dataset, found, path):
+    """One panel, or two beside each other when more than five pairs would share it: pairs of
+    backbones (what reading x does) and pairs led by a DNR row (what DNR does over them)."""
     if not found:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    groups = [{k: v for k, v in found.items() if not k[0].startswith("DNR")},
+              {k: v for k, v in found.items() if k[0].startswith("DNR")}]
+    groups = [g for g in groups if g] if len(found) > 5 else [found]
+    titles = (["backbone against backbone", "DNR rows against a backbone"] if len(groups) == 2 else [None])
+    fig, axes = plt.subplots(1, len(groups), figsize=(8 if len(groups) == 1 else 13, 4.8), sharey=True,
+                             squeeze=False)
     first = next(iter(found.values()))
     xs = np.arange(1, len(first["bins"]) + 1)
-    for (a, b), s in found.items():
-        ax.errorbar(xs, [x["delta"] for x in s["bins"]], yerr=[x["se"] for x in s["bins"]], marker="o", ms=4,
-                    capsize=2, label=f"{a} − {b} ({len(s['seeds'])} seed{'s' if len(s['seeds']) > 1 else ''})",
-                    ls="--" if a.startswith("DNR") else "-")
-    ax.axhline(0, c="k", lw=0.8)
-    ax.set_xticks(xs, [f"q{k}\n{x['lo']:.2f}-{x['hi']:.2f}" for k, x in zip(xs, first["bins"])])
-    ax.set_xlabel("requests in equal-count bins of the retriever's per-request AUC (q1: x worst)")
-    ax.set_ylabel("Δ test NDCG@6 (± s.e. over requests)")
-    ax.set_title(f"{dataset}: where the differences arise, by the quality of x", fontsize=10)
-    ax.legend(fontsize=7)
+    for ax, group, title in zip(axes[0], groups, titles):
+        for (a, b), s in group.items():
+            ax.errorbar(xs, [x["delta"] for x in s["bins"]], yerr=[x["se"] for x in s["bins"]], marker="o", ms=4,
+                        capsize=2, label=f"{a} − {b} ({len(s['seeds'])} seed{'s' if len(s['seeds']) > 1 else ''})",
+                        ls="--" if a.startswith("DNR") else "-")
+        ax.axhline(0, c="k", lw=0.8)
+        ax.set_xticks(xs, [f"q{k}\n{x['lo']:.2f}-{x['hi']:.2f}" for k, x in zip(xs, first["bins"])])
+        ax.set_xlabel("requests in equal-count bins of the retriever's per-request AUC (q1: x worst)", fontsize=8)
+        if title:
+            ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("Δ test NDCG@6 (± s.e. over requests)")
+    fig.suptitle(f"{dataset}: where the differences arise, by the quality of x", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
