@@ -118,7 +118,8 @@ def test_retrieving_with_the_list_retriever_reproduces_the_stored_lists(slice_ro
 
 
 @pytest.mark.parametrize("extra", [{}, {"corr_mode": "alternating", "corr_alternate_epochs": 1, "epochs": 2},
-                                   {"ranker": "DNR_PRM", "corr_ranker_loss": "own", "lambda_e": 1, "epochs": 2}])
+                                   {"ranker": "DNR_PRM", "corr_ranker_loss": "own", "lambda_e": 1, "epochs": 2},
+                                   {"ranker": "DeepFM"}])  # the authors' MF-setting ranker, RecBole's own
 def test_corr_runs_end_to_end(slice_root, in_session_dir, extra):
     result = run_recbole_dnr(config_dict=corr_config(slice_root, **extra))
     test = result["test_result"]

@@ -1,5 +1,6 @@
 """RecBole's models as rerankers: input conversion, equality with RecBole's own scoring, fusion,
-config resolution, RecBole's own pipeline for CE models, smoke runs (SASRec, DNR_SASRec)."""
+config resolution, RecBole's own pipeline for CE models, context-aware (CTR) models, smoke runs (SASRec,
+DNR_SASRec, DNR_Caser, DNR_DeepFM)."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_dnr.config import Config
-from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE, RequestSet
 from recbole_dnr.model.recbole_reranker import REPRESENTATION_MODELS, recbole_reranker_class, recbole_sequence
 from recbole_dnr.quick_start import objective_function
 from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
@@ -20,6 +21,9 @@ B, N, H, ITEMS, USERS = 5, 7, 6, 40, 12
 class FakeDataset:
     user_num = USERS
     item_num = ITEMS
+    uid_field, iid_field = "user_id", "item_id"
+    fields = RequestSet.fields  # what context-aware models embed: the real rule, on this fake
+    field2type = RequestSet.field2type
 
     def num(self, field):
         return USERS if field == "user_id" else ITEMS
@@ -148,12 +152,47 @@ def test_recbole_ce_model_runs_recbole_pipeline_without_negatives():
             "gpu_id": "", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}})
 
 
+# CTR models: BCEWithLogitsLoss (forward is the logit) and BCELoss (DCNV2: forward is a probability)
+CONTEXT_MODELS = ["DeepFM", "DCN", "DCNV2", "xDeepFM", "WideDeep", "AutoInt", "FM", "NFM", "PNN", "FiGNN"]
+
+
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_context_aware_scores_are_the_logits_of_recbole_own_prediction(name):
+    """score_fusion none, no fine-tuning: σ(the reranker's score) of each candidate is RecBole's predict
+    for that (user, item), and the score reads only the user and the candidate (not the history)."""
+    model = build(name).eval()
+    assert model.model.token_field_names == ["user_id", "item_id"] and model.model.float_field_names == []
+    batch, other = make_batch(), make_batch(seed=1)
+    with torch.no_grad():
+        got = model.predict(batch)
+        flat = {"user_id": batch["user_id"].repeat_interleave(N), "item_id": batch["item_id"].reshape(-1)}
+        expected = model.model.predict(flat).view(B, N)
+        for key in ("user_id", "item_id", SCORE):
+            other.interaction[key] = batch[key]
+        torch.testing.assert_close(model.predict(other), got)
+    assert got.shape == (B, N)
+    torch.testing.assert_close(torch.sigmoid(got), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_request_fields_are_the_ids_only(slice_root, in_session_dir):
+    from recbole.utils import FeatureSource as S
+
+    from recbole_dnr.data import create_dataset, data_preparation
+
+    config = Config(config_dict=smoke_config(slice_root, model="DeepFM", list_mode="slate"))
+    ds = create_dataset(config)
+    train = data_preparation(config, ds)[0].dataset
+    assert train.fields(source=[S.INTERACTION, S.USER, S.USER_ID, S.ITEM, S.ITEM_ID]) == ["user_id", "item_id"]
+    assert train.fields(source=[S.INTERACTION]) == []  # the rating and the time are the label: never features
+    assert train.fields(source=[S.ITEM_ID]) == ["item_id"] and train.num("item_id") == ds.item_num
+
+
 def test_models_needing_item_features_are_a_clear_error():
     with pytest.raises(UserInputError, match="cannot be built as a reranker"):
         build("FDSA")
 
 
-@pytest.mark.parametrize("model", ["SASRec", "DNR_SASRec", "DNR_Caser"])
+@pytest.mark.parametrize("model", ["SASRec", "DNR_SASRec", "DNR_Caser", "DNR_DeepFM"])
 def test_smoke_recbole_rerankers(slice_root, in_session_dir, model):
     cfg = smoke_config(slice_root, model=model, list_mode="slate", epochs=2, lambda_e=1)
     result = objective_function(cfg, saved=False)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
-from recbole.utils import set_color
+from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_dnr import storage
 from recbole_dnr.data import protocol as P
@@ -69,6 +69,18 @@ class RequestSet:
 
     def num(self, field):
         return self.parent.num(field)
+
+    # RecBole's context-aware models (DeepFM, DCN, ...) build one embedding per field they are shown:
+    # a request's candidates carry the user id and the item id only (its rating and time are the label)
+    def fields(self, ftype=None, source=None):
+        """The feature fields a reranker may embed: ``[user id, item id]`` (as RecBole's ``Dataset.fields``)."""
+        source_of = {self.uid_field: FeatureSource.USER_ID, self.iid_field: FeatureSource.ITEM_ID}
+        return [f for f, s in source_of.items()
+                if (source is None or s in source) and (ftype is None or FeatureType.TOKEN in ftype)]
+
+    @property
+    def field2type(self):
+        return {self.uid_field: FeatureType.TOKEN, self.iid_field: FeatureType.TOKEN}
 
 
 class ListDataset(Dataset):

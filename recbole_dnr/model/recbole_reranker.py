@@ -11,12 +11,16 @@ given as RecBole's right-padded ``item_id_list [B, L]`` + ``item_length [B]`` (t
 ``L = min(MAX_ITEM_LIST_LENGTH, max_history)`` items) and ``user_id [B]``, and each candidate is
 scored as RecBole scores an item. General models (BPR, NeuMF, LightGCN, ...) score from the user
 id; graph models see the training period's user-item graph only (``RequestSet.inter_matrix``).
+Context-aware models (DeepFM, DCN, xDeepFM, WideDeep, AutoInt, ...: CoRR's rankers) embed the two
+fields a candidate carries, user id and item id (``RequestSet.fields``), and are scored by their
+logit: ``forward`` where their own loss is ``BCEWithLogitsLoss`` (``predict`` is its sigmoid), the
+logit of ``forward`` where it is ``BCELoss`` (DCNV2, KD_DAGFM: ``forward`` is already a probability).
 """
 
 import inspect
 
 import torch
-from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.model.abstract_recommender import AbstractRecommender, ContextRecommender
 
 from recbole_dnr.data.dataset import HISTORY_ITEM
 from recbole_dnr.model.abstract_reranker import ListBackbone, ScoreFeature
@@ -68,7 +72,8 @@ class RecBoleReranker(ListBackbone):
             raise UserInputError(
                 f"RecBole's {name} cannot be built as a reranker ({type(e).__name__}: {e}). It needs more than "
                 f"user ids, item ids, item sequences and the training graph (e.g. item features); "
-                f"use a sequential model such as {', '.join(REPRESENTATION_MODELS[:4])}, or BPR.") from e
+                f"use a sequential model such as {', '.join(REPRESENTATION_MODELS[:4])}, a context-aware one such "
+                f"as DeepFM or DCN, or BPR.") from e
         self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
         self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
         fusion = config["score_fusion"]
@@ -87,6 +92,10 @@ class RecBoleReranker(ListBackbone):
             self.score_feature = ScoreFeature(1, fusion, width=config["hidden_size"])
             overridden = type(self.model).full_sort_predict is not AbstractRecommender.full_sort_predict
             self._full_sort = overridden
+            # CTR models output a click probability; L_direct and late fusion act on logits
+            self._context = isinstance(self.model, ContextRecommender)
+            own_loss = getattr(self.model, "loss", None) or getattr(self.model, "loss_fn", None)
+            self._probability_forward = isinstance(own_loss, torch.nn.BCELoss)
 
     def recbole_interaction(self, interaction):
         """RecBole's input fields for the requests: sequence ``[B, L]``, its length ``[B]``, user ``[B]``."""
@@ -100,7 +109,10 @@ class RecBoleReranker(ListBackbone):
         n = items.shape[1]
         flat = {k: v.repeat_interleave(n, dim=0) for k, v in inter.items()}
         flat[self.ITEM_ID] = items.reshape(-1)
-        return self.model.predict(flat).view(items.shape)
+        if not self._context:
+            return self.model.predict(flat).view(items.shape)
+        out = self.model(flat)
+        return (torch.logit(out, eps=1e-6) if self._probability_forward else out).view(items.shape)
 
     def encode(self, interaction, x):
         """h ``[B, n, D]`` (u ⊙ e_i) for representation models, else RecBole's score ``[B, n, 1]``."""
