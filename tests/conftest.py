@@ -89,7 +89,8 @@ def pytest_runtest_makereport(item, call):
         return
     params = item.callspec.params if hasattr(item, "callspec") else {}
     # regex of a pytest.raises(match=...) parameter, shown as text
-    group, case, expect = (str(a).format(**params).replace(".*", "…").replace("\\", "") for a in mark.args)
+    group, case, expect = (str(a).format(**params).replace(".*", "…").replace("\\", "").removesuffix("$")
+                           for a in mark.args)
     _RELIABILITY.append({"group": group, "case": case, "expect": expect, "test": item.nodeid,
                          "outcome": report.outcome, "seconds": report.duration})
 
