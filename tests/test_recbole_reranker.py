@@ -174,6 +174,12 @@ def test_context_aware_scores_are_the_logits_of_recbole_own_prediction(name):
     torch.testing.assert_close(torch.sigmoid(got), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_context_aware_reranker_says_what_it_reads():
+    assert any("DeepFM is a context-aware (CTR) model: it reranks from the user and item ids only" in n
+               for n in config_for("DeepFM").notes)
+    assert not any("context-aware" in n for n in config_for("SASRec").notes)
+
+
 def test_request_fields_are_the_ids_only(slice_root, in_session_dir):
     from recbole.utils import FeatureSource as S
 
