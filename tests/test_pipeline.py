@@ -334,3 +334,13 @@ def test_cache_key_follows_data_content_not_mtime(slice_root, tmp_path):
     lines = inter.read_text().splitlines(keepends=True)
     inter.write_text("".join(lines[:-1]))
     assert create_dataset(Config(config_dict=cfg)).cache_key() != key
+
+
+def test_results_table_aligns_long_metric_names():
+    from recbole_dnr.quick_start.quick_start import results_table
+
+    lines = results_table({"ndcg@6": 0.41, "retriever_recall@50": 0.0672},
+                          {"ndcg@6": 0.34, "retriever_recall@50": 0.0687}).splitlines()
+    assert lines[1] == f"{'ndcg@6':<21}{0.41:>10.4f}{0.34:>10.4f}"
+    assert len({len(line) for line in lines}) == 1  # every column ends where the header's does
+    assert results_table({"auc": 0.5}, {"auc": 0.6}).splitlines()[0] == f"{'metric':<16}{'valid':>10}{'test':>10}"

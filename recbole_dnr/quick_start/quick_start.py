@@ -55,9 +55,10 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
 def results_table(valid, test):
     """Valid and test metrics side by side, as text."""
     keys = list((valid or test or {}).keys())
-    lines = [f"{'metric':<16}{'valid':>10}{'test':>10}"]
+    w = max([16] + [len(k) + 2 for k in keys])  # CoRR's retriever_recall@50 is longer than 16
+    lines = [f"{'metric':<{w}}{'valid':>10}{'test':>10}"]
     for k in keys:
-        lines.append(f"{k:<16}{(valid or {}).get(k, float('nan')):>10.4f}{(test or {}).get(k, float('nan')):>10.4f}")
+        lines.append(f"{k:<{w}}{(valid or {}).get(k, float('nan')):>10.4f}{(test or {}).get(k, float('nan')):>10.4f}")
     return "\n".join(lines)
 
 
