@@ -256,3 +256,11 @@ def test_corr_with_a_sequential_retriever(slice_root, in_session_dir):
     assert 0 < result["test_result"]["retriever_recall@50"] <= 1
     with pytest.raises(UserInputError, match="retriever_model LightGCN is neither"):
         build(config_dict=corr_config(slice_root, retriever_model="LightGCN", list_mode="retrieve"))
+
+
+def test_corr_is_deterministic(slice_root, in_session_dir):
+    """Same seed, same config: the same valid curve and test metrics (the retriever, the sampler's
+    draws and the lists retrieved anew all follow the seed)."""
+    runs = [run_recbole_dnr(config_dict=corr_config(slice_root, epochs=2, seed=7)) for _ in range(2)]
+    assert runs[0]["test_result"] == runs[1]["test_result"]
+    assert runs[0]["best_valid_result"] == runs[1]["best_valid_result"]
