@@ -23,11 +23,15 @@ one that the problem is real on the installed versions and that the fix removes 
    NGCF, NCL, GCMC, SpectralCF) use to build their adjacency; :func:`scipy_dok_update` restores it.
 6. RecBole's ``sine.py`` switches autograd anomaly detection on at import; :func:`keep_anomaly_mode`
    puts it back.
+7. RecBole's ``utils.ensure_dir`` checks, then creates: two runs starting together (two benchmark
+   grids, a test's two processes) both see ``./log/<Model>`` missing and the second ``makedirs`` raises
+   ``FileExistsError`` in ``init_logger``. :func:`race_free_ensure_dir` makes it ``exist_ok``.
 
 Atomic, checksummed writes of our own files live in :mod:`recbole_dnr.storage` (not a compat fix).
 """
 
 import contextlib
+import os
 import sys
 import warnings
 
@@ -112,3 +116,16 @@ def keep_anomaly_mode():
     was = torch.is_anomaly_enabled()
     importlib.import_module("recbole.model.sequential_recommender.sine")
     torch.autograd.set_detect_anomaly(was)
+
+
+def _makedirs_exist_ok(dir_path):
+    os.makedirs(dir_path, exist_ok=True)
+
+
+def race_free_ensure_dir():
+    """Fix 7: swap the body of RecBole's ``ensure_dir`` for ``os.makedirs(exist_ok=True)``. The
+    code object is replaced in place, so every module that imported the function by name
+    (logger, trainer, dataset, data utils) gets the fix."""
+    from recbole.utils import utils
+
+    utils.ensure_dir.__code__ = _makedirs_exist_ok.__code__

@@ -96,3 +96,24 @@ def test_importing_recbole_dnr_leaves_anomaly_mode_as_it_was():
     code = "import recbole.model.sequential_recommender.sine, torch; print(torch.is_anomaly_enabled())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "True"  # the RecBole behaviour the fix undoes
+
+
+def test_recbole_ensure_dir_survives_a_folder_made_between_check_and_create(tmp_path, monkeypatch):
+    """Fix 7: RecBole's ensure_dir checks, then creates; when another process creates the folder in
+    between (two runs starting together), RecBole's own body raises FileExistsError."""
+    import os
+
+    import recbole_dnr  # noqa: F401 (installs the fix)
+    from recbole.utils import ensure_dir
+    from recbole.utils import logger
+
+    made = tmp_path / "log" / "PRM"
+    made.mkdir(parents=True)
+    monkeypatch.setattr(os.path, "exists", lambda p: False)  # the check ran before the other process's mkdir
+    ensure_dir(str(made))
+    assert logger.ensure_dir is ensure_dir  # the name init_logger calls is the fixed function
+    original = """def ensure_dir(dir_path):\n    if not os.path.exists(dir_path):\n        os.makedirs(dir_path)\n"""
+    scope = {"os": os}
+    exec(original, scope)  # RecBole 1.2.1's body (recbole/utils/utils.py): the race is real
+    with pytest.raises(FileExistsError):
+        scope["ensure_dir"](str(made))
