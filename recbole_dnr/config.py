@@ -171,11 +171,12 @@ class Config(RecBoleConfig):
         if wrapped:
             cfg = self.final_config_dict
             cfg["MAX_ITEM_LIST_LENGTH"] = min(cfg["MAX_ITEM_LIST_LENGTH"], cfg["max_history"])
-            if recbole_class(wrapped).type == RecBoleModelType.CONTEXT:
+            wrapped_type = recbole_class(wrapped).type
+            if wrapped_type == RecBoleModelType.CONTEXT:
                 self.notes.append(f"{wrapped} is a context-aware (CTR) model: it reranks from the user and item ids "
                                   f"only; the lists carry no item or user features and it does not read the "
                                   f"history (docs/models.md)")
-            if cfg.get("recbole_pretrain") and (recbole_class(wrapped).type != RecBoleModelType.SEQUENTIAL
+            if cfg.get("recbole_pretrain") and (wrapped_type != RecBoleModelType.SEQUENTIAL
                                                 or cfg.get("loss_type") != "CE"):
                 raise UserInputError(
                     f"recbole_pretrain supports RecBole's sequential models with loss_type CE (next-item "

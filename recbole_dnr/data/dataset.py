@@ -98,11 +98,14 @@ class ListDataset(Dataset):
 
     # ------------------------------------------------------------------ cache
     def _source_fingerprint(self):
-        # content, not mtime: a re-copied, unchanged data folder (new mtimes) keeps its lists
-        path = self.config["data_path"]
-        files = sorted(f for f in os.listdir(path) if f.startswith(self.dataset_name + "."))
-        return [(f, os.path.getsize(os.path.join(path, f)), storage.file_digest(os.path.join(path, f)))
-                for f in files]
+        # content, not mtime: a re-copied, unchanged data folder (new mtimes) keeps its lists; hashed once
+        # per dataset object (cache_key is asked for the lists, the retriever file and the probes)
+        if getattr(self, "_fingerprint", None) is None:
+            path = self.config["data_path"]
+            files = sorted(f for f in os.listdir(path) if f.startswith(self.dataset_name + "."))
+            self._fingerprint = [(f, os.path.getsize(os.path.join(path, f)), storage.file_digest(os.path.join(path, f)))
+                                 for f in files]
+        return self._fingerprint
 
     def cache_key(self):
         """Hash of everything that determines the lists: data files, protocol, retriever, seed."""
