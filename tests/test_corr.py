@@ -172,6 +172,24 @@ def test_alternating_phases_train_one_side_at_a_time(slice_root, in_session_dir)
     assert all(p.grad is None for p in model.ranker.parameters())
 
 
+def test_zero_retriever_weights_keep_the_pretrained_retriever(slice_root, in_session_dir):
+    """w_re = lambda_KD = 0 with the retriever warm-started (benchmarks/corr.yaml's CoRR-SASRec-frozen):
+    a trained epoch leaves the retriever the independent BPR, so only the ranker's training differs
+    from the independent pipeline; with w_re = 1 the same epoch moves it."""
+    def retriever_after_one_epoch(weight):
+        config, ds, (train, valid, _), model, trainer = build(config_dict=corr_config(
+            slice_root, corr_retriever_init="pretrained", corr_retriever_weight=weight, corr_kd_weight=0.0,
+            weight_decay=0.0))
+        before = [p.detach().clone() for p in model.retriever.parameters()]
+        trainer.fit(train, valid, verbose=False, saved=False)
+        return before, list(model.retriever.parameters()), model
+    before, after, model = retriever_after_one_epoch(0.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.ranker.parameters())
+    before, after, _ = retriever_after_one_epoch(1.0)
+    assert not all(torch.equal(a, b) for a, b in zip(before, after))
+
+
 def test_retriever_model_lightgcn_builds_lists_from_its_propagated_vectors(slice_root, in_session_dir):
     config, ds, (train, valid, _), _, _ = build(config_dict=smoke_config(
         slice_root, model="Retriever", retriever_model="LightGCN", retriever_epochs=2, list_mode="retrieve"))
