@@ -149,6 +149,8 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"strata": {"pairs": [["PRM", "PRM"]]}}))
     with pytest.raises(UserInputError, match="report has unknown keys"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"colour": 1}))
+    with pytest.raises(UserInputError, match="report.curves must be a list of the grid's variants"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"curves": ["PRM", "PMR"]}))
     with pytest.raises(UserInputError, match="reuse: must be a list"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse="benchmarks/results/zoo"))
     with pytest.raises(UserInputError, match="variant 'PRM-lat' .*score_fusion='lat': expected one of"):
@@ -269,6 +271,8 @@ def test_valid_curve_panel_draws_the_grids_own_protocol_and_clips_slow_starts():
     assert curve_variants(list(runs), runs) == ["PRM", "DNR-G"]
     only_at = {"PRM@a": [{"valid_curve": [0.4]}], "PRM@b": [{"valid_curve": [0.3]}]}
     assert curve_variants(list(only_at), only_at) == ["PRM@a", "PRM@b"]
+    # report: curves chooses (a grid of 18 rows draws the pairs it discusses); a variant without a curve stays out
+    assert curve_variants(list(runs), runs, wanted=["DNR-G", "PRM@holdout", "Retriever"]) == ["PRM@holdout", "DNR-G"]
     # 19 points at 0.40 and one warm-up epoch at 0.10: the 5th percentile is 0.385, the top 0.40
     lo, hi = curve_ylim([0.10] + [0.40] * 19, margin=0.0)
     assert lo == pytest.approx(0.385) and hi == pytest.approx(0.40)

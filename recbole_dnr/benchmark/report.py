@@ -252,10 +252,13 @@ def has_curves(runs):
     return any(r.get("valid_curve") for r in runs)
 
 
-def curve_variants(names, by_variant):
-    """Variants whose valid curve is drawn: those of the grid's own protocol (no ``@suffix``), so the
-    panel stays readable; a grid made only of ``@`` variants draws them all."""
+def curve_variants(names, by_variant, wanted=None):
+    """Variants whose valid curve is drawn: ``wanted`` (the grid's ``report: curves``) where given,
+    else those of the grid's own protocol (no ``@suffix``), so the panel stays readable; a grid made
+    only of ``@`` variants draws them all."""
     curved = [n for n in names if by_variant[n][0].get("valid_curve")]
+    if wanted is not None:
+        return [n for n in curved if n in wanted]
     plain = [n for n in curved if "@" not in n]
     return plain or curved
 
@@ -378,7 +381,7 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
                        label="retriever floor")
             ax.legend(loc="best")  # matplotlib avoids the bars; a fixed corner covered the longest one
         ax = axes[1]
-        curved = curve_variants(names, by_variant)
+        curved = curve_variants(names, by_variant, spec.report.get("curves"))
         bases = list(dict.fromkeys(n[len("DNR_"):] if n.startswith("DNR_") else n for n in curved))
         palette = plt.get_cmap("tab10" if len(bases) <= 10 else "tab20")
         points = []
@@ -394,7 +397,7 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
         ax.set_ylabel("valid NDCG@6")
         hidden = len(names) - len(curved) - sum(not by_variant[n][0].get("valid_curve") for n in names)
         ax.set_title(f"valid NDCG@6 per epoch (seed {runs[0]['seed']})"
-                     + (f"; {hidden} @-variants not drawn" if hidden else ""), fontsize=10)
+                     + (f"; {hidden} variants not drawn" if hidden else ""), fontsize=10)
         ax.legend(fontsize=7, ncol=2)
         ax = axes[2]
         xs = [max(float(np.mean([fit_cost(r) for r in by_variant[n]])), 1.0) for n in names]

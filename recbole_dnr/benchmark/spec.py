@@ -31,7 +31,7 @@ from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
 
 TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse"}
 REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics",
-               "strata"}
+               "strata", "curves"}
 
 
 @dataclass(frozen=True)
@@ -206,6 +206,10 @@ def load_spec(path):
             raise UserInputError(f"{path}: report.table2 row {row!r} must be [label, variant, paper figure] with a "
                                  f"variant of the grid ({', '.join(variants)})")
     check_pairs(path, "report.pairs", report.get("pairs"), variants)
+    curves = report.get("curves")
+    if curves is not None and (not isinstance(curves, list) or any(v not in variants for v in curves)):
+        raise UserInputError(f"{path}: report.curves must be a list of the grid's variants (the valid curves drawn), "
+                             f"got {curves!r}")
     strata = report.get("strata")
     if strata is not None:
         if not isinstance(strata, dict) or set(strata) - {"floor", "bins", "pairs"}:
