@@ -15,6 +15,11 @@ Example (abridged from benchmarks/zoo.yaml and corr.yaml)::
     grids:                                 # each: datasets × models × seeds
       - {datasets: [ml-100k], models: [Retriever, PRM, DNR_PRM, SASRec], seeds: [2020, 2021, 2022]}
       - {datasets: [ml-100k], models: [PRM, DNR_PRM], seeds: [2020], set: {retriever_fit: holdout}, suffix: "@holdout"}
+    report:                                # docs/benchmarks.md section and docs/img/<prefix>_<dataset>.png
+      markdown: docs/benchmarks.md
+      tag: corr                            # rewrites what lies between <!-- BEGIN corr ... --> and <!-- END corr -->
+      pairs: [[CoRR, BPR+PRM]]             # paired tests beside DNR_X − X
+      curves: [BPR+PRM, CoRR]              # valid curves drawn (default: every variant without an @suffix)
 
 A cell is (dataset, variant, seed). Cells are validated here, before any training.
 """
