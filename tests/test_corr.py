@@ -106,6 +106,31 @@ def test_distillation_reaches_the_retriever_only(slice_root, in_session_dir):
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.ranker.parameters())
 
 
+def test_own_loss_ranker_teaches_without_a_graph_and_trains_by_its_own_loss(slice_root, in_session_dir):
+    """corr_ranker_loss: own — the teacher forward for the KL builds no graph (it is detached
+    there); the ranker's gradient is exactly its own loss's on the sampled lists."""
+    config, ds, (train, _, _), model, trainer = build(config_dict=corr_config(slice_root, corr_ranker_loss="own"))
+    b = trainer.training_requests(train._dataset)[torch.arange(16)]
+    model.eval()  # no dropout: the two backward passes below see the same forward
+    grad_modes, encode = [], model.ranker.encode
+
+    def recording_encode(*args, **kwargs):
+        grad_modes.append(torch.is_grad_enabled())
+        return encode(*args, **kwargs)
+
+    model.ranker.encode = recording_encode  # every ranker pass encodes; module hooks miss calculate_loss
+    sum(model.calculate_loss(b)).backward()
+    del model.ranker.encode
+    assert grad_modes == [False, True]  # teacher for the KL, then the ranker's own loss
+    joint = [p.grad.clone() for p in model.ranker.parameters() if p.grad is not None]
+    assert model.retriever.item_embedding.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    own = model.ranker.calculate_loss(model.last_lists)
+    (sum(own) if isinstance(own, tuple) else own).backward()
+    alone = [p.grad for p in model.ranker.parameters() if p.grad is not None]
+    assert len(joint) == len(alone) > 0 and all(torch.allclose(a, b) for a, b in zip(joint, alone))
+
+
 def test_retrieving_with_the_list_retriever_reproduces_the_stored_lists(slice_root, in_session_dir):
     config, ds, (_, valid, _), model, trainer = build(config_dict=corr_config(slice_root))
     split = valid._dataset

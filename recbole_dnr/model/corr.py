@@ -158,12 +158,17 @@ class CoRR(ListRecommender):
         with torch.set_grad_enabled(train_retriever):
             s_all = self.retriever.all_scores(batch)
         inter, (s_re, log_q, pos, neg) = self.sample_lists(batch, s_all)
-        with torch.set_grad_enabled(train_ranker):
+        own_loss = train_ranker and self.config["corr_ranker_loss"] == "own"
+        # under its own loss the ranker trains through calculate_loss; s_ra then only teaches the
+        # retriever (detached in the KL), so it needs no graph. The forward still runs: dropout
+        # draws the same random numbers whichever loss is set
+        with torch.set_grad_enabled(train_ranker and not own_loss):
             s_ra = self.ranker_logits(inter)
-            if train_ranker and self.config["corr_ranker_loss"] == "own":
-                own = self.ranker.calculate_loss(inter)
-                l_ra = sum(own) if isinstance(own, tuple) else own
-            else:
+        if own_loss:
+            own = self.ranker.calculate_loss(inter)
+            l_ra = sum(own) if isinstance(own, tuple) else own
+        else:
+            with torch.set_grad_enabled(train_ranker):
                 l_ra = sampled_softmax_loss(s_ra, log_q, pos, neg)
         self.last_lists = inter  # the ranker's lists of this step (a DNR ranker's φ step reuses them)
         terms = []
