@@ -26,15 +26,14 @@ study() {
     for s in 2020 2021 2022; do
         $b variant=PRM-noinfo,DNR-G-heuristic-shuffled,PRM-none,DNR-G-direct seed=$s
     done
-    # CoRR's three seeds before the study's one-seed context rows: issue 9 has no ml-1m cell yet, and the
-    # context rows are not among what issue 8 asks on ml-1m-u1to2999
-    # --rerun_stale: the grid's ml-1m patience went from 10 to 20 (corr.yaml) after its first cells
-    python -m recbole_dnr.benchmark --config benchmarks/corr.yaml $ML1M --rerun_stale
-    # CoRR's cells take ~15 min, not an hour: this queue is done hours before the zoo queue, so it takes the
-    # zoo's one-seed rows (issue 7) from the end of the list while the zoo queue works from the start (a cell
-    # both reach is trained once: the second process waits for it, then copies it)
+    # the zoo's one-seed rows (issue 7) from the end of the list while the zoo queue works from the start
+    # (2026-12-03: ahead of CoRR's last cells, so that the zoo, first in the order of work, completes; a cell
+    # both queues reach is trained once: the second process waits for it, then copies it)
     local z="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M seed=2020"
-    for v in DNR_Caser DNR_GRU4Rec DNR_SASRec DNR_SetRank SetRank; do $z variant=$v; done
+    for v in DNR_Caser DNR_GRU4Rec DNR_SASRec DNR_SetRank; do $z variant=$v; done
+    # CoRR's cells in grid order; --rerun_stale: the grid's ml-1m patience went from 10 to 20 (corr.yaml)
+    # after its first cells
+    python -m recbole_dnr.benchmark --config benchmarks/corr.yaml $ML1M --rerun_stale
     $b                                             # one-seed context rows; Retriever, PRM-late, DNR-G copied
 }
 
@@ -47,6 +46,9 @@ zoo() {
     $b variant=SASRec,GRU4Rec,Caser                # RecBole's baselines
     $b variant=PIER,DNR_PIER                       # the paper's strongest baseline and DNR host
     $b
+    # then CoRR's one-seed cells from the end of its list, while the study queue takes it from the start
+    local c="python -m recbole_dnr.benchmark --config benchmarks/corr.yaml --rerun_stale $ML1M"
+    for v in CoRR-SASRec BPR+SASRec CoRR-noKD; do $c variant=$v; done
 }
 
 case "${1:-both}" in
