@@ -31,6 +31,11 @@ study() {
     # both queues reach is trained once: the second process waits for it, then copies it)
     local z="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M seed=2020"
     for v in DNR_Caser DNR_GRU4Rec DNR_SASRec DNR_SetRank; do $z variant=$v; done
+    # then their seeds 2021-2022 for DNR on RecBole's baselines (zoo.yaml: three seeds since 2026-12-03),
+    # cheapest first
+    for v in DNR_Caser DNR_GRU4Rec DNR_SASRec; do
+        python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M variant=$v seed=2021,2022
+    done
     # CoRR's cells in grid order; --rerun_stale: the grid's ml-1m patience went from 10 to 20 (corr.yaml)
     # after its first cells
     python -m recbole_dnr.benchmark --config benchmarks/corr.yaml $ML1M --rerun_stale
