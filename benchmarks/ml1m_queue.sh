@@ -31,10 +31,13 @@ study() {
     # both queues reach is trained once: the second process waits for it, then copies it)
     local z="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M seed=2020"
     for v in DNR_Caser DNR_GRU4Rec DNR_SASRec DNR_SetRank; do $z variant=$v; done
-    # then their seeds 2021-2022 for DNR on RecBole's baselines (zoo.yaml: three seeds since 2026-12-03),
-    # cheapest first
-    for v in DNR_Caser DNR_GRU4Rec DNR_SASRec; do
-        python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M variant=$v seed=2021,2022
+    # then, per RecBole baseline (cheapest first), DNR's seeds 2021-2022 and the x-free control X-none on
+    # both datasets (zoo.yaml, since 2026-12-03): does DNR_X add anything beyond not using x?
+    local zz="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml --only"
+    for m in Caser GRU4Rec SASRec; do
+        $zz dataset=ml-1m-u1to2999 variant=DNR_$m seed=2021,2022
+        $zz dataset=ml-1m-u1to2999 variant=$m-none
+        $zz dataset=ml-100k variant=$m-none
     done
     # CoRR's cells in grid order; --rerun_stale: the grid's ml-1m patience went from 10 to 20 (corr.yaml)
     # after its first cells
