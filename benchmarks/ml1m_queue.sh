@@ -15,6 +15,16 @@ cd "$(dirname "$0")/.."
 export BENCH_THREADS=${BENCH_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 ML1M="--only dataset=ml-1m-u1to2999"
 
+# DNR's seeds 2021-2022 on RecBole baseline $1 and the x-free control $1-none on both datasets (zoo.yaml,
+# since 2026-12-03): does DNR_X add anything beyond not using x? The study queue takes the baselines
+# cheapest first, the zoo queue from the other end
+x_free_and_seeds() {
+    local zz="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml --only"
+    $zz dataset=ml-1m-u1to2999 variant=DNR_$1 seed=2021,2022
+    $zz dataset=ml-1m-u1to2999 variant=$1-none
+    $zz dataset=ml-100k variant=$1-none
+}
+
 study() {
     local b="python -m recbole_dnr.benchmark --config benchmarks/dnr_study.yaml $ML1M"
     # ml-100k CoRR-alt seed 2020 ran with patience 3 before its variant said 6 (stale): retrain it
@@ -31,14 +41,8 @@ study() {
     # both queues reach is trained once: the second process waits for it, then copies it)
     local z="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M seed=2020"
     for v in DNR_Caser DNR_GRU4Rec DNR_SASRec DNR_SetRank; do $z variant=$v; done
-    # then, per RecBole baseline (cheapest first), DNR's seeds 2021-2022 and the x-free control X-none on
-    # both datasets (zoo.yaml, since 2026-12-03): does DNR_X add anything beyond not using x?
-    local zz="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml --only"
-    for m in Caser GRU4Rec SASRec; do
-        $zz dataset=ml-1m-u1to2999 variant=DNR_$m seed=2021,2022
-        $zz dataset=ml-1m-u1to2999 variant=$m-none
-        $zz dataset=ml-100k variant=$m-none
-    done
+    # then DNR's extra seeds and the x-free controls, per RecBole baseline, cheapest first
+    for m in Caser GRU4Rec SASRec; do x_free_and_seeds $m; done
     # CoRR's cells in grid order; --rerun_stale: the grid's ml-1m patience went from 10 to 20 (corr.yaml)
     # after its first cells
     python -m recbole_dnr.benchmark --config benchmarks/corr.yaml $ML1M --rerun_stale
@@ -53,6 +57,8 @@ zoo() {
     done
     $b variant=SASRec,GRU4Rec,Caser                # RecBole's baselines
     $b variant=PIER,DNR_PIER                       # the paper's strongest baseline and DNR host
+    $b variant=DLCM,DNR_DLCM,MiDNN,DNR_MiDNN,SetRank  # one-seed rows; the study queue takes the rest
+    for m in SASRec GRU4Rec Caser; do x_free_and_seeds $m; done
     $b
     # then CoRR's one-seed cells from the end of its list, while the study queue takes it from the start
     local c="python -m recbole_dnr.benchmark --config benchmarks/corr.yaml --rerun_stale $ML1M"
