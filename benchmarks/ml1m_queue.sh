@@ -20,8 +20,8 @@ ML1M="--only dataset=ml-1m-u1to2999"
 # cheapest first, the zoo queue from the other end
 x_free_and_seeds() {
     local zz="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml --only"
-    $zz dataset=ml-1m-u1to2999 variant=DNR_$1 seed=2021,2022
     $zz dataset=ml-1m-u1to2999 variant=$1-none
+    $zz dataset=ml-1m-u1to2999 variant=DNR_$1 seed=2021,2022
     $zz dataset=ml-100k variant=$1-none
 }
 
