@@ -65,9 +65,14 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     assert row[head.index("NDCG@6")].strip("*") == f"{rec['test']['ndcg@6']:.4f}"
     capfd.readouterr()
     mtime = os.path.getmtime(spec.cell_path(spec.cells[2]))
-    main(["--config", path, "--only", "variant=PRM"])  # finished: nothing recomputed
-    assert "0 to run" in capfd.readouterr().out
+    md_mtime = os.path.getmtime(tmp_path / "bench.md")
+    main(["--config", path, "--only", "variant=PRM"])  # finished: nothing recomputed, nothing re-rendered
+    out = capfd.readouterr().out
+    assert "0 to run" in out and "report left as it is" in out and "wrote" not in out
     assert os.path.getmtime(spec.cell_path(spec.cells[2])) == mtime
+    assert os.path.getmtime(tmp_path / "bench.md") == md_mtime
+    main(["--config", path, "--report"])  # --report always renders
+    assert "wrote" in capfd.readouterr().out
 
     # another grid naming the same training under another name copies the cell instead of training it
     other = yaml.safe_load(open(path))

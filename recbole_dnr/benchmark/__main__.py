@@ -3,7 +3,9 @@
 Runs every cell (dataset, variant, seed) of the grid that has no result yet, each in its own
 process (clean peak memory; a crash loses only that cell), writes each finished cell at once,
 then ``results.csv`` and the report (markdown tables + PNG plots). Resumable: run it again and
-only missing or failed cells run. ``--report`` only renders; ``--dry_run`` lists what would run.
+only missing or failed cells run; a call in which no cell ran leaves the report as it is (a queue
+stepping through finished cells would otherwise re-render it at every step). ``--report`` only
+renders; ``--dry_run`` lists what would run.
 A finished cell whose recorded settings differ from what the grid now gives it (the yaml was
 edited) is *stale*: an error names it before any work, ``--rerun_stale`` retrains it, and reports
 leave it out.
@@ -57,7 +59,7 @@ def check_only(spec, only):
 def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
     """Run the selected cells that have no current result. Stale cells (result files recorded with other
     settings than the grid gives them now) are a :class:`UserInputError` before any work, unless
-    ``rerun_stale`` asks to retrain them."""
+    ``rerun_stale`` asks to retrain them. Returns ``(failed cells, number of cells that landed)``."""
     status = {c: spec.status(c) for c in spec.cells}  # each cell file read once
     stale = [c for c in spec.cells if matches(c, only) and status[c] == "stale"]
     if stale and not rerun_stale:
@@ -74,8 +76,8 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
     if dry_run:
         for c in todo:
             print(f"  would run {c.key}: {json.dumps(spec.settings(c))}")
-        return []
-    failed, walls = [], []
+        return [], 0
+    failed, walls, landed = [], [], 0
     for i, cell in enumerate(todo):
         eta = f", grid ETA {fmt_sec(sum(walls) / len(walls) * (len(todo) - i))}" if walls else ""
         label = f"[cell {i + 1}/{len(todo)} {cell.key}]"
@@ -97,6 +99,7 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
             os.remove(err + ".tmp")
             if os.path.isfile(err):
                 os.remove(err)
+            landed += 1
             with open(path) as f:
                 rec = json.load(f)
             if rec.get("reused_from"):
@@ -111,7 +114,7 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
             with open(err) as f:
                 tail = f.read()[-1500:]
             print(f"{label} FAILED (exit {proc.returncode}); log: {err}\n{tail}", flush=True)
-    return failed
+    return failed, landed
 
 
 def main(argv=None):
@@ -127,13 +130,16 @@ def main(argv=None):
     try:
         spec = load_spec(args.config)
         check_only(spec, args.only)
-        failed = [] if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout, args.rerun_stale)
+        failed, landed = ([], 0) if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout,
+                                                              args.rerun_stale)
     except UserInputError as e:
         raise SystemExit(f"error: {e}")
-    if not args.dry_run:
+    if args.report or landed:
         write_results_csv(spec)
         for path in render(spec):
             print(f"[benchmark] wrote {path}")
+    elif not args.dry_run:
+        print("[benchmark] no cell landed: report left as it is (render it with --report)")
     if failed:
         raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(c.key for c in failed)}; "
                          f"logs in their .error.txt files; run the command again to retry them")
