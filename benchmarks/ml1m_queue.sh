@@ -41,11 +41,13 @@ study() {
     # both queues reach is trained once: the second process waits for it, then copies it)
     local z="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M seed=2020"
     for v in DNR_Caser DNR_GRU4Rec DNR_SASRec DNR_SetRank; do $z variant=$v; done
-    # then DNR's extra seeds and the x-free controls, per RecBole baseline, cheapest first
-    for m in Caser GRU4Rec SASRec; do x_free_and_seeds $m; done
+    # then DNR's extra seeds and the x-free controls, per RecBole baseline, cheapest first; SASRec's (the
+    # zoo queue's first) after CoRR, so that the two queues do not wait on each other's cells
+    for m in Caser GRU4Rec; do x_free_and_seeds $m; done
     # CoRR's cells in grid order; --rerun_stale: the grid's ml-1m patience went from 10 to 20 (corr.yaml)
     # after its first cells
     python -m recbole_dnr.benchmark --config benchmarks/corr.yaml $ML1M --rerun_stale
+    x_free_and_seeds SASRec
     $b                                             # one-seed context rows; Retriever, PRM-late, DNR-G copied
 }
 
