@@ -214,7 +214,7 @@ def _probe_rec(variant, seed, test, probe):
 def test_probe_and_table2_markdown_by_hand():
     from types import SimpleNamespace
 
-    from recbole_dnr.benchmark.report import fit_cost, peak_cell, probe_markdown, table2_markdown
+    from recbole_dnr.benchmark.report import fit_cost, fmt, peak_cell, probe_markdown, table2_markdown
 
     runs = [_probe_rec("PRM", 1, 0.40, {"0": 0.40, "0.4": 0.30, "weak_retriever": 0.35}),
             _probe_rec("PRM", 2, 0.42, {"0": 0.42, "0.4": 0.34, "weak_retriever": 0.39}),
@@ -240,6 +240,10 @@ def test_probe_and_table2_markdown_by_hand():
     assert fit_cost({"fit_sec": 260.0, "epochs_run": 57, "epoch_times": [60.0] * 4, "resumed_after_epoch": 52}) \
         == pytest.approx(3705.0)
     assert fit_cost({"fit_sec": 260.0, "epochs_run": 4, "epoch_times": [60.0] * 4, "resumed_after_epoch": 52}) == 260
+    # a metric only some seeds' cells recorded: the mean over those, and how many
+    assert fmt([0.5, np.nan, 0.7]) == "0.6000 ± 0.1414 (2 of 3 seeds)"
+    assert fmt([np.nan, 0.25], bold=True) == "**0.2500 (1 of 2 seeds)**"
+    assert fmt([np.nan]) == "—" and fmt([0.3, 0.5]) == "0.4000 ± 0.1414"
 
 
 def test_a_dataset_is_plotted_once_a_trained_cell_lands(tmp_path):
@@ -264,6 +268,7 @@ def test_retrieve_mode_cell_records_the_retrievers_own_quality(slice_root, in_se
     test = record["test"]
     assert 0 < test["retriever_recall@50"] <= 1 and 0 < test["retriever_ndcg@50"] <= 1
     assert test["retriever_recall@50"] == pytest.approx(record["list_stats"]["test_retriever_recall"], abs=1e-4)
+    assert test["retriever_auc"] == pytest.approx(record["list_stats"]["test_retriever_auc"], abs=1e-4)
     # window positives: every request with a liked item in its window is scored, retrieved or not
     assert np.isfinite(arrays["ndcg@6"]).sum() >= (arrays["ndcg@6"] > 0).sum() > 0
 

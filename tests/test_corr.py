@@ -140,6 +140,9 @@ def test_retrieving_with_the_list_retriever_reproduces_the_stored_lists(slice_ro
     m = fresh.retriever_metrics
     assert ((m["recall@50"] >= 0) & (m["recall@50"] <= 1)).all() and (m["ndcg@50"] <= 1 + 1e-9).all()
     assert float(m["recall@50"].mean()) == pytest.approx(ds.stats["valid_retriever_recall"], abs=1e-4)
+    # AUC of x over each retrieved list, NaN where a list lacks a positive or a negative
+    assert torch.equal(m["auc"].isnan(), ~((fresh.inter["label"].sum(1) > 0) & (fresh.inter["label"].sum(1) < 50)))
+    assert float(m["auc"].nanmean()) == pytest.approx(ds.stats["valid_retriever_auc"], abs=1e-4)
 
 
 @pytest.mark.parametrize("extra", [{}, {"corr_mode": "alternating", "corr_alternate_epochs": 1, "epochs": 2},
@@ -148,7 +151,7 @@ def test_retrieving_with_the_list_retriever_reproduces_the_stored_lists(slice_ro
 def test_corr_runs_end_to_end(slice_root, in_session_dir, extra):
     result = run_recbole_dnr(config_dict=corr_config(slice_root, **extra))
     test = result["test_result"]
-    assert 0 <= test["ndcg@6"] <= 1 and 0 < test["retriever_recall@50"] <= 1
+    assert 0 <= test["ndcg@6"] <= 1 and 0 < test["retriever_recall@50"] <= 1 and 0 < test["retriever_auc"] < 1
 
 
 def test_dnr_ranker_under_corr_runs_its_learned_generator(slice_root, in_session_dir):

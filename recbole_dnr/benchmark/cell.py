@@ -94,7 +94,7 @@ def run_cell(settings, config_files=None, label=""):
     if config["list_mode"] == "retrieve" and not any(k.startswith("retriever_") for k in test_result):
         # the independent retriever's own quality on the same requests (CoRR reports its retriever's)
         fresh = ds.retrieve_split(test._dataset, ds.retriever_embeddings())
-        test_result.update({f"retriever_{k}": round(float(v.float().mean()), 4)
+        test_result.update({f"retriever_{k}": round(float(v.double().nanmean()), 4)  # auc: where defined
                             for k, v in fresh.retriever_metrics.items() if k != "has_positive"})
     per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK], out.get("missed"))
     slate, slate_per_list = {}, {}

@@ -32,6 +32,10 @@ def load_cells(spec):
             rec["npz"] = spec.cell_path(cell, "npz")
             if rec.get("valid_curve"):  # cells written before selected_epoch took the first of tied epochs
                 rec["best_epoch"] = selected_epoch(rec["valid_curve"])
+            independent = rec["model"] != "CoRR" and "retriever_recall@50" in rec["test"]
+            if independent and "retriever_auc" not in rec["test"] and "test_retriever_auc" in rec.get("list_stats", {}):
+                # cells written before 2026-12-03 17:00: their retriever is the stored lists' (the same value)
+                rec["test"]["retriever_auc"] = rec["list_stats"]["test_retriever_auc"]
             out.append(rec)
     return out
 
@@ -102,8 +106,15 @@ def paired(a_runs, b_runs, metric="ndcg@6"):
 
 
 def fmt(values, bold=False):
+    """``mean ± std`` over the seeds that have the value; ``(k of n seeds)`` when some lack it (a metric
+    recorded only by cells written after it was added), ``—`` when none has it."""
     values = np.asarray(values, dtype=float)
-    text = f"{values[0]:.4f}" if len(values) == 1 else f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+    have = values[~np.isnan(values)]
+    if not len(have):
+        return "—"
+    text = f"{have[0]:.4f}" if len(have) == 1 else f"{have.mean():.4f} ± {have.std(ddof=1):.4f}"
+    if len(have) < len(values):
+        text += f" ({len(have)} of {len(values)} seeds)"
     return f"**{text}**" if bold else text
 
 
@@ -127,7 +138,8 @@ def dataset_markdown(spec, dataset, runs):
     # far a gap moves between the splits (x's quality differs between them, docs/protocol.md)
     columns = [("test", m) for m in metrics] + [("valid", "ndcg@6")]
     values = {v: {c: [r.get(c[0], {}).get(c[1], np.nan) for r in rs] for c in columns} for v, rs in by_variant.items()}
-    means = {v: {c: np.mean(x) for c, x in cols.items()} for v, cols in values.items()}
+    means = {v: {c: np.nanmean(x) if not np.isnan(x).all() else np.nan for c, x in cols.items()}
+             for v, cols in values.items()}
     best = {c: max(means, key=lambda v: -np.inf if np.isnan(means[v][c]) else means[v][c]) for c in columns}
     head = "| variant | seeds | " + " | ".join(m.upper() for m in metrics) + " | valid NDCG@6 | paper NDCG@6 | " \
            "epochs best/run | train s/epoch | infer µs/list | peak MB (training) |"

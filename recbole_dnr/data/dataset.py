@@ -410,7 +410,8 @@ class ListDataset(Dataset):
         by a retriever's ``vectors`` (``(user, item)``, or a sequential one's ``{"request", "item"}``;
         list mode ``retrieve``): top-n unseen items in retriever order,
         x, labels of the label window; history unchanged. The result carries
-        ``retriever_metrics`` (per request: recall@n and NDCG@n of the window's positives)."""
+        ``retriever_metrics`` (per request: recall@n and NDCG@n of the window's positives, and the AUC
+        of x over the retrieved list, NaN where the list lacks a positive or a negative)."""
         if self.config["list_mode"] != "retrieve":
             raise UserInputError("retrieving lists anew needs list_mode: retrieve")
         order, users, items, ratings, _ = self._log_arrays()
@@ -430,7 +431,9 @@ class ListDataset(Dataset):
         if self.config["list_order"] == "shuffled":
             inter = shuffle_candidates(inter, self.list_seed)
         out = RequestSet(self, Interaction(inter), split.phase)
+        auc, defined = list_auc(inter[SCORE], inter[LABEL])  # how x orders what it retrieved (recall: what it found)
         out.retriever_metrics = {f"recall@{n}": torch.as_tensor(part["recall"]), f"ndcg@{n}": torch.as_tensor(ndcg),
+                                 "auc": torch.where(defined, auc.double(), torch.nan),
                                  "has_positive": torch.as_tensor(part["n_pos"] > 0)}
         return out
 

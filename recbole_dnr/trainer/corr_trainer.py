@@ -7,7 +7,7 @@ Training iterates over the training requests that have a liked item in their lab
 ranker's and the retriever's losses. Every evaluation (valid each epoch, test at the end)
 first retrieves each request's top-n anew with the current retriever, then reranks with the
 ranker, so early stopping selects the best *two-stage* model; the result adds the retriever's
-own recall@n and NDCG@n of the window positives.
+own recall@n and NDCG@n of the window positives and the AUC of its score over the lists it retrieved.
 """
 
 from recbole.data.interaction import Interaction
@@ -94,5 +94,5 @@ class CoRRTrainer(ListTrainer):
     def extend_result(self, result, eval_data):
         for key, values in eval_data._dataset.retriever_metrics.items():
             if key != "has_positive":
-                result[f"retriever_{key}"] = round(float(values.float().mean()), 4)
+                result[f"retriever_{key}"] = round(float(values.double().nanmean()), 4)  # auc: where defined
         return result
