@@ -150,6 +150,13 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report=bad))
     with pytest.raises(UserInputError, match="report.strata pairs entry"):
         load_spec(grid_file(tmp_path, slice_root, ["Retriever", "PRM"], report={"strata": {"pairs": [["PRM", "X"]]}}))
+    with pytest.raises(UserInputError, match="report.strata pairs entry .*panel title"):
+        load_spec(grid_file(tmp_path, slice_root, ["Retriever", "PRM"],
+                            report={"strata": {"pairs": [["PRM", "Retriever", 3]]}}))
+    with pytest.raises(UserInputError, match=r"report.pairs entry .* must be \[A, B\],"):  # a title only in strata
+        load_spec(grid_file(tmp_path, slice_root, ["Retriever", "PRM"], report={"pairs": [["PRM", "Retriever", "t"]]}))
+    load_spec(grid_file(tmp_path, slice_root, ["Retriever", "PRM"],
+                        report={"strata": {"pairs": [["PRM", "Retriever", "reading x"]]}}))
     with pytest.raises(UserInputError, match="report.strata floor"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"strata": {"pairs": [["PRM", "PRM"]]}}))
     with pytest.raises(UserInputError, match="report has unknown keys"):
@@ -333,6 +340,8 @@ def test_x_strata_by_hand(tmp_path):
     ([("DNR_PRM", "PRM"), ("PRM", "PRM-noinfo")], [2]),  # few pairs: one panel, whoever leads them
     ([("PRM", "A"), ("PRM", "B"), ("DNR_PRM", "PRM"), ("DNR_PRM", "A"), ("DNR_PIER", "PIER"), ("DNR_X", "X")], [2, 4]),
     ([(f"DNR_{k}", k) for k in "ABCDEF"], [6]),  # more than five, all DNR rows: still one panel
+    # panels the grid names, in order of first mention; an unnamed pair joins "other pairs"
+    ([("A-none", "A", "no x"), ("DNR_A", "A", "DNR"), ("B-none", "B", "no x"), ("DNR_A", "A-none")], [2, 1, 1]),
 ])
 def test_strata_plot_splits_backbone_pairs_from_dnr_pairs_when_crowded(tmp_path, pairs, panels):
     import matplotlib
@@ -343,7 +352,7 @@ def test_strata_plot_splits_backbone_pairs_from_dnr_pairs_when_crowded(tmp_path,
     from recbole_dnr.benchmark.strata import plot_strata
 
     bins = [{"delta": 0.01, "se": 0.001, "lo": 0.0, "hi": 0.5}, {"delta": -0.01, "se": 0.001, "lo": 0.5, "hi": 1.0}]
-    found = {p: {"bins": bins, "seeds": [1]} for p in pairs}
+    found = {p[:2]: {"bins": bins, "seeds": [1], "panel": p[2] if len(p) > 2 else None} for p in pairs}
     made = []
     original = plt.subplots
     plt.subplots = lambda *a, **k: made.append(original(*a, **k)) or made[-1]

@@ -135,10 +135,13 @@ def resolve_variant(name, named):
     return settings
 
 
-def check_pairs(path, where, pairs, variants):
+def check_pairs(path, where, pairs, variants, titled=False):
+    """Each entry is [A, B], two variants of the grid; with ``titled``, optionally [A, B, "panel title"]."""
     for pair in pairs or []:
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(v not in variants for v in pair):
-            raise UserInputError(f"{path}: {where} entry {pair!r} must be [A, B], two variants of the grid")
+        ok = isinstance(pair, (list, tuple)) and (len(pair) == 2 or titled and len(pair) == 3 and isinstance(pair[2], str))
+        if not ok or any(v not in variants for v in pair[:2]):
+            form = "[A, B] or [A, B, \"panel title\"]" if titled else "[A, B]"
+            raise UserInputError(f"{path}: {where} entry {pair!r} must be {form}, with A and B variants of the grid")
 
 
 def load_spec(path):
@@ -224,7 +227,7 @@ def load_spec(path):
                                  f"of the grid ({', '.join(variants)})")
         if not isinstance(strata.get("bins", 5), int) or strata.get("bins", 5) < 2:
             raise UserInputError(f"{path}: report.strata bins must be an integer >= 2")
-        check_pairs(path, "report.strata pairs", strata.get("pairs"), variants)
+        check_pairs(path, "report.strata pairs", strata.get("pairs"), variants, titled=True)
     out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
     reuse = raw.get("reuse") or []
     if isinstance(reuse, str) or not all(isinstance(r, str) for r in reuse):

@@ -5,7 +5,8 @@ orders that request's list: the ``Retriever`` cell's per-request metrics), and t
 of two variants is averaged inside each quantile bin. A model that reads x more gains where x is good
 and loses where it is bad; a denoiser should do the opposite of a naive x-reader. The strata use the
 test labels, so they describe where a difference arises; they are not a rule a deployed system could
-apply. Configured by a grid's ``report: strata: {floor: Retriever, bins: 5, pairs: [[A, B], ...]}``.
+apply. Configured by a grid's ``report: strata: {floor: Retriever, bins: 5, pairs: [[A, B], ...]}``; a
+pair's optional third element names the plot panel it goes into (``[A, B, "panel title"]``).
 """
 
 import warnings
@@ -63,11 +64,11 @@ def strata_for(spec, runs):
         by_variant.setdefault(r["variant"], []).append(r)
     floor = by_variant.get(conf.get("floor", "Retriever"), [])
     found = {}
-    for a, b in conf.get("pairs") or []:
+    for a, b, *panel in conf.get("pairs") or []:
         if a in by_variant and b in by_variant:
             s = x_strata(by_variant[a], by_variant[b], floor, int(conf.get("bins", 5)))
             if s:
-                found[(a, b)] = s
+                found[(a, b)] = dict(s, panel=panel[0] if panel else None)
     return found
 
 
@@ -100,16 +101,21 @@ def strata_markdown(dataset, found):
 
 
 def plot_strata(plt, dataset, found, path):
-    """One panel, or two beside each other when more than five pairs would share it: pairs of
-    backbones (what reading x does) and pairs led by a DNR row (what DNR does over them)."""
+    """The panels the grid names (a pair's ``panel``), in order of first mention; without names, one
+    panel, or two beside each other when more than five pairs would share it: pairs of backbones (what
+    reading x does) and pairs led by a DNR row (what DNR does over them)."""
     if not found:
         return None
-    groups = [{k: v for k, v in found.items() if not k[0].startswith("DNR")},
-              {k: v for k, v in found.items() if k[0].startswith("DNR")}]
-    groups = [g for g in groups if g] if len(found) > 5 else [found]
-    titles = (["backbone against backbone", "DNR rows against a backbone"] if len(groups) == 2 else [None])
-    fig, axes = plt.subplots(1, len(groups), figsize=(8 if len(groups) == 1 else 13, 4.8), sharey=True,
-                             squeeze=False)
+    if any(s.get("panel") for s in found.values()):
+        titles = list(dict.fromkeys(s.get("panel") or "other pairs" for s in found.values()))
+        groups = [{k: v for k, v in found.items() if (v.get("panel") or "other pairs") == t} for t in titles]
+    else:
+        groups = [{k: v for k, v in found.items() if not k[0].startswith("DNR")},
+                  {k: v for k, v in found.items() if k[0].startswith("DNR")}]
+        groups = [g for g in groups if g] if len(found) > 5 else [found]
+        titles = (["backbone against backbone", "DNR rows against a backbone"] if len(groups) == 2 else [None])
+    fig, axes = plt.subplots(1, len(groups), figsize=(8 if len(groups) == 1 else 6.5 * len(groups), 4.8),
+                             sharey=True, squeeze=False)
     first = next(iter(found.values()))
     xs = np.arange(1, len(first["bins"]) + 1)
     for ax, group, title in zip(axes[0], groups, titles):
