@@ -20,6 +20,9 @@ Example (abridged from benchmarks/zoo.yaml and corr.yaml)::
       tag: corr                            # rewrites what lies between <!-- BEGIN corr ... --> and <!-- END corr -->
       pairs: [[CoRR, BPR+PRM]]             # paired tests beside DNR_X − X
       curves: [BPR+PRM, CoRR]              # valid curves drawn (default: every variant without an @suffix)
+      metrics: [h@6, ndcg@6, retriever_auc]  # table columns (test split)
+      strata: {floor: Retriever, bins: 5,  # Δ per bin of x's quality (benchmark/strata.py); a third
+               pairs: [[DNR_PRM, PRM, "DNR over the x reader"]]}  # element names the plot panel
 
 A cell is (dataset, variant, seed). Cells are validated here, before any training.
 """
