@@ -32,8 +32,9 @@ def load_cells(spec):
             rec["npz"] = spec.cell_path(cell, "npz")
             if rec.get("valid_curve"):  # cells written before selected_epoch took the first of tied epochs
                 rec["best_epoch"] = selected_epoch(rec["valid_curve"])
-            independent = rec["model"] != "CoRR" and "retriever_recall@50" in rec["test"]
-            if independent and "retriever_auc" not in rec["test"] and "test_retriever_auc" in rec.get("list_stats", {}):
+            test = rec.get("test") or {}
+            independent = rec.get("model") != "CoRR" and "retriever_recall@50" in test
+            if independent and "retriever_auc" not in test and "test_retriever_auc" in (rec.get("list_stats") or {}):
                 # cells written before 2026-12-03 17:00: their retriever is the stored lists' (the same value)
                 rec["test"]["retriever_auc"] = rec["list_stats"]["test_retriever_auc"]
             out.append(rec)
