@@ -21,7 +21,7 @@ import torch
 
 from recbole_dnr.benchmark.probe import score_corruption_probe, weak_retriever_probe
 from recbole_dnr.config import Config
-from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK
+from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK, retriever_means
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.quick_start import build
 from recbole_dnr.trainer.resume import ResumeState, key_of, run_key
@@ -94,8 +94,7 @@ def run_cell(settings, config_files=None, label=""):
     if config["list_mode"] == "retrieve" and not any(k.startswith("retriever_") for k in test_result):
         # the independent retriever's own quality on the same requests (CoRR reports its retriever's)
         fresh = ds.retrieve_split(test._dataset, ds.retriever_embeddings())
-        test_result.update({f"retriever_{k}": round(float(v.double().nanmean()), 4)  # auc: where defined
-                            for k, v in fresh.retriever_metrics.items() if k != "has_positive"})
+        test_result.update(retriever_means(fresh.retriever_metrics))
     per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK], out.get("missed"))
     slate, slate_per_list = {}, {}
     if config["list_mode"] == "slate":  # the same predictions ranked within the exposed slate (a diagnostic scope)

@@ -438,6 +438,12 @@ class ListDataset(Dataset):
         return out
 
 
+def retriever_means(metrics):
+    """``{"retriever_<name>": mean over requests}`` of :meth:`ListDataset.retrieve_split`'s per-request
+    ``retriever_metrics`` (the AUC over the lists where it is defined), rounded as results are."""
+    return {f"retriever_{k}": round(float(v.double().nanmean()), 4) for k, v in metrics.items() if k != "has_positive"}
+
+
 def shuffle_candidates(split, list_seed):
     """``list_order: shuffled``: each request's candidates (items, x, z, slate mask) in a random
     order drawn from (``list_seed``, request id), so it is the same in every split, epoch and run,

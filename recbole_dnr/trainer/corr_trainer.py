@@ -13,7 +13,7 @@ own recall@n and NDCG@n of the window positives and the AUC of its score over th
 from recbole.data.interaction import Interaction
 
 from recbole_dnr.data.dataloader import ListDataLoader
-from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID, RequestSet
+from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID, RequestSet, retriever_means
 from recbole_dnr.model.corr import PRIOR_HI, PRIOR_LO, WINDOW_POSITIVE
 from recbole_dnr.trainer.dnr_trainer import DNRSchedule
 from recbole_dnr.trainer.list_trainer import ListTrainer
@@ -92,7 +92,5 @@ class CoRRTrainer(ListTrainer):
         return ListDataLoader(self.config, fresh, self.config["eval_batch_size"])
 
     def extend_result(self, result, eval_data):
-        for key, values in eval_data._dataset.retriever_metrics.items():
-            if key != "has_positive":
-                result[f"retriever_{key}"] = round(float(values.double().nanmean()), 4)  # auc: where defined
+        result.update(retriever_means(eval_data._dataset.retriever_metrics))
         return result
