@@ -379,14 +379,14 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
         fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
         ax = axes[0]
         mean = [np.mean(v) for v in vals]
-        err = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
+        err = [np.std(v, ddof=1) if len(v) > 1 else np.nan for v in vals]  # one seed: no bar (not a zero-width one)
         floors = [n for n in names if by_variant[n][0].get("model") == "Retriever"]  # rank by x alone
         colors = ["tab:orange" if n.startswith("DNR") else "tab:gray" if n in floors else "tab:blue" for n in names]
         ax.barh(range(len(names)), mean, xerr=err, color=colors, capsize=3)
         ax.set_yticks(range(len(names)), [f"{n} ({len(v)})" for n, v in zip(names, vals)])
         ax.invert_yaxis()
         lo = min(mean) - 0.02
-        ax.set_xlim(lo, max(m + e for m, e in zip(mean, err)) + 0.01)
+        ax.set_xlim(lo, max(m + np.nan_to_num(e) for m, e in zip(mean, err)) + 0.01)
         ax.set_xlabel("test NDCG@6 (mean ± std over seeds; seeds in brackets)")
         ax.set_title(f"{ds}: test NDCG@6")
         if floors:
