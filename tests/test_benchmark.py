@@ -5,6 +5,8 @@ markdown block are written; bad grid files are clear errors before any work."""
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -93,6 +95,17 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     assert copy["test"] == rec["test"] and copy["run_key"] == rec["run_key"]
     assert np.array_equal(np.load(copy_spec.cell_path(copy_spec.cells[0], "npz"))["ndcg@6"],
                           np.load(spec.cell_path(spec.cells[2], "npz"))["ndcg@6"], equal_nan=True)
+
+    # a second runner of this grid that listed PRM before the first finished it (it waited on the claim
+    # meanwhile) keeps the finished cell instead of training it again
+    holder = hold_claim(rec["resume_file"])
+    again = subprocess.run([sys.executable, "-m", "recbole_dnr.benchmark.cell", "--settings",
+                            json.dumps(spec.settings(spec.cells[2])), "--out", spec.cell_path(spec.cells[2]),
+                            "--label", "[again]", "--config_files", *spec.config_files],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and holder.wait() == 0, again.stderr[-2000:]
+    assert "waiting for it" in again.stdout and "finished by another process meanwhile" in again.stdout
+    assert os.path.getmtime(spec.cell_path(spec.cells[2])) == mtime
 
 
 def test_reuse_matches_only_the_same_training(tmp_path):

@@ -83,7 +83,11 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
         label = f"[cell {i + 1}/{len(todo)} {cell.key}]"
         print(f"{label} start{eta}", flush=True)
         path = spec.cell_path(cell)
+        if spec.status(cell) == "done":  # another runner of this grid finished it since the list was made
+            print(f"{label} finished by another process meanwhile: skipped", flush=True)
+            continue
         err = spec.cell_path(cell, "error.txt")
+        log_tmp = f"{err}.{os.getpid()}.tmp"  # two runners of one grid may reach the same cell
         os.makedirs(os.path.dirname(path), exist_ok=True)
         cmd = [sys.executable, "-m", "recbole_dnr.benchmark.cell", "--settings", json.dumps(spec.settings(cell)),
                "--out", path, "--label", label, "--variant", cell.variant,
@@ -92,11 +96,11 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
         if spec.reuse:
             cmd += ["--reuse", *spec.reuse]
         t0 = time.perf_counter()
-        with open(err + ".tmp", "w") as log:
+        with open(log_tmp, "w") as log:
             proc = subprocess.run(cmd, stdout=None, stderr=log, timeout=timeout)
         walls.append(time.perf_counter() - t0)
         if proc.returncode == 0 and os.path.isfile(path):
-            os.remove(err + ".tmp")
+            os.remove(log_tmp)
             if os.path.isfile(err):
                 os.remove(err)
             landed += 1
@@ -109,7 +113,7 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
                   f"{', HIT THE EPOCH CAP' if rec['hit_epoch_cap'] else ''})", flush=True)
             write_results_csv(spec)
         else:
-            os.replace(err + ".tmp", err)
+            os.replace(log_tmp, err)
             failed.append(cell)
             with open(err) as f:
                 tail = f.read()[-1500:]

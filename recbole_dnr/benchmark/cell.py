@@ -157,6 +157,18 @@ def recorded_key(record):
     return key_of(record.get("resume_file"))
 
 
+def finished(path, settings, key):
+    """Whether ``path`` holds a complete cell of exactly this run: the same settings and run key."""
+    if not (os.path.isfile(path) and os.path.isfile(path[:-len(".json")] + ".npz")):
+        return False
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return record.get("settings") == settings and recorded_key(record) == key
+
+
 def find_reusable(key, dataset, seed, folders):
     """A finished cell of another grid (``reuse:`` folders) trained with exactly this config, or None.
 
@@ -206,6 +218,11 @@ def main(argv=None):
     # another grid may be training this very run (the same run key): wait for it, then copy its cell
     ResumeState(config).claim(wait=True, on_wait=lambda: print(
         f"{args.label} another process is training run key {run_key(config)}: waiting for it", flush=True))
+    if finished(args.out, settings, run_key(config)):
+        # a second runner of the same grid listed this cell before the first finished it: training it
+        # again would cost the whole run and rewrite the same result
+        print(f"{args.label} finished by another process meanwhile (run key {run_key(config)}): kept", flush=True)
+        return
     if args.reuse:
         found = find_reusable(run_key(config), config["dataset"], config["seed"], args.reuse)
         if not found:
