@@ -166,6 +166,27 @@ def test_resume_key_ignores_logging_and_devices_only(slice_root):
     assert run_key(Config(config_dict={**base, "seed": 8})) != key
 
 
+
+@pytest.mark.reliability(faults, "ml-100k (read from RecBole's wheel) run from another checkout or virtualenv",
+                         "the same run key, so a parked run resumes and identical cells are reused there")
+def test_resume_key_of_bundled_ml100k_does_not_depend_on_the_install_path(monkeypatch, tmp_path):
+    import recbole
+    from recbole_dnr.trainer.resume import portable_data_path, run_key
+
+    config = Config(config_dict={"model": "PRM", "dataset": "ml-100k"})
+    key = run_key(config)
+    root = os.path.dirname(os.path.abspath(recbole.__file__))
+    assert os.path.normpath(config["data_path"]).startswith(root)  # RecBole's own folder, whatever data_path says
+    assert portable_data_path(config["data_path"]) == "<recbole>/dataset_example/ml-100k"
+    assert portable_data_path("../shared/data") == "../shared/data"  # any other folder: as given
+    moved = tmp_path / "other-venv" / "recbole"
+    monkeypatch.setattr(recbole, "__file__", str(moved / "__init__.py"))
+    config.final_config_dict["data_path"] = str(moved / "config" / ".." / "dataset_example" / "ml-100k")
+    assert run_key(config) == key
+    config.final_config_dict["data_path"] = str(tmp_path / "dataset_example" / "ml-100k")  # a copy elsewhere
+    assert run_key(config) != key
+
+
 # ------------------------------------------------------------------ damaged files
 def _flip_a_byte(path, at=0.5):
     data = bytearray(open(path, "rb").read())

@@ -10,7 +10,8 @@ run with the same seed, including across DNR's phase switch (tests/test_reliabil
 
 The file is ``<checkpoint_dir>/resume/<model>-<dataset>-seed<seed>-<hash>.pth``, the hash taken
 over every config value that can change training (device, progress bars, output folders and the
-launcher's options are left out), so only the same run picks it up. It is removed when the run
+launcher's options are left out; ml-100k's folder inside RecBole's package counts relative to it),
+so only the same run picks it up. It is removed when the run
 completes (training and test evaluation). A run claims it (``<file>.lock``, held until the process
 ends) before reading it: a second process with the same config and seed, which would overwrite the
 first's state every epoch, stops with an error instead (a benchmark cell waits for the first,
@@ -40,10 +41,25 @@ VOLATILE = {"device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", 
 NEUTRAL = {"score_train_noise": 0.0}
 
 
+def portable_data_path(path):
+    """``path`` as the run key sees it: a folder inside RecBole's installed package (where ml-100k is
+    read from, whatever ``data_path`` says) becomes ``<recbole>/...``, so the same run keeps its key
+    from another checkout or virtualenv; any other path is kept as given."""
+    import recbole  # the installed package's folder, not a path in the config
+
+    root = os.path.dirname(os.path.abspath(recbole.__file__))
+    full = os.path.normpath(os.path.abspath(str(path)))
+    if full.startswith(root + os.sep):
+        return "<recbole>/" + os.path.relpath(full, root).replace(os.sep, "/")
+    return path
+
+
 def run_key(config):
     """16-hex hash of the config values that determine training."""
     payload = {k: v for k, v in config.final_config_dict.items()
                if k not in VOLATILE and not (k in NEUTRAL and v == NEUTRAL[k])}
+    if payload.get("data_path"):
+        payload["data_path"] = portable_data_path(payload["data_path"])
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:16]
 
