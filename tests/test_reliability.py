@@ -166,7 +166,6 @@ def test_resume_key_ignores_logging_and_devices_only(slice_root):
     assert run_key(Config(config_dict={**base, "seed": 8})) != key
 
 
-
 @pytest.mark.reliability(faults, "ml-100k (read from RecBole's wheel) run from another checkout or virtualenv",
                          "the same run key, so a parked run resumes and identical cells are reused there")
 def test_resume_key_of_bundled_ml100k_does_not_depend_on_the_install_path(monkeypatch, tmp_path):

@@ -157,16 +157,22 @@ def recorded_key(record):
     return key_of(record.get("resume_file"))
 
 
+def complete_cell(path):
+    """The record of the cell at ``path`` when both its files are there (:func:`write_cell` writes the
+    json last), else None."""
+    if not (os.path.isfile(path) and os.path.isfile(path[:-len(".json")] + ".npz")):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def finished(path, settings, key):
     """Whether ``path`` holds a complete cell of exactly this run: the same settings and run key."""
-    if not (os.path.isfile(path) and os.path.isfile(path[:-len(".json")] + ".npz")):
-        return False
     try:
-        with open(path) as f:
-            record = json.load(f)
+        record = complete_cell(path)
     except (OSError, ValueError):
         return False
-    return record.get("settings") == settings and recorded_key(record) == key
+    return record is not None and record.get("settings") == settings and recorded_key(record) == key
 
 
 def find_reusable(key, dataset, seed, folders):
@@ -181,11 +187,8 @@ def find_reusable(key, dataset, seed, folders):
             continue
         for variant in sorted(os.listdir(root)):
             path = os.path.join(root, variant, f"seed{seed}.json")
-            if not os.path.isfile(path) or not os.path.isfile(path[:-len(".json")] + ".npz"):
-                continue
-            with open(path) as f:
-                record = json.load(f)
-            if record.get("dataset") == dataset and record.get("seed") == seed and recorded_key(record) == key:
+            record = complete_cell(path)
+            if record is not None and record.get("dataset") == dataset and record.get("seed") == seed and recorded_key(record) == key:
                 return path, record
     return None
 
@@ -215,25 +218,26 @@ def main(argv=None):
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     settings = json.loads(args.settings)
     config = Config(config_file_list=args.config_files or None, config_dict=cell_settings(settings))
+    key = run_key(config)
     # another grid may be training this very run (the same run key): wait for it, then copy its cell
     ResumeState(config).claim(wait=True, on_wait=lambda: print(
-        f"{args.label} another process is training run key {run_key(config)}: waiting for it", flush=True))
-    if finished(args.out, settings, run_key(config)):
+        f"{args.label} another process is training run key {key}: waiting for it", flush=True))
+    if finished(args.out, settings, key):
         # a second runner of the same grid listed this cell before the first finished it: training it
         # again would cost the whole run and rewrite the same result
-        print(f"{args.label} finished by another process meanwhile (run key {run_key(config)}): kept", flush=True)
+        print(f"{args.label} finished by another process meanwhile (run key {key}): kept", flush=True)
         return
     if args.reuse:
-        found = find_reusable(run_key(config), config["dataset"], config["seed"], args.reuse)
+        found = find_reusable(key, config["dataset"], config["seed"], args.reuse)
         if not found:
-            print(f"{args.label} no cell with run key {run_key(config)} in {', '.join(args.reuse)}: training",
+            print(f"{args.label} no cell with run key {key} in {', '.join(args.reuse)}: training",
                   flush=True)
         else:
             source, record = found
             with np.load(source[:-len(".json")] + ".npz") as npz:
                 arrays = dict(npz)
             record.update(variant=args.variant or record["model"], settings=settings, config_files=args.config_files,
-                          command=args.command, reused_from=source, run_key=run_key(config))
+                          command=args.command, reused_from=source, run_key=key)
             write_cell(args.out, record, arrays)
             print(f"{args.label} reused {source} (same training config, run key {record['run_key']})", flush=True)
             ResumeState(config).discard()
