@@ -24,9 +24,8 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK  # noqa: E402
+from recbole_dnr.retrieval import recbole_retriever, topk  # noqa: E402
 from recbole_dnr.retrieval import ann  # noqa: E402
 
 SETTINGS = [  # (label, settings over the yaml defaults)
@@ -42,7 +41,7 @@ DEFAULTS = {"ann_index": "ivf", "ann_nlist": 0, "ann_nprobe": 16, "ann_hnsw_m": 
 def ml1m(args):
     from recbole_dnr.config import Config
     from recbole_dnr.data import create_dataset
-    from recbole_dnr.data import protocol as P
+    from recbole_dnr import protocol
 
     sys.argv = sys.argv[:1]
     cfg = {"state": "ERROR", "show_progress": False, "gpu_id": "", "seed": 2020, "list_mode": "retrieve",
@@ -52,10 +51,10 @@ def ml1m(args):
     embs = ds.retriever_embeddings()  # the holdout BPR of the lists (trained once, cached)
     starts, splits, _ = ds.request_layout()
     req = np.flatnonzero(splits == 2)  # test requests
-    _, log_users, log_items, _, _ = ds._log_arrays()
+    _, log_users, log_items, _, _ = ds.log_arrays()
     r_users = log_users[starts[req]]
-    query, item_emb = RR.queries(embs, req, r_users)
-    lo = P.user_bounds(log_users)[r_users]
+    query, item_emb = recbole_retriever.queries(embs, req, r_users)
+    lo = protocol.user_bounds(log_users)[r_users]
     return query, item_emb, lo, starts[req], log_items
 
 
@@ -89,7 +88,7 @@ def main():
     R, k = len(query), args.k
     rows = np.arange(R)
     t = time.perf_counter()
-    exact = TK.topk_unseen(query, item_emb, rows, lo, hi, log_items, k)
+    exact = topk.topk_unseen(query, item_emb, rows, lo, hi, log_items, k)
     t_exact = time.perf_counter() - t
     n_items = item_emb.shape[0]
     result = {"catalogue": args.catalogue, "items": int(n_items - 1), "dim": int(item_emb.shape[1]), "queries": R,
@@ -110,7 +109,7 @@ def main():
         build = time.perf_counter() - t
         t = time.perf_counter()
         got = ann.topk_unseen(index, query, lo, hi, log_items, k,
-                              exact=lambda r: TK.topk_unseen(query, item_emb, r, lo[r], hi[r], log_items, k))
+                              exact=lambda r: topk.topk_unseen(query, item_emb, r, lo[r], hi[r], log_items, k))
         search = time.perf_counter() - t
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(exact.tolist(), got.tolist())]))
         row = {"setting": label, **settings, "build_s": build, "queries_per_s": R / search, "recall_at_k": recall,

@@ -20,7 +20,6 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from recbole_dnr.data.dataloader import ListDataLoader  # noqa: E402
 from recbole_dnr.data.dataset import RequestSet  # noqa: E402

@@ -10,11 +10,9 @@ AUC over the lists and recall of the positives on train/valid/test.
 
 import argparse
 import json
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recbole_dnr.config import Config  # noqa: E402
 from recbole_dnr.data import create_dataset  # noqa: E402

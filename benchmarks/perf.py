@@ -32,13 +32,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from recbole_dnr.data import dataset as D  # noqa: E402
-from recbole_dnr.data import protocol as P  # noqa: E402
-from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK  # noqa: E402
+from recbole_dnr.data import dataset as list_dataset  # noqa: E402
+from recbole_dnr import protocol  # noqa: E402
+from recbole_dnr.retrieval import recbole_retriever, topk  # noqa: E402
 from recbole_dnr.data.dataloader import ListDataLoader  # noqa: E402
-from recbole_dnr.data.dataset import LABEL, SCORE, SLATE_MASK, RequestSet  # noqa: E402
+from recbole_dnr.data.dataset import RequestSet
+from recbole_dnr.fields import LABEL, SCORE, SLATE_MASK  # noqa: E402
 from recbole_dnr.quick_start import build  # noqa: E402
 
 SECTIONS = ["gemm", "train", "profile", "lists", "scale", "corr", "backbones"]
@@ -259,7 +259,7 @@ def lists(args):
     scoring, filler sampling, caching, each with its peak RSS; retrieve-mode top-50 scoring
     against a bare ``torch.topk`` + gather over the same score matrix."""
     out = {}
-    originals = {"train": RR.train_retriever, "fillers": P.sample_fillers, "save": D.compat.atomic_save}
+    originals = {"train": recbole_retriever.train_retriever, "fillers": protocol.sample_fillers, "save": list_dataset.compat.atomic_save}
     for loader in ("recbole", "fast"):
         log = {"retriever_s": [], "retriever_peak_mib": [], "fillers_s": 0.0, "save_s": 0.0}
 
@@ -280,29 +280,29 @@ def lists(args):
             log["save_s"] += sec
             return res
 
-        # dataset.py calls these through the modules (RR., P., compat.), so patching them there suffices
-        RR.train_retriever, P.sample_fillers, D.compat.atomic_save = train_retriever, fillers, save
+        # dataset.py calls these through the modules (recbole_retriever., protocol., compat.), so patching them there suffices
+        recbole_retriever.train_retriever, protocol.sample_fillers, list_dataset.compat.atomic_save = train_retriever, fillers, save
         shutil.rmtree(os.path.join(args.scratch, loader), ignore_errors=True)  # build from scratch
         try:
             with PeakRSS() as rss:
                 sec, built = timed(lambda: setup(args, "Retriever", retriever_loader=loader,
                                                  checkpoint_dir=os.path.join(args.scratch, loader)))
         finally:
-            RR.train_retriever = originals["train"]
-            P.sample_fillers, D.compat.atomic_save = originals["fillers"], originals["save"]
+            recbole_retriever.train_retriever = originals["train"]
+            protocol.sample_fillers, list_dataset.compat.atomic_save = originals["fillers"], originals["save"]
         ds = built[1]
         log.update(total_s=sec, peak_mib=rss.peak, stats=ds.stats,
                    scoring_s=sec - sum(log["retriever_s"]) - log["fillers_s"] - log["save_s"])
         out[loader] = log
         print(loader, json.dumps({k: v for k, v in log.items() if k != "stats"}), flush=True)
     # retrieve mode's top-50 (excluding rated items) against the floor on the same score matrix
-    order, users, items, _, _ = ds._log_arrays()
-    starts, splits, _ = P.cut_requests(users, 6, 5, 5)
+    order, users, items, _, _ = ds.log_arrays()
+    starts, splits, _ = protocol.cut_requests(users, 6, 5, 5)
     req = starts[: args.topk_requests]
     emb_u, emb_i = torch.randn(int(users.max()) + 1, 128), torch.randn(ds.item_num, 128)
-    first = P.user_bounds(users)
+    first = protocol.user_bounds(users)
     r_users = users[req]
-    t_ours, _ = timed(TK.topk_unseen, emb_u, emb_i, r_users, first[r_users], req, items, 50)
+    t_ours, _ = timed(topk.topk_unseen, emb_u, emb_i, r_users, first[r_users], req, items, 50)
 
     def floor():
         for lo in range(0, len(req), 1024):

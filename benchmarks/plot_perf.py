@@ -14,6 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from recbole_dnr import storage  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RES = os.path.join(ROOT, "benchmarks", "results")
 
@@ -43,7 +45,7 @@ def main():
     b.legend()
     fig.tight_layout()
     out = os.path.join(ROOT, "docs", "img", "performance.png")
-    fig.savefig(out, dpi=110)
+    storage.save_figure(fig, out)
     print(out)
 
 

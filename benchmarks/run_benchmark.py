@@ -26,7 +26,6 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
 
 from recbole_dnr.benchmark.cell import run_cell  # noqa: E402
 

@@ -4,13 +4,15 @@ import difflib
 import os
 
 import recbole
-
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import EvaluatorType
 from recbole.utils import ModelType as RecBoleModelType
 
-from recbole_dnr import compat, options
-from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model, recbole_class
+from recbole_dnr import compat, distributed, options
+from recbole_dnr.errors import ModelType, UserInputError
+from recbole_dnr.evaluator import LIST_METRICS
+from recbole_dnr.recbole_models import recbole_class
+from recbole_dnr.registry import get_backbone, get_model
 
 # User keys that ask for the list pipeline: with one of them a RecBole model name
 # (``--model=SASRec --list_mode=slate``) means that model as a reranker of our lists.
@@ -24,6 +26,31 @@ def properties_dir():
         if os.path.isfile(os.path.join(candidate, "overall.yaml")):
             return os.path.realpath(candidate)
     raise FileNotFoundError(f"recbole_dnr properties/overall.yaml not found near {here}")
+
+
+def experiments_dir():
+    """The benchmark variants shipped with the package (``properties/experiments``)."""
+    return os.path.join(properties_dir(), "experiments")
+
+
+def experiment_names():
+    """Names ``--config_files`` accepts for the shipped variants (``DNR-B``, ``PRM``, ...)."""
+    return sorted(f[:-len(".yaml")] for f in os.listdir(experiments_dir()) if f.endswith(".yaml"))
+
+
+def resolve_config_file(path):
+    """A ``--config_files`` entry as a readable path: the path itself when it exists (relative to
+    the working directory); else a shipped variant by name (``DNR-B``, ``DNR-B.yaml``); else a path
+    relative to the package's properties (``experiments/DNR-B.yaml``, or the checkout's
+    ``properties/experiments/DNR-B.yaml`` from any folder). None when none of these exists."""
+    if os.path.isfile(path):
+        return path
+    name = path if path.endswith(".yaml") else path + ".yaml"
+    rel = path[len("properties/"):] if path.startswith("properties/") else path
+    for candidate in (os.path.join(experiments_dir(), name), os.path.join(properties_dir(), rel)):
+        if not os.path.isabs(path) and os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def _misspelt(key, given):
@@ -88,12 +115,9 @@ class Config(RecBoleConfig):
         if model_class.type == ModelType.RERANK:
             files.append(os.path.join(root, "overall.yaml"))
         yaml_model, yaml_class = model, model_class
-        if getattr(model_class, "trainer_name", None) == "CoRRTrainer":
-            # CoRR: the ranker's defaults first (its backbone yamls, DNR's), then CoRR.yaml
-            from recbole_dnr.model.corr import ranker_class
-
-            yaml_model = self.external_config_dict.get("ranker") or "PRM"
-            yaml_class = ranker_class(yaml_model)
+        defaults_class = getattr(model_class, "defaults_class", None)  # CoRR: its ranker's defaults, then its own
+        if defaults_class is not None:
+            yaml_class = defaults_class(self.external_config_dict)
             yaml_model = yaml_class.__name__
         self.yaml_class = yaml_class
         wrapped = self.wrapped_recbole_model(yaml_class)
@@ -122,8 +146,6 @@ class Config(RecBoleConfig):
         cfg = self.final_config_dict
         if "local_rank" not in cfg:
             return super()._init_device()
-        from recbole_dnr import distributed
-
         distributed.require_reranker(cfg.get("MODEL_TYPE") == ModelType.RERANK, cfg.get("model"))
         cfg["gpu_id"] = ",".join(map(str, cfg["gpu_id"])) if isinstance(cfg["gpu_id"], tuple) else str(cfg["gpu_id"])
         cfg["device"] = distributed.init_process_group(cfg)
@@ -132,11 +154,17 @@ class Config(RecBoleConfig):
             cfg["state"], cfg["show_progress"], cfg["verbose"] = "error", False, False
 
     def _load_config_files(self, file_list):
+        resolved = []
         for path in file_list or []:  # RecBole would stop with a bare FileNotFoundError traceback
-            if not os.path.isfile(path):
-                raise UserInputError(f"config file '{path}' not found (relative paths start at {os.getcwd()}); "
-                                     f"fix --config_files, e.g. --config_files=properties/experiments/DNR-B.yaml")
-        return super()._load_config_files(file_list)
+            found = resolve_config_file(path)
+            if found is None:
+                close = difflib.get_close_matches(path, experiment_names(), n=1, cutoff=0.6)
+                hint = f" Did you mean {close[0]}?" if close else ""
+                raise UserInputError(
+                    f"config file '{path}' not found (relative paths start at {os.getcwd()}).{hint} Give a yaml "
+                    f"path, or the name of a shipped variant: {', '.join(experiment_names())}")
+            resolved.append(found)
+        return super()._load_config_files(resolved)
 
     def _set_default_parameters(self):
         self.notes = []  # what we set for the user, logged by quick_start.build once the logger exists
@@ -156,17 +184,7 @@ class Config(RecBoleConfig):
                                      "own pipeline has no resume state: drop --resume")
             self._recbole_ce_negatives()
             return super()._set_default_parameters()
-        weak = self.final_config_dict.get("probe_weak_retriever")
-        if weak:
-            from recbole_dnr.retrieval.recbole_retriever import RETRIEVER_KEYS
-
-            if not isinstance(weak, dict) or set(weak) - set(RETRIEVER_KEYS):
-                raise UserInputError(f"probe_weak_retriever must be a dict of retriever settings "
-                                     f"({sorted(RETRIEVER_KEYS)}), e.g. {{retriever_embedding_size: 8}}; got {weak}")
-        if self.final_config_dict.get("model") == "CoRR":  # its trainable retriever, before any data is read
-            from recbole_dnr.model.corr import corr_retriever_class
-
-            corr_retriever_class(self.final_config_dict)
+        self.model_class.check_config(self.final_config_dict)  # the model's own settings, before any data is read
         wrapped = self.wrapped_recbole_model(getattr(self, "yaml_class", self.model_class))
         if wrapped:
             cfg = self.final_config_dict
@@ -184,8 +202,6 @@ class Config(RecBoleConfig):
                     f"Set recbole_pretrain: False, or loss_type: CE.")
         # List metrics share names with RecBole's (ndcg, map, auc) but not their meaning or type,
         # so validate them against our registry and let RecBole check the rest with a placeholder.
-        from recbole_dnr.evaluator import LIST_METRICS
-
         metrics = self.final_config_dict["metrics"]
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         unknown = [m for m in metrics if m.lower() not in LIST_METRICS]

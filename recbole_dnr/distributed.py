@@ -24,7 +24,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 #: Config keys of a distributed run (RecBole's names).
 LAUNCH_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port")

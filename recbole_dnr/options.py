@@ -13,7 +13,7 @@ import os
 
 import yaml
 
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 INF = math.inf
 
@@ -32,6 +32,8 @@ SPECS = {
     "reproducibility": ("bool", None, None, "deterministic torch kernels"),
     "resume": ("bool", None, None, "continue this run from its last saved epoch (docs/reliability.md)"),
     "resume_state": ("bool", None, None, "write the per-epoch resume state"),
+    "download": ("bool", None, None, "fetch a missing dataset named in RecBole's url.yaml"),
+    "download_timeout": ("float", 0, None, "seconds without data before a download fails, > 0"),
     # list protocol and retriever
     "candidate_num": ("int", 2, None, "candidates per request"),
     "slate_size": ("int", 1, None, "interactions per request"),
@@ -87,7 +89,7 @@ CHOICES = {
     "ann_index": ("ivf", "hnsw"),
     "noise_squash": ("clamp", "minmax"),
 }
-_STRICTLY_POSITIVE = {"learning_rate", "retriever_learning_rate", "generator_learning_rate"}
+_STRICTLY_POSITIVE = {"download_timeout", "learning_rate", "retriever_learning_rate", "generator_learning_rate"}
 _BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
 
 # keys RecBole or our launcher put in a config that no yaml declares
@@ -138,10 +140,6 @@ def _check_together(cfg):
     """Options whose allowed values depend on each other."""
     if cfg.get("epochs") == 0 and cfg.get("model") != "Retriever":
         raise UserInputError(f"epochs=0: {cfg.get('model')} has parameters to train; set epochs >= 1")
-    if cfg.get("retriever_model") is not None:
-        from recbole_dnr.retrieval.recbole_retriever import retriever_class
-
-        retriever_class(cfg["retriever_model"])  # a RecBole model that can retrieve, before the data is read
     if (cfg.get("score_train_noise") or 0) > 0 and str(cfg.get("model", "")).startswith("DNR"):
         raise UserInputError(f"score_train_noise={cfg['score_train_noise']}: it is a baseline for DNR (a plain backbone "
                              f"trained on noisy x); {cfg['model']} trains on its own synthetic x'. Set "

@@ -20,6 +20,7 @@
 import contextlib
 import errno
 import hashlib
+import io
 import logging
 import os
 import shutil
@@ -28,7 +29,7 @@ import tempfile
 from recbole.utils import set_color
 
 from recbole_dnr import compat
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 MAGIC = b"RDNRSUM1"
 TRAILER = len(MAGIC) + 32
@@ -194,6 +195,51 @@ def release(path, remove=False):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(key + ".lock")  # before unlocking: a waiter then finds its inode gone and retries
         f.close()  # closing the only descriptor drops the flock
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old file
+    or the whole new one, never a part."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_if_changed(path, data):
+    """Write ``data`` (bytes) to ``path`` atomically, unless the file already holds exactly that:
+    re-rendering unchanged results leaves files, their times and git untouched. True if written."""
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return False
+    except OSError:
+        pass
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return True
+
+
+def save_figure(fig, path, dpi=110):
+    """A matplotlib figure as PNG with fixed metadata (no software version), written only when its
+    bytes changed: the same data renders to the same file."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return write_if_changed(path, buf.getvalue())
 
 
 def check_writable(folder, need_bytes=0, what="output folder", fix="choose a folder you can write"):

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from recbole_dnr import distributed
-from recbole_dnr.data.dataset import REQUEST_ID
+from recbole_dnr.fields import REQUEST_ID
 
 
 def gradients(local_rank, port, out_dir):

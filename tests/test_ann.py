@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK
 from recbole_dnr.quick_start import build
 from recbole_dnr.retrieval import ann
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 EXHAUSTIVE = {"ann_index": "ivf", "ann_nlist": 4, "ann_nprobe": 4, "ann_hnsw_m": 16, "ann_ef_search": 64,
               "ann_ef_construction": 64}

@@ -16,7 +16,7 @@ import yaml
 
 from recbole_dnr.benchmark.__main__ import main
 from recbole_dnr.benchmark.spec import load_spec
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 from conftest import SLICE, hold_claim, smoke_config
 
@@ -193,7 +193,7 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
 
 
 def test_selected_epoch_by_hand():
-    from recbole_dnr.benchmark.cell import selected_epoch
+    from recbole_dnr.trainer.list_trainer import selected_epoch
 
     assert selected_epoch([0.1, 0.3, 0.2, 0.3, 0.25]) == 4  # a tie: RecBole kept epoch 4's checkpoint
     assert selected_epoch([0.1, 0.3, 0.2]) == 2
@@ -204,7 +204,7 @@ def test_selected_epoch_by_hand():
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=30))
 def test_selected_epoch_is_the_checkpoint_recboles_early_stopping_keeps(steps):
     from recbole.utils import early_stopping
-    from recbole_dnr.benchmark.cell import selected_epoch
+    from recbole_dnr.trainer.list_trainer import selected_epoch
 
     curve = [0.5 + s / 1e4 for s in steps]  # 4-decimal scores, as valid results are rounded: ties happen
     best, cur, saved = -np.inf, 0, 0
@@ -403,51 +403,3 @@ def test_cells_run_with_other_settings_are_stale(tmp_path, slice_root, capfd):
     assert "0 done, 1 to run (1 stale)" in capfd.readouterr().out
 
 
-@pytest.mark.reliability("Faults and interruption", "the machine is handed out anew between sittings of a grid",
-                         "park save / restore carry each unfinished run (resume state + its best checkpoint) "
-                         "across, byte for byte; an inconsistent pair is not parked; a run whose cell "
-                         "finished after it was parked is not put back")
-def test_park_carries_unfinished_runs_across_machines(tmp_path):
-    from recbole_dnr import storage
-    from recbole_dnr.benchmark import park
-
-    ckpt, parked = tmp_path / "saved", str(tmp_path / "parked")
-
-    def run(name, epoch, best_epoch, score=0.5):
-        best = str(ckpt / f"{name}-best.pth")
-        storage.save({"epoch": best_epoch, "best_valid_score": score}, best)
-        storage.save({"epoch": epoch, "best_model_file": best, "best_valid_score": score},
-                     ckpt / "resume" / f"{name}.pth")
-        return best
-
-    best = run("A", epoch=3, best_epoch=2)
-    run("Torn", epoch=3, best_epoch=4)  # its best file is newer than its state: a runner wrote in between
-    manifest = park.save(str(ckpt), parked, tries=1)
-    assert sorted(manifest) == ["A.pth"] and manifest["A.pth"]["epoch"] == 3
-    originals = {p: open(p, "rb").read() for p in (best, str(ckpt / "resume" / "A.pth"))}
-    for p in originals:
-        os.remove(p)
-    results = str(tmp_path / "results")  # no finished cells yet
-    assert park.restore(parked, results) == ["A.pth"]
-    assert all(open(p, "rb").read() == data for p, data in originals.items())
-    storage.save({"epoch": 9, "best_model_file": best, "best_valid_score": 0.5}, ckpt / "resume" / "A.pth")
-    assert park.restore(parked, results) == []  # the state here is later: kept
-    # the run finished on the old machine after it was parked: its cell is in the results, so restoring
-    # its state would only have the next save park (and a commit carry) a dead run
-    os.remove(ckpt / "resume" / "A.pth")
-    cell = tmp_path / "results" / "zoo" / "cells" / "ds" / "V" / "seed1.json"
-    cell.parent.mkdir(parents=True)
-    cell.write_text(json.dumps({"run_key": "0123abcd"}))
-    os.replace(os.path.join(parked, "A.pth"), os.path.join(parked, "M-ds-seed1-0123abcd.pth"))
-    with open(os.path.join(parked, "MANIFEST.json")) as f:
-        m = json.load(f)
-    m = {"M-ds-seed1-0123abcd.pth": {**m["A.pth"], "resume": str(ckpt / "resume" / "M-ds-seed1-0123abcd.pth")}}
-    with open(os.path.join(parked, "MANIFEST.json"), "w") as f:
-        json.dump(m, f)
-    assert park.restore(parked, results) == []
-    assert "M-ds-seed1-0123abcd.pth" not in os.listdir(ckpt / "resume")
-    cell.write_text(json.dumps({"run_key": "other"}))
-    assert park.restore(parked, results) == ["M-ds-seed1-0123abcd.pth"]
-    os.remove(ckpt / "resume" / "M-ds-seed1-0123abcd.pth")  # the run finished
-    os.remove(ckpt / "resume" / "Torn.pth")
-    assert park.save(str(ckpt), parked) == {} and os.listdir(parked) == ["MANIFEST.json"]

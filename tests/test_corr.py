@@ -13,7 +13,7 @@ from scipy import stats
 from recbole_dnr.quick_start.quick_start import build, run_recbole_dnr
 from recbole_dnr.retrieval import ExactSoftmaxSampler, UniformSampler, distillation_kl, sampled_softmax_loss
 from recbole_dnr.retrieval.sampler import exclusion_mask
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 from conftest import smoke_config
 

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 import _dist_worker
 from recbole_dnr import compat
-from recbole_dnr.data.dataset import REQUEST_ID
+from recbole_dnr.fields import REQUEST_ID
 from recbole_dnr.distributed import check_launch, shard
 from recbole_dnr.quick_start import build
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 
 def free_port():

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 
-from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
 from recbole_dnr.model.dnr import LEARNED
 from recbole_dnr.model.noise import LearnedNoise, base_noise, score_kl, soft_histogram, synthesize
 from recbole_dnr.model.abstract_reranker import NeuralReranker
-from recbole_dnr.utils import get_model, register_model
+from recbole_dnr.registry import get_model, register_model
 
 B, N, H = 4, 8, 5
 

@@ -12,7 +12,7 @@ from recbole_dnr.data.dataloader import ListDataLoader
 from recbole_dnr.retrieval.recbole_retriever import PairDataLoader
 from recbole_dnr.model.layers import TransformerLayer, dropout, keep_mask
 from recbole_dnr.quick_start import build
-from recbole_dnr.utils import get_model
+from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
 from test_dnr import FakeDataset, make_batch, make_config

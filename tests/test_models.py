@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_dnr.data.dataset import LABEL, SCORE
-from recbole_dnr.utils import get_model
+from recbole_dnr.fields import LABEL, SCORE
+from recbole_dnr.registry import get_model
 
 from test_dnr import B, N, FakeDataset, make_batch, make_config
 

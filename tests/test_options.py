@@ -8,7 +8,7 @@ from conftest import smoke_config
 
 from recbole_dnr import options
 from recbole_dnr.config import Config
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 
 @pytest.mark.reliability("Options", "--{key}={value!r}",

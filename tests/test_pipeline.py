@@ -9,9 +9,10 @@ import torch
 from recbole_dnr import compat
 from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset
-from recbole_dnr.data.dataset import LABEL, SCORE
+from recbole_dnr.fields import LABEL, SCORE
 from recbole_dnr.quick_start import build, objective_function
-from recbole_dnr.utils import ModelType, get_model, register_model
+from recbole_dnr.errors import ModelType
+from recbole_dnr.registry import get_model, register_model
 from recbole_dnr.model import ListRecommender
 
 from conftest import smoke_config
@@ -67,7 +68,7 @@ def test_position_only_model_cannot_beat_retriever(slice_root, in_session_dir, m
     for k in ("ndcg@6", "h@6", "map@6"):
         assert pos[k] <= floor[k] + 0.01, (k, pos, floor)
     # the leak this protocol avoids: present slate items first and positions give labels away
-    from recbole_dnr.data import protocol
+    from recbole_dnr import protocol
 
     monkeypatch.setattr(protocol, "order_by_score", lambda items, x, labels, slate: (items, x, labels, slate))
     leaky = run(slice_root, "PositionOnly", epochs=10, learning_rate=0.05, list_cache=False)["test_result"]
@@ -141,14 +142,17 @@ def test_unknown_model_lists_known_ones():
 
 @pytest.mark.reliability("Bad data", "a dataset whose files are missing",
                          "clear error naming the expected file and --data_path; nothing is downloaded")
-def test_missing_dataset_says_which_files_where(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dataset, extra", [("ml-1m", {"download": False}), ("my-own-data", {})])
+def test_missing_dataset_says_which_files_where(tmp_path, monkeypatch, dataset, extra):
+    """Not downloaded (download: False, or a name RecBole's url.yaml lacks): the message says where."""
     monkeypatch.chdir(tmp_path)
+    cfg = {"data_path": str(tmp_path), "state": "ERROR", **extra}
     with pytest.raises(FileNotFoundError) as err:
-        create_dataset(Config(model="PRM", dataset="ml-1m", config_dict={"data_path": str(tmp_path), "state": "ERROR"}))
+        create_dataset(Config(model="PRM", dataset=dataset, config_dict=cfg))
     msg = str(err.value)
-    assert "ml-1m.inter" in msg and str(tmp_path) in msg and "--data_path" in msg
-    with pytest.raises(FileNotFoundError, match="ml-1m.inter"):  # the run's entry point: before any logging
-        build(model="PRM", dataset="ml-1m", config_dict={"data_path": str(tmp_path), "state": "ERROR"})
+    assert f"{dataset}.inter" in msg and str(tmp_path) in msg and "--data_path" in msg
+    with pytest.raises(FileNotFoundError, match=f"{dataset}.inter"):  # the run's entry point: before any logging
+        build(model="PRM", dataset=dataset, config_dict=cfg)
     assert not (tmp_path / "log").exists()
 
 

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_dnr.data import protocol as P
+from recbole_dnr import protocol
 
 
 def toy_log():
@@ -20,7 +20,7 @@ def toy_log():
 
 def sorted_toy():
     users, times, items = toy_log()
-    order = P.sort_log(users, times)
+    order = protocol.sort_log(users, times)
     return users[order], times[order], items[order]
 
 
@@ -32,7 +32,7 @@ def test_sort_is_by_user_then_time():
 
 def test_slates_end_aligned_and_split_by_time():
     users, times, _ = sorted_toy()
-    starts, splits, owners = P.cut_requests(users, 6, valid_slates=2, test_slates=2)
+    starts, splits, owners = protocol.cut_requests(users, 6, valid_slates=2, test_slates=2)
     # user 1: 20 rows -> 3 slates (rows 2..19), split 1/1/1; user 2: 6 slates -> 2/2/2; user 3: none
     assert owners.tolist() == [1] * 3 + [2] * 6
     assert splits.tolist() == [0, 1, 2, 0, 0, 1, 1, 2, 2]
@@ -47,9 +47,9 @@ def test_slates_end_aligned_and_split_by_time():
 
 def test_history_has_only_earlier_rows_of_the_same_user():
     users, times, items = sorted_toy()
-    starts, _, _ = P.cut_requests(users, 6, 2, 2)
+    starts, _, _ = protocol.cut_requests(users, 6, 2, 2)
     labels = (items % 2).astype(np.int64)
-    h_items, h_labels, h_len = P.history(items, labels, users, starts, max_history=10)
+    h_items, h_labels, h_len = protocol.history(items, labels, users, starts, max_history=10)
     for r, s in enumerate(starts):
         lo = s - h_len[r]
         assert np.all(users[lo:s] == users[s])
@@ -61,8 +61,8 @@ def test_history_has_only_earlier_rows_of_the_same_user():
 
 def test_training_rows_stop_before_first_held_out_slate():
     users, _, _ = sorted_toy()
-    starts, splits, owners = P.cut_requests(users, 6, 2, 2)
-    mask = P.training_rows(users, starts, splits)
+    starts, splits, owners = protocol.cut_requests(users, 6, 2, 2)
+    mask = protocol.training_rows(users, starts, splits)
     for u in (1, 2):
         first_held = starts[(owners == u) & (splits != 0)].min()
         rows = np.flatnonzero(users == u)
@@ -74,12 +74,12 @@ def test_training_rows_stop_before_first_held_out_slate():
 def test_fillers_are_unrated_distinct_and_outside_the_slate():
     users, _, items = sorted_toy()
     n_items = 60
-    codes = P.rated_codes(users, items, n_items)
+    codes = protocol.rated_codes(users, items, n_items)
     rng = np.random.default_rng(1)
     req_users = np.array([1, 2, 1])
     slates = np.array([[1, 2], [3, 4], [5, 6]])
     for weights in (None, np.arange(n_items) + 1.0):
-        fill = P.sample_fillers(rng, req_users, slates, 8, n_items, codes, weights=weights)
+        fill = protocol.sample_fillers(rng, req_users, slates, 8, n_items, codes, weights=weights)
         for r in range(3):
             rated = set(items[users == req_users[r]].tolist())
             assert len(set(fill[r].tolist())) == 8
@@ -93,7 +93,7 @@ def test_lists_are_presented_in_retriever_order_not_slate_first():
     x = np.array([[0.2, 0.9, 0.5, 0.9]])
     labels = np.array([[1, 0, 1, 0]])
     slate = np.array([[1, 1, 0, 0]])
-    i, xs, ys, ss = P.order_by_score(items, x, labels, slate)
+    i, xs, ys, ss = protocol.order_by_score(items, x, labels, slate)
     assert i.tolist() == [[11, 13, 12, 10]]  # x descending, ties by item id
     assert xs.tolist() == [[0.9, 0.9, 0.5, 0.2]]
     assert ys.tolist() == [[0, 0, 1, 1]]

@@ -8,10 +8,13 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_dnr.config import Config
-from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE, RequestSet
-from recbole_dnr.model.recbole_reranker import REPRESENTATION_MODELS, recbole_reranker_class, recbole_sequence
+from recbole_dnr.data.dataset import RequestSet
+from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.model.recbole_reranker import recbole_reranker_class
+from recbole_dnr.recbole_models import REPRESENTATION_MODELS, recbole_sequence
 from recbole_dnr.quick_start import objective_function
-from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
+from recbole_dnr.errors import ModelType, UserInputError
+from recbole_dnr.registry import get_backbone, get_model
 
 from conftest import smoke_config
 
@@ -208,26 +211,26 @@ def test_smoke_recbole_rerankers(slice_root, in_session_dir, model):
 
 def test_pretraining_sequences_stay_in_the_training_period(slice_root, in_session_dir):
     from recbole_dnr.data import create_dataset, data_preparation
-    from recbole_dnr.data import protocol as P
+    from recbole_dnr import protocol
     from recbole_dnr.trainer.recbole_pretrain import training_sequences
 
     config = Config(config_dict=smoke_config(slice_root, model="SASRec", list_mode="slate"))
     ds = create_dataset(config)
     data_preparation(config, ds)
     users, hist, targets = training_sequences(ds, 4)
-    _, log_users, items, _, _ = ds._log_arrays()
-    starts, splits, _ = P.cut_requests(log_users, 6, config["valid_slates"], config["test_slates"])
-    allowed = P.training_rows(log_users, starts, splits)
+    _, log_users, items, _, _ = ds.log_arrays()
+    starts, splits, _ = protocol.cut_requests(log_users, 6, config["valid_slates"], config["test_slates"])
+    allowed = protocol.training_rows(log_users, starts, splits)
     rows = np.flatnonzero(allowed)
-    rows = rows[rows > P.user_bounds(log_users)[log_users[rows]]]
+    rows = rows[rows > protocol.user_bounds(log_users)[log_users[rows]]]
     assert np.array_equal(targets, items[rows]) and np.array_equal(users, log_users[rows])
     r = 5  # a target: its sequence is the up-to-4 items just before it, same user, oldest first
     prev = [i for i in range(rows[r] - 1, rows[r] - 5, -1) if i >= 0 and log_users[i] == users[r]][::-1]
     assert hist[r][hist[r] > 0].tolist() == items[prev].tolist()
-    assert not allowed[starts[splits != P.TRAIN]].any()  # no valid/test slate row is a target
+    assert not allowed[starts[splits != protocol.TRAIN]].any()  # no valid/test slate row is a target
     graph = ds.training_matrix("csr")  # LightGCN's graph: the training period only, binary
     assert graph.nnz == len(set(zip(log_users[allowed].tolist(), items[allowed].tolist())))
-    held = starts[splits != P.TRAIN]
+    held = starts[splits != protocol.TRAIN]
     assert all(graph[log_users[r], items[r]] == 0 for r in held[:50]
                if not ((log_users[allowed] == log_users[r]) & (items[allowed] == items[r])).any())
 

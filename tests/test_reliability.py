@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from recbole_dnr import storage
 from recbole_dnr.config import Config
 from recbole_dnr.data import AtomicFileError, create_dataset
-from recbole_dnr.data.dataset import HISTORY_ITEM, LABEL, SLATE_MASK
+from recbole_dnr.fields import HISTORY_ITEM, LABEL, SLATE_MASK
 from recbole_dnr.quick_start.quick_start import build
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 WORKER = os.path.join(os.path.dirname(__file__), "_reliability_worker.py")
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"

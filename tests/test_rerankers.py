@@ -8,10 +8,10 @@ import pytest
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
 from recbole_dnr.model.abstract_reranker import attention_rank_loss
 from recbole_dnr.quick_start import objective_function
-from recbole_dnr.utils import get_model
+from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
 from test_dnr import B, N, FakeDataset, make_batch, make_config

@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from recbole.data.interaction import Interaction
 
-from recbole_dnr.data.dataset import HISTORY_ITEM, LABEL, REQUEST_ID, SCORE, SLATE_MASK, shuffle_candidates
+from recbole_dnr.data.dataset import shuffle_candidates
+from recbole_dnr.fields import HISTORY_ITEM, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.model.abstract_reranker import ScoreFeature
-from recbole_dnr.utils import get_model
+from recbole_dnr.registry import get_model
 
 from test_dnr import B, N, FakeDataset, make_batch, make_config
 from test_rerankers import BACKBONES, build
@@ -95,7 +96,7 @@ def test_corruption_probe_noise_and_stored_lists_untouched():
 
 def test_weak_retriever_probe_settings_are_checked_before_any_work():
     from recbole_dnr.config import Config
-    from recbole_dnr.utils import UserInputError
+    from recbole_dnr.errors import UserInputError
 
     with pytest.raises(UserInputError, match="probe_weak_retriever"):
         Config(model="PRM", dataset="ml-100k", config_dict={"gpu_id": "", "probe_weak_retriever": {"depth": 2}})
@@ -134,7 +135,7 @@ def test_score_train_noise_is_refused_for_dnr_and_keeps_old_run_keys(slice_root)
 
     from recbole_dnr.config import Config
     from recbole_dnr.trainer.resume import run_key
-    from recbole_dnr.utils import UserInputError
+    from recbole_dnr.errors import UserInputError
 
     with pytest.raises(UserInputError, match="score_train_noise=0.2: it is a baseline for DNR"):
         Config(config_dict=smoke_config(slice_root, model="DNR_PRM", score_train_noise=0.2))

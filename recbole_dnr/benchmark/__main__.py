@@ -20,7 +20,7 @@ import time
 
 from recbole_dnr.benchmark.report import render, write_results_csv
 from recbole_dnr.benchmark.spec import load_spec
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 
 def fmt_sec(s):

@@ -21,9 +21,11 @@ import torch
 
 from recbole_dnr.benchmark.probe import score_corruption_probe, weak_retriever_probe
 from recbole_dnr.config import Config
-from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SLATE_MASK, retriever_means
+from recbole_dnr.data.dataset import retriever_means
 from recbole_dnr.evaluator import ListEvaluator
+from recbole_dnr.fields import LABEL, REQUEST_ID, SLATE_MASK
 from recbole_dnr.quick_start import build
+from recbole_dnr.trainer.list_trainer import selected_epoch
 from recbole_dnr.trainer.resume import ResumeState, key_of, run_key
 
 CONFIG_KEYS = ("model", "recbole_model", "learning_rate", "hidden_size", "epochs", "stopping_step",
@@ -136,17 +138,6 @@ def cell_settings(settings):
     config_dict.setdefault("show_progress", False)
     config_dict.setdefault("resume", True)  # a cell killed mid-way (session end) continues from its last epoch
     return config_dict
-
-
-def selected_epoch(curve):
-    """The epoch (1-based) whose checkpoint early stopping kept, from the valid curve; 0 for none.
-
-    RecBole's ``early_stopping`` takes a tie with the best so far as an improvement (``>=``) and
-    saves that epoch, and valid scores are rounded to 4 decimals, so ties happen: the checkpoint is
-    the *last* epoch that reaches the curve's maximum, not the first."""
-    if not curve:
-        return 0
-    return len(curve) - int(np.argmax(np.asarray(curve, dtype=float)[::-1]))
 
 
 def recorded_key(record):

@@ -12,10 +12,11 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_dnr import storage
-from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK
 from recbole_dnr.data.dataloader import ListDataLoader
-from recbole_dnr.data.dataset import REQUEST_ID, SCORE, RequestSet
+from recbole_dnr.data.dataset import RequestSet
+from recbole_dnr.fields import REQUEST_ID, SCORE
 from recbole_dnr.model.noise import perturb_scores
+from recbole_dnr.retrieval import recbole_retriever, topk
 
 
 def with_scores(split, x):
@@ -55,14 +56,14 @@ def weak_retriever_scores(config, dataset, split, overrides):
     path = dataset.cache_path()[:-len(".pth")] + f"-weak-{tag}.pth"
     vectors = storage.load_cache(path)
     if vectors is None:
-        rows = dataset._log_arrays()[0][dataset.training_period_mask()]
+        rows = dataset.log_arrays()[0][dataset.training_period_mask()]
         logging.getLogger().info(f"Weak retriever for the robustness probe: {overrides}")
-        vectors = RR.train_retriever(_ConfigView(dataset.config, overrides), dataset, rows, seed=dataset.list_seed)
+        vectors = recbole_retriever.train_retriever(_ConfigView(dataset.config, overrides), dataset, rows, seed=dataset.list_seed)
         storage.save(vectors, path)
     inter = split.inter
-    query, item_emb = RR.queries(vectors, inter[REQUEST_ID].numpy(), inter[dataset.uid_field].numpy())
-    logits = TK.score_pairs(query, item_emb, np.arange(len(query)), inter[dataset.iid_field].numpy())
-    return torch.as_tensor(TK.normalise(logits, config["score_norm"]), dtype=torch.float32)
+    query, item_emb = recbole_retriever.queries(vectors, inter[REQUEST_ID].numpy(), inter[dataset.uid_field].numpy())
+    logits = topk.score_pairs(query, item_emb, np.arange(len(query)), inter[dataset.iid_field].numpy())
+    return torch.as_tensor(topk.normalise(logits, config["score_norm"]), dtype=torch.float32)
 
 
 def weak_retriever_probe(config, trainer, test_loader, overrides):

@@ -1,109 +1,16 @@
-"""Benchmark report: ``results.csv`` (one row per dataset/variant/seed/split), markdown tables
-(mean ± std over seeds, best in bold, paired tests of every DNR_X against X, the paper's figure
-beside ours) rendered into a marked block of a markdown file, and PNG plots (matplotlib, headless)."""
+"""Benchmark report: markdown tables (mean ± std over seeds, best in bold, paired tests of every
+DNR_X against X, the paper's figure beside ours) rendered into a marked block of a markdown file,
+and PNG plots (matplotlib, headless). Cells: :mod:`.results`; tests: :mod:`.stats`."""
 
-import csv
-import json
 import os
-import warnings
 from collections import defaultdict
 
 import numpy as np
 
-from recbole_dnr.benchmark.cell import selected_epoch
-
-METRICS = ["h@6", "ndcg@6", "map@6", "f1@6", "auc"]
-COST = ["epochs_run", "best_epoch", "hit_epoch_cap", "train_sec_per_epoch", "fit_sec", "infer_us_per_list",
-        "peak_rss_mb", "train_peak_rss_mb", "parameters"]
-
-
-def load_cells(spec):
-    """Finished cells of the grid, in grid order: list of records (with ``npz`` path). Stale cells (run
-    with other settings than the grid now gives them) are left out: they are not this grid's results."""
-    out = []
-    for cell in spec.cells:
-        path = spec.cell_path(cell)
-        if os.path.isfile(path):
-            with open(path) as f:
-                rec = json.load(f)
-            if not spec.is_current(cell, rec):
-                continue
-            rec["variant"] = cell.variant
-            rec["npz"] = spec.cell_path(cell, "npz")
-            if rec.get("valid_curve"):  # cells written before selected_epoch took the first of tied epochs
-                rec["best_epoch"] = selected_epoch(rec["valid_curve"])
-            test = rec.get("test") or {}
-            independent = rec.get("model") != "CoRR" and "retriever_recall@50" in test
-            if independent and "retriever_auc" not in test and "test_retriever_auc" in (rec.get("list_stats") or {}):
-                # cells written before 2026-12-03 17:00: their retriever is the stored lists' (the same value)
-                rec["test"]["retriever_auc"] = rec["list_stats"]["test_retriever_auc"]
-            out.append(rec)
-    return out
-
-
-def metrics_of(spec):
-    """Metric columns: ``report: metrics:`` of the grid file, else METRICS."""
-    return list(spec.report.get("metrics") or METRICS)
-
-
-def write_results_csv(spec):
-    metrics = metrics_of(spec)
-    rows = []
-    for r in load_cells(spec):
-        splits = [("valid", r["valid"]), ("test", r["test"])] + [("test_slate", r["slate_scope"]["test"])
-                                                                 for _ in [0] if r["slate_scope"].get("test")]
-        for split, values in splits:
-            rows.append({"dataset": r["dataset"], "variant": r["variant"], "model": r["model"], "seed": r["seed"],
-                         "split": split, **{m: values.get(m, "") for m in metrics},
-                         **{c: r.get(c, "") for c in COST}})
-    os.makedirs(spec.out, exist_ok=True)
-    path = os.path.join(spec.out, "results.csv")
-    with open(path + ".tmp", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["dataset", "variant", "model", "seed", "split"] + metrics + COST)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(path + ".tmp", path)
-    return path
-
-
-def per_request(rec, metric):
-    with np.load(rec["npz"]) as z:
-        return dict(zip(z["request_id"].tolist(), z[metric].tolist()))
-
-
-def per_request_by_seed(a_runs, b_runs, metric):
-    """The seeds both variants have, and each one's ``{request id: metric}`` per seed (a, b)."""
-    seeds = sorted({r["seed"] for r in a_runs} & {r["seed"] for r in b_runs})
-    a = [per_request(next(r for r in a_runs if r["seed"] == s), metric) for s in seeds]
-    b = [per_request(next(r for r in b_runs if r["seed"] == s), metric) for s in seeds]
-    return seeds, a, b
-
-
-def paired(a_runs, b_runs, metric="ndcg@6"):
-    """Δ (a - b) over requests (per-request metric averaged over common seeds; t-test, Wilcoxon)
-    and over seeds (t-test of the per-seed means)."""
-    from scipy import stats
-
-    seeds, a, b = per_request_by_seed(a_runs, b_runs, metric)
-    if not seeds:
-        return None
-    ids = sorted(set.intersection(*[set(d) for d in a + b]))
-    with warnings.catch_warnings():  # a request whose metric is undefined in every seed is NaN, dropped below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        va = np.nanmean([[d[i] for i in ids] for d in a], axis=0)
-        vb = np.nanmean([[d[i] for i in ids] for d in b], axis=0)
-    ok = ~(np.isnan(va) | np.isnan(vb))
-    diff = va[ok] - vb[ok]
-    seed_d = [np.nanmean(list(x.values())) - np.nanmean(list(y.values())) for x, y in zip(a, b)]
-    return {
-        "delta": float(diff.mean()), "n": int(ok.sum()),
-        "t_req": float(stats.ttest_rel(va[ok], vb[ok]).pvalue),
-        "w_req": float(stats.wilcoxon(diff[diff != 0]).pvalue) if (diff != 0).any() else 1.0,
-        "seed_deltas": seed_d,
-        "t_seed": float(stats.ttest_rel([np.nanmean(list(x.values())) for x in a],
-                                        [np.nanmean(list(y.values())) for y in b]).pvalue) if len(seeds) > 1
-        else float("nan"),
-    }
+from recbole_dnr import storage
+from recbole_dnr.benchmark import strata
+from recbole_dnr.benchmark.results import COST, METRICS, fit_cost, load_cells, metrics_of, peak_cell, write_results_csv  # noqa: F401
+from recbole_dnr.benchmark.stats import paired
 
 
 def fmt(values, bold=False):
@@ -171,22 +78,6 @@ def dataset_markdown(spec, dataset, runs):
                   "different protocol (their split, candidate lists, metric scope and model selection), so only "
                   "the order of the rows is comparable, not the values.", ""]
     return lines
-
-
-def fit_cost(rec):
-    """Training seconds of a cell. A cell resumed from a state written before 2026-11-24 (which kept no
-    timing) timed only the epochs after its resume: scaled to all its epochs at their rate."""
-    timed = len(rec.get("epoch_times") or [])
-    if rec.get("resumed_after_epoch") is not None and 0 < timed < rec.get("epochs_run", 0):
-        return rec["fit_sec"] * rec["epochs_run"] / timed
-    return rec["fit_sec"]
-
-
-def peak_cell(runs):
-    """``max process peak (max training peak)`` over a row's seeds, MB."""
-    text = f"{max(r['peak_rss_mb'] for r in runs):.0f}"
-    train = [r["train_peak_rss_mb"] for r in runs if r.get("train_peak_rss_mb")]
-    return text + (f" ({max(train):.0f})" if train else "")
 
 
 def probe_markdown(runs):
@@ -305,14 +196,10 @@ def spread_labels(anchors, sizes, gap=3.0):
 
 def strata_of(spec, runs_by_dataset):
     """``{dataset: strata.strata_for(...)}``: computed once per render, shared by table and plot."""
-    from recbole_dnr.benchmark import strata
-
     return {ds: strata.strata_for(spec, runs) for ds, runs in runs_by_dataset.items()}
 
 
 def render_markdown(spec, runs_by_dataset, strata_by_dataset=None):
-    from recbole_dnr.benchmark import strata
-
     if strata_by_dataset is None:
         strata_by_dataset = strata_of(spec, runs_by_dataset)
     target = spec.report.get("markdown")
@@ -350,8 +237,6 @@ def render_markdown(spec, runs_by_dataset, strata_by_dataset=None):
 
 
 def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
-    from recbole_dnr.benchmark import strata
-
     if strata_by_dataset is None:
         strata_by_dataset = strata_of(spec, runs_by_dataset)
     img = spec.report.get("img_dir")
@@ -433,7 +318,7 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
         ax.set_title("quality vs training cost")
         fig.tight_layout()
         path = os.path.join(img, f"{prefix}_{ds}.png")
-        fig.savefig(path, dpi=110)
+        storage.save_figure(fig, path)
         plt.close(fig)
         written.append(path)
         probe = plot_probe(plt, by_variant, ds, os.path.join(img, f"{prefix}_{ds}_probe.png"))
@@ -482,7 +367,7 @@ def plot_probe(plt, by_variant, ds, path):
         ax.legend(fontsize=7, ncol=2)
     axes[0][0].set_ylabel("test NDCG@6 (mean ± std over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    storage.save_figure(fig, path)
     plt.close(fig)
     return path
 

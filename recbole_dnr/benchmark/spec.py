@@ -35,7 +35,8 @@ import yaml
 
 from recbole_dnr import options
 from recbole_dnr.config import properties_dir
-from recbole_dnr.utils import ModelType, UserInputError, get_backbone, get_model
+from recbole_dnr.errors import ModelType, UserInputError
+from recbole_dnr.registry import get_backbone, get_model
 
 TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse"}
 REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics",

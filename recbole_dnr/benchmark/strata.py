@@ -13,7 +13,8 @@ import warnings
 
 import numpy as np
 
-from recbole_dnr.benchmark.report import per_request, per_request_by_seed
+from recbole_dnr import storage
+from recbole_dnr.benchmark.results import per_request, per_request_by_seed
 
 
 def x_strata(a_runs, b_runs, floor_runs, bins=5, metric="ndcg@6", by="auc"):
@@ -132,6 +133,6 @@ def plot_strata(plt, dataset, found, path):
     axes[0][0].set_ylabel("Δ test NDCG@6 (± s.e. over requests)")
     fig.suptitle(f"{dataset}: where the differences arise, by the quality of x", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    storage.save_figure(fig, path)
     plt.close(fig)
     return path

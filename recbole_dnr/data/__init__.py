@@ -9,11 +9,9 @@ import numpy as np
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
 
-from recbole_dnr.utils import UserInputError, is_reranker
-
-
-class DatasetNotFoundError(UserInputError, FileNotFoundError):
-    """The dataset's atomic files are not where the config points."""
+from recbole_dnr.data.download import DatasetDownloadError, DatasetNotFoundError, by_hand  # noqa: F401
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.registry import is_reranker
 
 
 class AtomicFileError(UserInputError):
@@ -21,17 +19,13 @@ class AtomicFileError(UserInputError):
 
 
 def check_dataset_files(config):
-    """Fail early, offline-friendly, when the dataset's atomic files are missing
-    (RecBole would otherwise try to download and die with a network traceback)."""
+    """Fail early when the dataset's atomic files are missing (downloads happen before, in
+    :func:`recbole_dnr.data.download.download_dataset`; RecBole would die with a network traceback)."""
     path, name = config["data_path"], config["dataset"]
     inter = os.path.join(path, f"{name}.inter")
     if not os.path.isfile(inter):
-        raise DatasetNotFoundError(
-            f"Dataset '{name}' not found: expected the RecBole atomic file {inter} "
-            f"(columns user_id:token item_id:token rating:float timestamp:float; .item/.user optional). "
-            f"Put the files in {os.path.abspath(path)}/ or pass --data_path=<folder that contains {name}/>. "
-            "recbole_dnr never downloads; only ml-100k ships with RecBole."
-        )
+        raise DatasetNotFoundError(f"Dataset '{name}' not found: expected the RecBole atomic file {inter}. "
+                                   f"{by_hand(config)}.")
 
 
 def validate_atomic_file(path, required, separator="\t"):

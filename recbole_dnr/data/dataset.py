@@ -18,20 +18,18 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
 
-from recbole_dnr import storage
-from recbole_dnr.data import protocol as P
-from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK
+from recbole_dnr import protocol, storage
+from recbole_dnr.errors import UserInputError
 from recbole_dnr.evaluator.metrics import list_auc
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
+from recbole_dnr.retrieval import recbole_retriever, topk
 
-SCORE, LABEL, SLATE_MASK = "score", "label", "slate_mask"
-HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID = "history_item", "history_label", "history_len", "request_id"
 CACHE_VERSION = 2
 PROTOCOL_KEYS = [
     "list_mode", "candidate_num", "slate_size", "label_threshold", "max_history", "valid_slates",
     "test_slates", "filler_sampling", "filler_pool", "label_window", "retriever_fit", "crossfit_folds",
     "score_norm", "drop_no_positive_eval", "user_inter_num_interval", "item_inter_num_interval",
-    "load_col", *RR.RETRIEVER_KEYS,
+    "load_col", *recbole_retriever.RETRIEVER_KEYS,
 ]
 SPLIT_NAMES = ["train", "valid", "test"]
 
@@ -112,7 +110,7 @@ class ListDataset(Dataset):
         keys = set(PROTOCOL_KEYS) | set(self.config.parameters["Dataset"])  # RecBole's loading/filtering keys
         payload = {k: self.config[k] for k in sorted(keys - {"seed", "list_seed"})}
         payload["list_seed"] = self.list_seed
-        payload.update({k: self.config[k] for k, old in RR.LATER_KEYS.items() if self.config[k] != old})
+        payload.update({k: self.config[k] for k, old in recbole_retriever.LATER_KEYS.items() if self.config[k] != old})
         payload.update(dataset=self.dataset_name, files=self._source_fingerprint(), version=CACHE_VERSION)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:16]
@@ -124,7 +122,7 @@ class ListDataset(Dataset):
     def build(self):
         logger = logging.getLogger()
         self._check_options()
-        self._log_arrays()
+        self.log_arrays()
         path = self.cache_path()
         with storage.file_lock(path) if self.config["list_cache"] else contextlib.nullcontext():
             # a second run building the same lists waits here, then reads what the first one wrote
@@ -149,7 +147,7 @@ class ListDataset(Dataset):
         """Binary user-item matrix of the log rows before each user's first valid/test slate."""
         import scipy.sparse as sp
 
-        _, users, items, _, _ = self._log_arrays()
+        _, users, items, _, _ = self.log_arrays()
         rows = self.training_period_mask()
         m = sp.coo_matrix((np.ones(int(rows.sum()), dtype=np.float64), (users[rows], items[rows])),
                           shape=(self.user_num, self.item_num))
@@ -157,7 +155,7 @@ class ListDataset(Dataset):
         m.data[:] = 1.0
         return m.asformat(form)
 
-    def _log_arrays(self):
+    def log_arrays(self):
         """The log sorted by (user, time): ``order`` (original row ids), users, items, ratings, times.
 
         Read from the DataFrame, before RecBole converts it to float32 tensors: float32 holds
@@ -172,7 +170,7 @@ class ListDataset(Dataset):
             items = f[self.iid_field].to_numpy().astype(np.int64)
             ratings = f[self.config["RATING_FIELD"]].to_numpy(dtype=np.float64)
             times = f[self.config["TIME_FIELD"]].to_numpy(dtype=np.float64)
-            order = P.sort_log(users, times)
+            order = protocol.sort_log(users, times)
             self._sorted_log = (order, users[order], items[order], ratings[order], times[order])
             self._change_feat_format()  # RecBole's build() does this first, too
         return self._sorted_log
@@ -200,7 +198,7 @@ class ListDataset(Dataset):
     def _build_lists(self):
         cfg = self.config
         logger = logging.getLogger()
-        order, users, items, ratings, _ = self._log_arrays()
+        order, users, items, ratings, _ = self.log_arrays()
         z_log = (ratings >= cfg["label_threshold"]).astype(np.int64)
         starts, splits, req_users = self.request_layout()
         if len(starts) == 0:
@@ -215,7 +213,7 @@ class ListDataset(Dataset):
         # draws thus do not depend on retriever_fit, so valid/test lists are the same under both.
         jobs = [(np.arange(len(starts)), train_rows, self.list_seed)]
         if cfg["retriever_fit"] == "crossfit":
-            train_req = np.flatnonzero(splits == P.TRAIN)
+            train_req = np.flatnonzero(splits == protocol.TRAIN)
             fold = np.random.default_rng(self.list_seed).integers(cfg["crossfit_folds"], size=len(train_req))
             for k in range(cfg["crossfit_folds"]):
                 held = train_req[fold == k]
@@ -224,7 +222,7 @@ class ListDataset(Dataset):
                 jobs.append((held, keep, self.list_seed + k + 1))
         lists = None
         for k, (req, rows, seed) in enumerate(jobs):
-            embs = RR.train_retriever(cfg, self, order[rows], seed=seed)
+            embs = recbole_retriever.train_retriever(cfg, self, order[rows], seed=seed)
             if k == 0 and cfg["list_cache"]:  # the independent retriever, for CoRR and the retrieval metrics
                 storage.save(embs, self._retriever_path())
             part = self._lists_for(embs, req, starts, users, items, z_log, train_rows, seed=k)
@@ -233,7 +231,7 @@ class ListDataset(Dataset):
             for key in lists:
                 lists[key][req] = part[key]
 
-        h_items, h_labels, h_len = P.history(items, z_log, users, starts, cfg["max_history"])
+        h_items, h_labels, h_len = protocol.history(items, z_log, users, starts, cfg["max_history"])
         has_pos = lists["label"].sum(1) > 0
         has_neg = (lists["label"] == 0).any(1)
         out, stats = {}, self._dataset_stats(users, items, starts, splits)
@@ -243,7 +241,7 @@ class ListDataset(Dataset):
             # (its metrics are undefined and skipped); drop_no_positive_eval removes them from valid/test
             stats[f"{name}_lists_no_positive"] = int((keep & ~has_pos).sum())
             stats[f"{name}_lists_no_negative"] = int((keep & ~has_neg).sum())
-            if s != P.TRAIN and cfg["drop_no_positive_eval"]:
+            if s != protocol.TRAIN and cfg["drop_no_positive_eval"]:
                 keep &= has_pos
             idx = np.flatnonzero(keep)
             out[name] = {
@@ -269,7 +267,7 @@ class ListDataset(Dataset):
     def _dataset_stats(self, users, items, starts, splits):
         owners = users[starts]
         n_user = int(users.max()) + 1 if len(users) else 0
-        per_split = [np.bincount(owners[splits == s], minlength=n_user) for s in (P.VALID, P.TEST)]
+        per_split = [np.bincount(owners[splits == s], minlength=n_user) for s in (protocol.VALID, protocol.TEST)]
         with_lists = np.bincount(owners, minlength=n_user) > 0
         short = with_lists & ((per_split[0] < self.config["valid_slates"]) | (per_split[1] < self.config["test_slates"]))
         return {
@@ -293,25 +291,25 @@ class ListDataset(Dataset):
         cfg = self.config
         rng = np.random.default_rng([self.list_seed, seed])
         n, size = cfg["candidate_num"], cfg["slate_size"]
-        first = P.user_bounds(users)
+        first = protocol.user_bounds(users)
         r_users = users[starts[req]]
-        query, item_emb = RR.queries(embs, req, r_users)  # [len(req), d]: one query per request
+        query, item_emb = recbole_retriever.queries(embs, req, r_users)  # [len(req), d]: one query per request
         q_rows = np.arange(len(req))
         if cfg["list_mode"] == "slate":
             slate_rows = starts[req][:, None] + np.arange(size)
             slate_items, slate_z = items[slate_rows], z_log[slate_rows]
-            codes = P.rated_codes(users, items, self.item_num)
+            codes = protocol.rated_codes(users, items, self.item_num)
             mode = cfg["filler_sampling"]
             if mode == "uniform":
-                fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes)
+                fill = protocol.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes)
             elif mode == "popularity":
                 pop = np.bincount(items[train_rows], minlength=self.item_num)
-                fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, weights=pop)
+                fill = protocol.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, weights=pop)
             else:  # "retriever" (values were checked in _check_options)
                 user_end = _user_end(users)
                 pools = self._topk_unseen(query, item_emb, first[r_users], user_end[r_users], items,
                                           max(cfg["filler_pool"], n))
-                fill = P.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, pools=pools)
+                fill = protocol.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, pools=pools)
             cand = np.concatenate([slate_items, fill], 1)
             label = np.concatenate([slate_z, np.zeros_like(fill)], 1)
             slate = np.concatenate([np.ones_like(slate_z), np.zeros_like(fill)], 1)
@@ -324,8 +322,8 @@ class ListDataset(Dataset):
             slate = match.any(2).astype(np.int64)
             n_pos = _distinct_nonzero(np.where(w_pos, w_items, 0))
             recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
-        x = TK.normalise(TK.score_pairs(query, item_emb, q_rows, cand), cfg["score_norm"])
-        cand, x, label, slate = P.order_by_score(cand, x, label, slate)
+        x = topk.normalise(topk.score_pairs(query, item_emb, q_rows, cand), cfg["score_norm"])
+        cand, x, label, slate = protocol.order_by_score(cand, x, label, slate)
         out = {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
         if cfg["list_mode"] == "retrieve" and with_n_pos:
             out["n_pos"] = n_pos
@@ -336,20 +334,20 @@ class ListDataset(Dataset):
         (blocked scoring + topk) or, with ``retriever_search: ann``, through a FAISS index."""
         rows = np.arange(len(query))
         if self.config["retriever_search"] != "ann":
-            return TK.topk_unseen(query, item_emb, rows, excl_lo, excl_hi, items, k)
+            return topk.topk_unseen(query, item_emb, rows, excl_lo, excl_hi, items, k)
         from recbole_dnr.retrieval import ann
 
         index = ann.AnnIndex(item_emb, ann.ann_settings(self.config), threads=torch.get_num_threads())
         return ann.topk_unseen(index, query, excl_lo, excl_hi, items, k,
-                               exact=lambda r: TK.topk_unseen(query, item_emb, r, excl_lo[r], excl_hi[r], items, k))
+                               exact=lambda r: topk.topk_unseen(query, item_emb, r, excl_lo[r], excl_hi[r], items, k))
 
     # ------------------------------------------------------------------ a trainable retriever (CoRR)
     def request_layout(self):
         """``(starts, splits, users)`` of every request (request id = index), cut from the sorted log."""
         if getattr(self, "_layout", None) is None:
-            _, users, _, _, _ = self._log_arrays()
+            _, users, _, _, _ = self.log_arrays()
             cfg = self.config
-            self._layout = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
+            self._layout = protocol.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
         return self._layout
 
     def retriever_embeddings(self):
@@ -360,7 +358,7 @@ class ListDataset(Dataset):
         embs = storage.load_cache(path)
         if embs is not None:
             return embs
-        embs = RR.train_retriever(self.config, self, self._log_arrays()[0][self.training_period_mask()],
+        embs = recbole_retriever.train_retriever(self.config, self, self.log_arrays()[0][self.training_period_mask()],
                                   seed=self.list_seed)
         storage.save(embs, path)
         return embs
@@ -370,7 +368,7 @@ class ListDataset(Dataset):
 
     def sorted_log_items(self):
         """Item of every row of the (user, time)-sorted log ``[rows]`` (int64 tensor)."""
-        return torch.as_tensor(self._log_arrays()[2])
+        return torch.as_tensor(self.log_arrays()[2])
 
     def window_positives(self, request_ids):
         """Liked items of each request's label window ``[R, label_window]`` (0 = none): every
@@ -386,12 +384,12 @@ class ListDataset(Dataset):
         """Bool ``[rows]`` over the sorted log: the rows before each user's first valid/test slate
         (what a retriever may be trained on)."""
         starts, splits, _ = self.request_layout()
-        return P.training_rows(self._log_arrays()[1], starts, splits)
+        return protocol.training_rows(self.log_arrays()[1], starts, splits)
 
     def _label_window(self, starts):
         """``(items [R, label_window], liked [R, label_window])`` of the ratings from each request
         start on, within the user's rows (item -1 past the user's last rating)."""
-        _, users, items, ratings, _ = self._log_arrays()
+        _, users, items, ratings, _ = self.log_arrays()
         end = _user_end(users)[users[starts]]
         rows = starts[:, None] + np.arange(self.config["label_window"])
         ok = rows < end[:, None]
@@ -401,9 +399,9 @@ class ListDataset(Dataset):
     def prior_rows(self, request_ids):
         """``(lo, hi) [R]``: the sorted-log rows of each request's user before the request
         (what a retriever must not return)."""
-        _, users, _, _, _ = self._log_arrays()
+        _, users, _, _, _ = self.log_arrays()
         starts = self.request_layout()[0][np.asarray(request_ids)]
-        return torch.as_tensor(P.user_bounds(users)[users[starts]]), torch.as_tensor(starts)
+        return torch.as_tensor(protocol.user_bounds(users)[users[starts]]), torch.as_tensor(starts)
 
     def retrieve_split(self, split, vectors):
         """The requests of ``split`` (a :class:`RequestSet`) with candidate lists retrieved anew
@@ -414,7 +412,7 @@ class ListDataset(Dataset):
         of x over the retrieved list, NaN where the list lacks a positive or a negative)."""
         if self.config["list_mode"] != "retrieve":
             raise UserInputError("retrieving lists anew needs list_mode: retrieve")
-        order, users, items, ratings, _ = self._log_arrays()
+        order, users, items, ratings, _ = self.log_arrays()
         z_log = (ratings >= self.config["label_threshold"]).astype(np.int64)
         starts, _, _ = self.request_layout()
         req = split.inter[REQUEST_ID].numpy()

@@ -8,7 +8,7 @@ from recbole.evaluator import register as _register
 from recbole.evaluator.collector import DataStruct
 
 from recbole_dnr.evaluator.metrics import LIST_METRICS, ListMetric
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 
 def register_list_metrics():

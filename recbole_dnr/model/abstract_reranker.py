@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType
 
-from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.errors import ModelType, UserInputError
+from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
 from recbole_dnr.model.layers import make_dropout
 from recbole_dnr.model.noise import perturb_scores
 from recbole_dnr.options import CHOICES
-from recbole_dnr.utils import UserInputError, ModelType
+from recbole_dnr.retrieval import recbole_retriever
 
 
 class ListRecommender(AbstractRecommender):
@@ -37,6 +38,24 @@ class ListRecommender(AbstractRecommender):
         self.USER_ID = config["USER_ID_FIELD"]
         self.n_items = dataset.num(self.ITEM_ID)
         self.device = config["device"]
+
+    @classmethod
+    def check_config(cls, cfg):
+        """Settings this model relies on that need more than a type or range check, checked when
+        :class:`~recbole_dnr.config.Config` is built (before any data is read); raise
+        :class:`UserInputError`. ``cfg``: the final config dict."""
+        if cfg.get("retriever_model") is not None:
+            recbole_retriever.retriever_class(cfg["retriever_model"])  # a RecBole model that can retrieve
+        weak = cfg.get("probe_weak_retriever")
+        keys = recbole_retriever.RETRIEVER_KEYS
+        if weak and (not isinstance(weak, dict) or set(weak) - set(keys)):
+            raise UserInputError(f"probe_weak_retriever must be a dict of retriever settings "
+                                 f"({sorted(keys)}), e.g. {{retriever_embedding_size: 8}}; got {weak}")
+
+    @classmethod
+    def defaults_class(cls, given):
+        """The class whose yamls give this model's defaults (``given``: the user's keys)."""
+        return cls
 
     def theta_parameters(self):
         """Parameters of the reranker q_θ (what the main optimizer trains)."""

@@ -21,13 +21,21 @@ Symbols and where this follows the authors' code: docs/method.md.
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.model.abstract_reranker import ListRecommender
 from recbole_dnr.options import CHOICES
-from recbole_dnr.retrieval import MFRetriever, SequentialRetriever, distillation_kl, get_sampler, sampled_softmax_loss
-from recbole_dnr.retrieval.sequential import is_sequential
+from recbole_dnr.registry import get_backbone, get_model, register_model
+from recbole_dnr.retrieval import (
+    MFRetriever,
+    SequentialRetriever,
+    distillation_kl,
+    get_sampler,
+    recbole_retriever,
+    sampled_softmax_loss,
+)
 from recbole_dnr.retrieval.sampler import exclusion_mask
-from recbole_dnr.utils import UserInputError, get_backbone, get_model, register_model
+from recbole_dnr.retrieval.sequential import is_sequential
 
 WINDOW_POSITIVE, PRIOR_LO, PRIOR_HI = "window_positive", "prior_lo", "prior_hi"
 MODES = CHOICES["corr_mode"]
@@ -49,10 +57,8 @@ def corr_retriever_class(config):
     by Config before any data is read."""
     from recbole.model.general_recommender import BPR
 
-    from recbole_dnr.retrieval.recbole_retriever import retriever_class
-
     name = config["retriever_model"] or "BPR"
-    model_class = retriever_class(name)
+    model_class = recbole_retriever.retriever_class(name)
     if is_sequential(model_class):
         if config["corr_retriever_init"] == "pretrained":
             raise UserInputError(f"corr_retriever_init: pretrained copies the list retriever's user and item vectors "
@@ -72,6 +78,16 @@ class CoRR(ListRecommender):
     (plus one retrieval per request, done by the trainer)."""
 
     trainer_name = "CoRRTrainer"
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        corr_retriever_class(cfg)  # its trainable retriever, before any data is read
+
+    @classmethod
+    def defaults_class(cls, given):
+        """The ranker's defaults first (its backbone yamls, DNR's), then CoRR.yaml."""
+        return ranker_class(given.get("ranker") or "PRM")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -8,10 +8,11 @@ Symbol-to-code map: docs/method.md.
 
 import torch
 
-from recbole_dnr.data.dataset import LABEL, SCORE
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.fields import LABEL, SCORE
 from recbole_dnr.model.abstract_reranker import ListRecommender
 from recbole_dnr.model.noise import LearnedNoise, base_noise, score_kl, synthesize
-from recbole_dnr.utils import UserInputError, get_backbone, get_model, register_model
+from recbole_dnr.registry import get_backbone, get_model, register_model, register_resolver
 
 HEURISTIC, LEARNED = "heuristic", "learned"
 
@@ -111,6 +112,24 @@ class DNR(ListRecommender):
 
     def predict(self, interaction):
         return self.backbone.predict(interaction)
+
+
+_DNR_CLASSES = {}
+
+
+def dnr_class(model_name):
+    """The class ``DNR_<Backbone>`` for ``model_name`` of that form (made once per backbone), else None."""
+    if not model_name.startswith("DNR_"):
+        return None
+    backbone_name = model_name[len("DNR_"):]
+    if backbone_name not in _DNR_CLASSES:
+        get_backbone(backbone_name)  # fails with the list of backbones
+        _DNR_CLASSES[backbone_name] = type(model_name, (DNR,), {"backbone_name": backbone_name,
+                                                                "__module__": __name__})
+    return _DNR_CLASSES[backbone_name]
+
+
+register_resolver("model", dnr_class)
 
 
 def __getattr__(name):

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 _LEVELS = 1 << 16
 

@@ -8,8 +8,9 @@ Synthetic scores x' = squash((1 - λ_c) z + λ_c ε), ε from a heuristic base n
 
 import torch
 import torch.nn as nn
+
+from recbole_dnr.errors import UserInputError
 from recbole_dnr.options import CHOICES
-from recbole_dnr.utils import UserInputError
 
 
 def base_noise(kind, like):

@@ -17,36 +17,25 @@ logit: ``forward`` where their own loss is ``BCEWithLogitsLoss`` (``predict`` is
 logit of ``forward`` where it is ``BCELoss`` (DCNV2, KD_DAGFM: ``forward`` is already a probability).
 """
 
-import inspect
-
 import torch
 from recbole.model.abstract_recommender import AbstractRecommender, ContextRecommender
 
-from recbole_dnr.data.dataset import HISTORY_ITEM
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.fields import HISTORY_ITEM
 from recbole_dnr.model.abstract_reranker import ListBackbone, ScoreFeature
-from recbole_dnr.utils import UserInputError, recbole_class, register_model
+from recbole_dnr.recbole_models import (
+    REPRESENTATION_MODELS,
+    find_recbole_class,
+    forward_args,
+    recbole_class,
+    recbole_sequence,
+)
+from recbole_dnr.registry import register_model, register_resolver
 
 # Models whose full_sort_predict is exactly forward(...) @ item_embedding.weight.T (checked for
 # each in tests/test_recbole_reranker.py). They are scored from the sequence representation u [B, D]
 # and the candidates' embeddings, which also lets x enter early (added to the candidate
 # embedding). Every other model is scored by gathering its own full_sort_predict (or predict).
-REPRESENTATION_MODELS = ("SASRec", "GRU4Rec", "Caser", "NARM", "STAMP", "NextItNet", "LightSANs", "SINE")
-_SEQ_ARGS = {"item_seq": "seq", "seq_item": "seq", "item_seq_len": "len", "seq_item_len": "len", "user": "user"}
-
-
-def recbole_sequence(history, window):
-    """Our left-padded history ``[B, H]`` (newest last, 0 = padding) -> RecBole's right-padded
-    last ``L = min(window, H)`` items ``[B, L]`` and lengths ``[B]``.
-
-    An empty history gets length 1 (an all-padding sequence): RecBole's models read the output
-    at position ``length - 1``.
-    """
-    H = history.shape[1]
-    L = min(window, H)
-    last = history[:, H - L:]
-    length = (last > 0).sum(1)
-    idx = (torch.arange(L, device=history.device) + (L - length)[:, None]) % L
-    return last.gather(1, idx), length.clamp(min=1)
 
 
 class RecBoleReranker(ListBackbone):
@@ -79,7 +68,7 @@ class RecBoleReranker(ListBackbone):
         fusion = config["score_fusion"]
         self.representation = name in REPRESENTATION_MODELS
         if self.representation:
-            self._forward_args = [_SEQ_ARGS[p] for p in inspect.signature(self.model.forward).parameters]
+            self._forward_args = forward_args(self.model)
             d = self.h_dim = self.model.item_embedding.embedding_dim
             self.score_feature = ScoreFeature(d, fusion)
         else:
@@ -149,3 +138,11 @@ def __getattr__(name):
         return recbole_reranker_class(name)
     except UserInputError:
         raise AttributeError(name) from None
+
+
+def _resolve_backbone(name):
+    """A RecBole model name as a reranker backbone (the registry asks for names it does not hold)."""
+    return recbole_reranker_class(name) if find_recbole_class(name) is not None else None
+
+
+register_resolver("backbone", _resolve_backbone)

@@ -1,8 +1,8 @@
 """The ``Retriever`` floor: rank the candidates by the retriever's score x alone."""
 
-from recbole_dnr.data.dataset import SCORE
+from recbole_dnr.fields import SCORE
 from recbole_dnr.model.abstract_reranker import ListRecommender
-from recbole_dnr.utils import register_model
+from recbole_dnr.registry import register_model
 
 
 @register_model

@@ -1,1 +1,6 @@
-from recbole_dnr.quick_start.quick_start import build, objective_function, run, run_recbole_dnr, save_predictions
+"""Entry points (RecBole-GNN's quick_start shape)."""
+
+from recbole_dnr.quick_start.quick_start import (TrainingStopped, build, objective_function, run, run_recbole_dnr,
+                                                 save_predictions)
+
+__all__ = ["TrainingStopped", "build", "objective_function", "run", "run_recbole_dnr", "save_predictions"]

@@ -6,6 +6,7 @@ Same shape as RecBole-GNN's quick_start; never imports ``recbole.quick_start`` (
 import csv
 import logging
 import os
+import time
 from collections import OrderedDict
 from logging import getLogger
 
@@ -14,9 +15,12 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_dnr import distributed, storage
 from recbole_dnr.config import Config
-from recbole_dnr.data import check_dataset_files, create_dataset, data_preparation
-from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE
-from recbole_dnr.utils import UserInputError, get_trainer, is_reranker
+from recbole_dnr.data import create_dataset, data_preparation
+from recbole_dnr.data.download import download_dataset, download_source
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.fields import LABEL, REQUEST_ID, SCORE
+from recbole_dnr.registry import get_trainer, is_reranker
+from recbole_dnr.trainer.list_trainer import selected_epoch
 
 MIN_FREE = 16 << 20  # bytes: headroom for logs and small files on the checkpoint disk
 CHECKPOINT_FIX = "set checkpoint_dir to a folder you can write, on a disk with space"
@@ -25,7 +29,7 @@ CHECKPOINT_FIX = "set checkpoint_dir to a folder you can write, on a disk with s
 def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     """Config, dataset, dataloaders, model and trainer, ready to ``fit``."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    check_dataset_files(config)  # a missing dataset is the whole message, not the end of a config dump
+    url = download_source(config)  # a missing dataset is the whole message, not the end of a config dump
     init_seed(config["seed"], config["reproducibility"])
     parallel = distributed.is_distributed(config)
     with distributed.rank_zero_first(parallel):  # RecBole creates its folders check-then-create
@@ -34,6 +38,8 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
                                "./log and ./log_tensorboard under the working directory)")
         init_logger(config)
         storage.check_writable(config["checkpoint_dir"], MIN_FREE, "checkpoint_dir", CHECKPOINT_FIX)
+        if url is not None and download_source(config) is not None:  # rank 0 downloads; the others find it there
+            download_dataset(config, url, show_progress=config["show_progress"])
     logger = getLogger()
     logger.info(config)
     for note in getattr(config, "notes", []):
@@ -62,13 +68,26 @@ def results_table(valid, test):
     return "\n".join(lines)
 
 
-def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
-    """Train ``model`` on ``dataset`` and evaluate on test; returns RecBole's result dict."""
+class TrainingStopped(Exception):
+    """Raised by a ``callback_fn`` to end a run after an evaluation (a pruned search trial); the run's
+    resume state is discarded, and the exception goes on to the caller."""
+
+
+def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, callback_fn=None):
+    """Train ``model`` on ``dataset`` and evaluate on test; returns RecBole's result dict plus
+    ``model``, ``epochs`` (trained), ``best_epoch`` and ``seconds`` (training and test).
+    ``callback_fn(epoch, valid_score)`` runs after each evaluation (RecBole's hook)."""
+    started = time.perf_counter()
     config, ds, (train_data, valid_data, test_data), model, trainer = build(
         model, dataset, config_file_list, config_dict)
     logger = getLogger()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+    try:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn)
+    except TrainingStopped:
+        if is_reranker(config):
+            trainer.resume.discard()  # a stopped run is not to be continued
+        raise
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
@@ -78,7 +97,13 @@ def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "model": config["model"],  # RecBole's HyperTuning reads it
     }
+    curve = getattr(trainer, "valid_curve", None)
+    result["epochs"] = len(trainer.train_loss_dict) if hasattr(trainer, "train_loss_dict") else None
+    result["best_epoch"] = selected_epoch(curve) if curve else None
+    result["valid_curve"] = list(curve or [])
+    result["seconds"] = time.perf_counter() - started
     if is_reranker(config):
         result["list_stats"] = ds.stats
         if config["save_predictions"] and distributed.rank() == 0:
@@ -162,11 +187,14 @@ def _run_rank(local_rank, model, dataset, config_file_list, config_dict, saved, 
     dist.destroy_process_group()
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True):
-    """Quiet run for tests and hyper-parameter search (RecBole-GNN's signature)."""
+def objective_function(config_dict=None, config_file_list=None, saved=True, callback_fn=None):
+    """Quiet run for tests and hyper-parameter search (RecBole-GNN's signature; the result has every
+    key RecBole's ``HyperTuning`` reads: model, best_valid_score, valid_score_bigger, best_valid_result,
+    test_result)."""
     config_dict = dict(config_dict or {})
     config_dict.setdefault("state", "ERROR")
     config_dict.setdefault("show_progress", False)
     logging.basicConfig(level=logging.ERROR)
-    result = run_recbole_dnr(config_dict=config_dict, config_file_list=config_file_list, saved=saved)
+    result = run_recbole_dnr(config_dict=config_dict, config_file_list=config_file_list, saved=saved,
+                             callback_fn=callback_fn)
     return OrderedDict(result)

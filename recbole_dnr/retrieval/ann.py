@@ -14,9 +14,9 @@ import math
 import numpy as np
 import torch
 
-from recbole_dnr.retrieval.topk import range_rows
+from recbole_dnr.errors import UserInputError
 from recbole_dnr.options import CHOICES
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.retrieval.topk import range_rows
 
 KINDS = CHOICES["ann_index"]
 

@@ -20,8 +20,9 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 from recbole_dnr.config import Config
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.recbole_models import recbole_class
 from recbole_dnr.retrieval.sequential import check_sequential, is_sequential, train_sequential
-from recbole_dnr.utils import UserInputError
 
 RETRIEVER_KEYS = {
     "retriever_embedding_size": "embedding_size",
@@ -51,8 +52,6 @@ class RetrieverConfig(Config):
 def retriever_class(name):
     """The RecBole general model ``name`` (``retriever_model``), checked before any training."""
     from recbole.utils import ModelType as RecBoleModelType
-
-    from recbole_dnr.utils import recbole_class
 
     try:
         cls = recbole_class(name)

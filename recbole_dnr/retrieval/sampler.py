@@ -9,7 +9,7 @@ sampler is pluggable (``corr_sampler``); ``uniform`` is the independent pipeline
 
 import torch
 
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 NEG_INF = float("-inf")
 

@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_dnr.data import protocol as P
-from recbole_dnr.utils import UserInputError
+from recbole_dnr import protocol
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.fields import HISTORY_ITEM
+from recbole_dnr.recbole_models import REPRESENTATION_MODELS, SequenceLoader, recbole_sequence, sequence_forward
 
 
 def is_sequential(model_class):
@@ -26,35 +28,21 @@ def is_sequential(model_class):
 
 
 def check_sequential(name):
-    from recbole_dnr.model.recbole_reranker import REPRESENTATION_MODELS
-
     if name not in REPRESENTATION_MODELS:
         raise UserInputError(f"retriever_model {name}: a sequential retriever must score by <sequence vector, item "
                              f"vector>; supported: {', '.join(REPRESENTATION_MODELS)}")
 
 
-def _forward(model, seq, length, users):
-    import inspect
-
-    from recbole_dnr.model.recbole_reranker import _SEQ_ARGS
-
-    args = {"seq": seq, "len": length, "user": users}
-    return model(*[args[_SEQ_ARGS[p]] for p in inspect.signature(model.forward).parameters])
-
-
 def train_sequential(rconf, dataset, model_class, rows, trainer_class, show_progress=False):
     """Train ``model_class`` on the original log rows ``rows``; query vectors of every request."""
-    from recbole_dnr.model.recbole_reranker import recbole_sequence
-    from recbole_dnr.trainer.recbole_pretrain import SequenceLoader
-
-    order, users, items, _, _ = dataset._log_arrays()
+    order, users, items, _, _ = dataset.log_arrays()
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     sub = np.sort(inverse[np.asarray(rows)])  # positions in the (user, time)-sorted log
     s_users, s_items = users[sub], items[sub]
-    targets = np.flatnonzero(np.arange(len(sub)) > P.user_bounds(s_users)[s_users])
+    targets = np.flatnonzero(np.arange(len(sub)) > protocol.user_bounds(s_users)[s_users])
     window = min(rconf["MAX_ITEM_LIST_LENGTH"], dataset.config["max_history"])
-    hist, _, _ = P.history(s_items, np.zeros_like(s_items), s_users, targets, window)
+    hist, _, _ = protocol.history(s_items, np.zeros_like(s_items), s_users, targets, window)
     seq, length = recbole_sequence(torch.as_tensor(hist), window)
     model = model_class(rconf, dataset).to(rconf["device"])
     fields = {model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: length, model.USER_ID: torch.as_tensor(s_users[targets]),
@@ -71,15 +59,13 @@ def train_sequential(rconf, dataset, model_class, rows, trainer_class, show_prog
 @torch.no_grad()
 def request_vectors(model, dataset, window, batch=4096):
     """``{"request": q [R, d], "item": e [n_items, d]}`` for every request of ``dataset``."""
-    from recbole_dnr.model.recbole_reranker import recbole_sequence
-
     model.eval()
-    _, users, items, _, _ = dataset._log_arrays()
+    _, users, items, _, _ = dataset.log_arrays()
     starts, _, req_users = dataset.request_layout()
-    hist, _, _ = P.history(items, np.zeros_like(items), users, starts, window)
+    hist, _, _ = protocol.history(items, np.zeros_like(items), users, starts, window)
     seq, length = recbole_sequence(torch.as_tensor(hist), window)
     u = torch.as_tensor(req_users)
-    q = torch.cat([_forward(model, seq[i:i + batch], length[i:i + batch], u[i:i + batch]).cpu()
+    q = torch.cat([sequence_forward(model, seq[i:i + batch], length[i:i + batch], u[i:i + batch]).cpu()
                    for i in range(0, len(starts), batch)]) if len(starts) else torch.zeros(0, 1)
     e = model.item_embedding.weight.detach().cpu()
     k = min(8, len(starts))
@@ -111,11 +97,8 @@ class SequentialRetriever(torch.nn.Module):
 
     def all_scores(self, batch):
         """s_re of every item for the requests of ``batch`` (their history): ``[B, n_items]``."""
-        from recbole_dnr.data.dataset import HISTORY_ITEM
-        from recbole_dnr.model.recbole_reranker import recbole_sequence
-
         seq, length = recbole_sequence(batch[HISTORY_ITEM], self.window)
-        q = _forward(self.model, seq, length, batch[self.user_field])
+        q = sequence_forward(self.model, seq, length, batch[self.user_field])
         return q @ self.model.item_embedding.weight.T
 
     def embeddings(self):

@@ -4,7 +4,7 @@ score ``<p_u, q_i>`` mapped into [0, 1] (``score_norm``: per-list min-max, or si
 import numpy as np
 import torch
 
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 
 def score_pairs(user_emb, item_emb, users, items):

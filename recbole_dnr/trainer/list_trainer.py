@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 
+import numpy as np
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
@@ -18,14 +19,27 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from recbole_dnr import distributed, storage
-from recbole_dnr.data.dataset import LABEL, REQUEST_ID, SCORE, SLATE_MASK
+from recbole_dnr.errors import UserInputError
 from recbole_dnr.evaluator import ListEvaluator
+from recbole_dnr.fields import LABEL, REQUEST_ID, SCORE, SLATE_MASK
+from recbole_dnr.model.recbole_reranker import RecBoleReranker
+from recbole_dnr.trainer.recbole_pretrain import recbole_pretrain
 from recbole_dnr.trainer.resume import ResumeState
-from recbole_dnr.utils import UserInputError
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite (the message names epoch, batch and requests)."""
+
+
+def selected_epoch(curve):
+    """The epoch (1-based) whose checkpoint early stopping kept, from the valid curve; 0 for none.
+
+    RecBole's ``early_stopping`` takes a tie with the best so far as an improvement (``>=``) and
+    saves that epoch, and valid scores are rounded to 4 decimals, so ties happen: the checkpoint is
+    the *last* epoch that reaches the curve's maximum, not the first."""
+    if not curve:
+        return 0
+    return len(curve) - int(np.argmax(np.asarray(curve, dtype=float)[::-1]))
 
 
 class ListTrainer(Trainer):
@@ -160,9 +174,6 @@ class ListTrainer(Trainer):
 
     def _recbole_pretrain(self, train_data):
         """Pre-train every RecBole model inside the reranker (also under DNR) the RecBole way."""
-        from recbole_dnr.model.recbole_reranker import RecBoleReranker
-        from recbole_dnr.trainer.recbole_pretrain import recbole_pretrain
-
         for module in self.model.modules():
             if isinstance(module, RecBoleReranker):
                 recbole_pretrain(self.config, module, train_data._dataset.parent)

@@ -6,45 +6,25 @@ interaction with at least one earlier one is a target, its last ``L`` predecesso
 
 import copy
 import logging
-import math
 
 import numpy as np
 import torch
-from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_dnr.data import protocol as P
-from recbole_dnr.model.recbole_reranker import recbole_sequence
+from recbole_dnr import protocol
+from recbole_dnr.recbole_models import SequenceLoader, recbole_sequence
 
 
 def training_sequences(dataset, window):
     """(users ``[R]``, left-padded predecessors ``[R, window]``, targets ``[R]``) of the training period."""
     cfg = dataset.config
-    _, users, items, _, _ = dataset._log_arrays()
-    starts, splits, _ = P.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
-    rows = np.flatnonzero(P.training_rows(users, starts, splits))
-    rows = rows[rows > P.user_bounds(users)[users[rows]]]
-    hist, _, _ = P.history(items, np.zeros_like(items), users, rows, window)
+    _, users, items, _, _ = dataset.log_arrays()
+    starts, splits, _ = protocol.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
+    rows = np.flatnonzero(protocol.training_rows(users, starts, splits))
+    rows = rows[rows > protocol.user_bounds(users)[users[rows]]]
+    hist, _, _ = protocol.history(items, np.zeros_like(items), users, rows, window)
     return users[rows], hist, items[rows]
-
-
-class SequenceLoader:
-    """Shuffled batches of RecBole's sequential fields (what its ``calculate_loss`` reads)."""
-
-    def __init__(self, fields, batch_size, seed):
-        self.fields, self.batch_size = fields, batch_size
-        self.n = len(next(iter(fields.values())))
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self):
-        return math.ceil(self.n / self.batch_size)
-
-    def __iter__(self):
-        perm = torch.randperm(self.n, generator=self.generator)
-        for i in range(0, self.n, self.batch_size):
-            idx = perm[i:i + self.batch_size]
-            yield Interaction({k: v[idx] for k, v in self.fields.items()})
 
 
 def recbole_pretrain(config, reranker, dataset):

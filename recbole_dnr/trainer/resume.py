@@ -27,13 +27,15 @@ import numpy as np
 import torch
 
 from recbole_dnr import distributed, storage
+from recbole_dnr.errors import UserInputError
 
 # config keys that do not change what training computes (some differ between the ranks of one
 # distributed run: Config silences ranks > 0 through state / show_progress / verbose)
 VOLATILE = {"device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", "offset", "ip", "port",
             "single_spec", "resume", "resume_state", "show_progress", "state", "verbose", "log_wandb", "wandb_project",
             "worker",
-            "save_predictions", "predictions_dir", "checkpoint_dir", "reproducibility"}
+            "save_predictions", "predictions_dir", "checkpoint_dir", "reproducibility",
+            "download", "download_url", "download_timeout"}
 
 
 # options added after runs were keyed: at this value they change nothing, so they are left out of the
@@ -129,8 +131,6 @@ class ResumeState:
         if distributed.rank() != 0:
             return
         if not storage.claim(self.path, wait=wait, on_wait=on_wait):
-            from recbole_dnr.utils import UserInputError
-
             raise UserInputError(f"another process is training this very run (same config and seed; it holds "
                                  f"{self.path}.lock): wait for it to finish, or change the seed or checkpoint_dir")
 
@@ -150,8 +150,6 @@ class ResumeState:
         rngs = state["rng"]
         world = distributed.world_size() if self.parallel else 1
         if len(rngs) != world:
-            from recbole_dnr.utils import UserInputError
-
             raise UserInputError(f"{self.path} was written by {len(rngs)} process(es); resume it with the same "
                                  f"number (got {world}), or delete it to start afresh")
         trainer.start_epoch = state["epoch"] + 1

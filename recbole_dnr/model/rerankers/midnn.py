@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from recbole_dnr.model.abstract_reranker import NeuralReranker
-from recbole_dnr.utils import register_model
+from recbole_dnr.registry import register_model
 
 
 @register_model

@@ -5,10 +5,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_dnr.data.dataset import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
 from recbole_dnr.model.layers import make_transformer_layer
 from recbole_dnr.model.rerankers.prm import PRM
-from recbole_dnr.utils import UserInputError, register_model
+from recbole_dnr.registry import register_model
 
 
 @register_model

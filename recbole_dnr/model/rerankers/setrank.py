@@ -2,7 +2,7 @@
 Information Retrieval")."""
 
 from recbole_dnr.model.rerankers.prm import PRM
-from recbole_dnr.utils import register_model
+from recbole_dnr.registry import register_model
 
 
 @register_model

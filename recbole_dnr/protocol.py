@@ -7,7 +7,7 @@ given its ``rng``.
 
 import numpy as np
 
-from recbole_dnr.utils import UserInputError
+from recbole_dnr.errors import UserInputError
 
 TRAIN, VALID, TEST = 0, 1, 2
 

@@ -1,0 +1,77 @@
+"""``python run_hyper.py`` / ``recbole-dnr-hyper``: hyper-parameter search with RecBole's flags.
+
+    python run_hyper.py --config_files=fixed.yaml --params_file=space.hyper --output_file=out.md
+
+``--config_files`` hold the fixed settings (model and dataset among them, or ``--model``/``--dataset``);
+``--params_file`` the search space in RecBole's format; any other ``--key=value`` is a fixed setting too.
+"""
+
+import argparse
+import sys
+
+import yaml
+
+
+def build_parser():
+    from recbole_dnr.hyper.search import ALGOS, TOOLS
+
+    parser = argparse.ArgumentParser(
+        prog="recbole-dnr-hyper", description=__doc__.splitlines()[0],
+        epilog="params file, one parameter a line:\n  learning_rate loguniform -8,-4   (exp of a uniform)\n"
+               "  hidden_size choice [64,128]\n  dropout_prob uniform 0,0.5\n  lambda_e quniform 0,10,2\n\n"
+               "Optuna is the default tool (seeded TPE, median pruning on the valid curve; --storage makes a\n"
+               "search resumable); --tool=hyperopt runs RecBole's HyperTuning. docs/tuning.md has more.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config_files", type=str, default=None, help="space-separated fixed config yamls")
+    parser.add_argument("--params_file", type=str, required=True, help="search space (RecBole's params format)")
+    parser.add_argument("--output_file", type=str, default="hyper_result.md", help="the trial table (markdown)")
+    parser.add_argument("--best_config_file", type=str, default=None,
+                        help="the best trial's config as yaml (default: <output_file stem>.best.yaml)")
+    parser.add_argument("--tool", type=str, default="optuna", choices=TOOLS, help="optuna (default) or hyperopt")
+    parser.add_argument("--algo", type=str, default=None,
+                        help="; ".join(f"{t}: {', '.join(a)}" for t, a in ALGOS.items()) + " (first = default)")
+    parser.add_argument("--max_evals", type=int, default=20, help="trials (grid/exhaustive: at most the grid)")
+    parser.add_argument("--seed", type=int, default=2020, help="the sampler's seed (the runs take the config's seed)")
+    parser.add_argument("--storage", type=str, default=None,
+                        help="optuna storage URL, e.g. sqlite:///saved/hyper.db: a killed search continues")
+    parser.add_argument("--study_name", type=str, default="recbole_dnr", help="optuna study name in --storage")
+    parser.add_argument("--no_prune", action="store_true", help="optuna: train every trial to its early stop")
+    parser.add_argument("--model", "-m", type=str, default=None, help="fixed model (else from the config files)")
+    parser.add_argument("--dataset", "-d", type=str, default=None, help="fixed dataset (else from the config files)")
+    return parser
+
+
+def main(argv=None):
+    from recbole_dnr.errors import UserInputError
+    from recbole_dnr.hyper.search import search
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    fixed = {}
+    for arg in rest:
+        if not arg.startswith("--") or "=" not in arg:
+            parser.error(f"unrecognised argument {arg!r}: fixed config keys are given as --key=value")
+        key, value = arg[2:].split("=", 1)
+        fixed[key] = yaml.safe_load(value)
+    fixed.update({k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v})
+    sys.argv = sys.argv[:1]  # RecBole's Config also reads sys.argv: the fixed keys travel in the config dict
+
+    def on_trial(row):
+        print(f"trial {row.number}: {row.state} valid {row.best_valid:.4f} test {row.test:.4f} "
+              f"epochs {row.epochs} {row.seconds:.0f} s {row.params}", flush=True)
+
+    try:
+        rows, best = search(args.params_file, args.config_files.split() if args.config_files else None, fixed,
+                            tool=args.tool, algo=args.algo, max_evals=args.max_evals, seed=args.seed,
+                            storage=args.storage, study_name=args.study_name, prune=not args.no_prune,
+                            output_file=args.output_file, best_file=args.best_config_file, on_trial=on_trial)
+    except UserInputError as err:
+        raise SystemExit(f"error: {err}")
+    with open(args.output_file, encoding="utf-8") as f:
+        print(f.read())
+    return rows, best
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""A tuning grid: every contender searched with the same budget over the same shared space (plus
+its own knobs), selected on valid only, then trained at its best config on several seeds.
+
+    python -m recbole_dnr.hyper.grid --config benchmarks/tuned.yaml                  # search what is missing
+    python -m recbole_dnr.hyper.grid --config benchmarks/tuned.yaml --only dataset=ml-100k,contender=PRM-none
+    python -m recbole_dnr.hyper.grid --config benchmarks/tuned.yaml --dry_run        # what is done / to run
+    python -m recbole_dnr.hyper.grid --config benchmarks/tuned.yaml --seeds          # write the seeds grid
+
+The grid yaml::
+
+    out: benchmarks/results/tuned        # <out>/<dataset>/<contender>/{trials.jsonl,trials.md,best.yaml}
+    config_files: [benchmarks/bench.yaml]
+    trials: 16                           # per contender and dataset (a dataset may set its own)
+    seed: 2020                           # the sampler's seed
+    space: [learning_rate loguniform -8.5,-4.6, hidden_size choice [64,128]]   # RecBole params lines
+    knobs: {dnr: [lambda_c uniform 0.1,1]}                                   # named groups of extra lines
+    datasets: {ml-100k: {}, ml-1m-u1to2999: {data_path: ../shared/data, trials: 8}}
+    contenders:
+      PRM-none: {settings: {model: PRM, score_fusion: none}}
+      DNR-G: {settings: {model: DNR_PRM}, knobs: [dnr]}
+      SASRec-none: {settings: {model: SASRec, score_fusion: none}, rename: {dropout_prob: hidden_dropout_prob}}
+    seeds: {seeds: [2020, 2021, 2022], out: benchmarks/results/tuned/seeds, grid: benchmarks/tuned_seeds.yaml}
+
+``rename`` maps a shared parameter to the contender's own key (``null`` drops it: Caser has no
+attention). Each finished trial is appended to ``trials.jsonl`` as it lands (commit them: a search
+spans sittings); a search continues from its Optuna storage under ``saved/tuning/`` on the same
+machine (the running trial from its last epoch) and from ``trials.jsonl`` elsewhere. ``--seeds``
+writes a grid for ``python -m recbole_dnr.benchmark`` with each contender's best config as a variant
+(paired tests, tables, plots as for every grid).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+import yaml
+
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.hyper.search import TrialRow, best_row, run_optuna, trial_table
+from recbole_dnr.hyper.space import parse_line
+from recbole_dnr.storage import atomic_write_text
+
+TOP_KEYS = {"out", "config_files", "trials", "seed", "space", "knobs", "datasets", "contenders", "seeds", "prune"}
+
+
+def load_grid(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            grid = yaml.safe_load(f) or {}
+    except OSError as err:
+        raise UserInputError(f"tuning grid '{path}' cannot be read ({err.strerror})") from None
+    unknown = set(grid) - TOP_KEYS
+    if unknown:
+        raise UserInputError(f"{path}: unknown key(s) {sorted(unknown)}; keys are {sorted(TOP_KEYS)}")
+    for key in ("out", "space", "datasets", "contenders"):
+        if not grid.get(key):
+            raise UserInputError(f"{path}: '{key}' is required (see python -m recbole_dnr.hyper.grid --help)")
+    for name, c in grid["contenders"].items():
+        missing = [k for k in c.get("knobs", []) if k not in (grid.get("knobs") or {})]
+        if missing:
+            raise UserInputError(f"{path}: contender {name} names knob group(s) {missing} that 'knobs' lacks")
+    return grid
+
+
+def contender_space(grid, name):
+    """The contender's params: the shared space (renamed or dropped) plus its knob groups."""
+    c = grid["contenders"][name]
+    rename = c.get("rename") or {}
+    params = []
+    for line in grid["space"]:
+        p = parse_line(line, f"space of {name}")
+        if p.name in rename:
+            if rename[p.name] is None:
+                continue
+            p = type(p)(rename[p.name], p.kind, p.args)
+        params.append(p)
+    for group in c.get("knobs", []):
+        params += [parse_line(line, f"knobs {group}") for line in grid["knobs"][group]]
+    return params
+
+
+def cells(grid, only=None):
+    """``(dataset, contender)`` pairs in grid order, filtered by ``only`` (``{"dataset": {...}, ...}``)."""
+    out = []
+    for dataset in grid["datasets"]:
+        for name, c in grid["contenders"].items():
+            if c.get("datasets") and dataset not in c["datasets"]:
+                continue
+            if only and (("dataset" in only and dataset not in only["dataset"])
+                         or ("contender" in only and name not in only["contender"])):
+                continue
+            out.append((dataset, name))
+    return out
+
+
+def folder(grid, dataset, name):
+    return os.path.join(grid["out"], dataset, name)
+
+
+def read_trials(path):
+    """The committed trials of one search (``trials.jsonl``), as :class:`TrialRow` s."""
+    if not os.path.isfile(path):
+        return []
+    fields = set(TrialRow.__dataclass_fields__) - {"result"}
+    with open(path, encoding="utf-8") as f:
+        return [TrialRow(**{k: v for k, v in json.loads(line).items() if k in fields}) for line in f if line.strip()]
+
+
+def budget(grid, dataset):
+    return int((grid["datasets"][dataset] or {}).get("trials", grid.get("trials", 16)))
+
+
+def fixed_settings(grid, dataset, name):
+    settings = {k: v for k, v in (grid["datasets"][dataset] or {}).items() if k != "trials"}
+    settings.update(grid["contenders"][name].get("settings") or {})
+    settings["dataset"] = dataset
+    return settings
+
+
+def run_search(grid, dataset, name, storage_dir="saved/tuning"):
+    """Search one (dataset, contender) until it holds its budget of finished trials."""
+    where = folder(grid, dataset, name)
+    os.makedirs(where, exist_ok=True)
+    os.makedirs(storage_dir, exist_ok=True)
+    jsonl = os.path.join(where, "trials.jsonl")
+    rows = {r.number: r for r in read_trials(jsonl)}
+    params = contender_space(grid, name)
+
+    def landed(row):
+        if row.state == "failed" or any(r.params == row.params for r in rows.values()):
+            return  # a failed config does not count; a trial read back from history is there already
+        rows[len(rows)] = TrialRow(**{**row.record(), "number": len(rows)})
+        _write(where, rows, grid, dataset, name)
+
+    tag = hashlib.sha1(os.path.abspath(grid["out"]).encode()).hexdigest()[:8]  # one study per results folder
+    storage = f"sqlite:///{os.path.abspath(os.path.join(storage_dir, f'{dataset}--{name}--{tag}.db'))}"
+    all_rows = run_optuna(params, grid.get("config_files"), fixed_settings(grid, dataset, name), budget(grid, dataset),
+                          seed=int(grid.get("seed", 2020)), storage=storage, study_name=f"{dataset}/{name}",
+                          prune=bool(grid.get("prune", True)), on_trial=landed, history=list(rows.values()))
+    for row in sorted(all_rows, key=lambda r: r.number):  # trials the storage held that the results lack
+        landed(row)
+    return all_rows
+
+
+def _write(where, rows, grid, dataset, name):
+    ordered = [rows[k] for k in sorted(rows)]
+    atomic_write_text(os.path.join(where, "trials.jsonl"),
+                      "".join(json.dumps(r.record(), sort_keys=True) + "\n" for r in ordered))
+    best = best_row(ordered)
+    head = (f"# {name} on {dataset}: {len(ordered)} of {budget(grid, dataset)} trials "
+            f"(python -m recbole_dnr.hyper.grid; selected on valid; * = best)\n\n")
+    atomic_write_text(os.path.join(where, "trials.md"), head + trial_table(ordered, "ndcg@6", best) + "\n")
+    if best is not None:
+        best_cfg = {**fixed_settings(grid, dataset, name), **best.params}
+        atomic_write_text(os.path.join(where, "best.yaml"),
+                          f"# best of {len(ordered)} trials: valid NDCG@6 {best.best_valid:.4f} (trial {best.number})\n"
+                          + yaml.safe_dump(best_cfg, sort_keys=False))
+
+
+def status(grid, dataset, name):
+    rows = [r for r in read_trials(os.path.join(folder(grid, dataset, name), "trials.jsonl"))
+            if r.state in ("complete", "pruned")]
+    return len(rows), budget(grid, dataset)
+
+
+def seeds_grid(grid):
+    """A grid for ``python -m recbole_dnr.benchmark``: each finished contender's best as a variant."""
+    spec = grid.get("seeds") or {}
+    variants, datasets = {}, {}
+    for dataset, name in cells(grid):
+        done, want = status(grid, dataset, name)
+        if done < want:
+            continue
+        best = best_row(read_trials(os.path.join(folder(grid, dataset, name), "trials.jsonl")))
+        settings = {**(grid["contenders"][name].get("settings") or {}), **best.params}
+        variants[f"{name}@{dataset}"] = settings
+        datasets.setdefault(dataset, {k: v for k, v in (grid["datasets"][dataset] or {}).items() if k != "trials"})
+    grids = [{"datasets": [v.split("@", 1)[1]], "models": [v], "seeds": spec.get("seeds", [2020, 2021, 2022])}
+             for v in variants]
+    return {"out": spec.get("out", os.path.join(grid["out"], "seeds")), "config_files": grid.get("config_files") or [],
+            "datasets": datasets, "variants": variants, "grids": grids}
+
+
+def _parse_only(text):
+    only = {}
+    for cond in (text or "").split(";") if text else []:
+        for part in cond.split(","):
+            if "=" in part:
+                key, value = part.split("=", 1)
+                only.setdefault(key.strip(), set()).add(value.strip())
+            elif only:
+                only[list(only)[-1]].add(part.strip())
+    return only
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m recbole_dnr.hyper.grid", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--config", required=True, help="the tuning grid yaml")
+    parser.add_argument("--only", default=None, help="dataset=a,b and/or contender=c (e.g. dataset=ml-100k)")
+    parser.add_argument("--dry_run", action="store_true", help="list each search with its finished trials")
+    parser.add_argument("--seeds", action="store_true", help="write the seeds grid of the finished searches")
+    args = parser.parse_args(argv)
+    try:
+        grid = load_grid(args.config)
+        todo = cells(grid, _parse_only(args.only))
+        if args.seeds:
+            seeds = seeds_grid(grid)
+            path = (grid.get("seeds") or {}).get("grid", os.path.join(grid["out"], "seeds.yaml"))
+            atomic_write_text(path, "# written by python -m recbole_dnr.hyper.grid --seeds; run it with\n"
+                                    f"#   python -m recbole_dnr.benchmark --config {path}\n"
+                                    + yaml.safe_dump(seeds, sort_keys=False))
+            print(f"{path}: {len(seeds['variants'])} tuned variant(s)")
+            return 0
+        for dataset, name in todo:
+            done, want = status(grid, dataset, name)
+            print(f"{dataset:16s} {name:28s} {done}/{want} trials", flush=True)
+            if args.dry_run or done >= want:
+                continue
+            run_search(grid, dataset, name)
+    except UserInputError as err:
+        raise SystemExit(f"error: {err}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""Hyper-parameter search over any model ``run_recbole_dnr`` trains (rerankers, ``DNR_<X>``, RecBole
+models as rerankers or in RecBole's own pipeline).
+
+Two tools read the same RecBole params file (:mod:`recbole_dnr.hyper.space`):
+
+- ``optuna`` (default): TPE, random or grid sampling with a fixed seed; a median pruner on the valid
+  curve stops a trial whose valid score after an epoch is below the median of earlier trials at that
+  epoch (on 2 cores most of a search's time goes to hopeless trials); with ``storage`` (e.g.
+  ``sqlite:///saved/hyper.db``) a killed search continues where it stopped, its unfinished trial
+  from that trial's last evaluated epoch (trials run with ``resume: True``).
+- ``hyperopt``: RecBole's own ``HyperTuning`` (exhaustive, random or bayes), for users who know it;
+  needs hyperopt 0.2.5 (``pip install -e ".[hyper]"``).
+
+Every trial is selected on valid only; its test figure is the one at its best valid epoch, shown for
+reference. The search writes the trial table and the best trial's full config as a yaml
+that ``--config_files`` accepts.
+"""
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import yaml
+
+from recbole_dnr.config import Config, resolve_config_file
+from recbole_dnr.errors import UserInputError
+from recbole_dnr.hyper.space import read_params_file
+from recbole_dnr.quick_start import TrainingStopped, objective_function
+from recbole_dnr.storage import atomic_write_text, check_writable
+
+TOOLS = ("optuna", "hyperopt")
+ALGOS = {"optuna": ("tpe", "random", "grid"), "hyperopt": ("exhaustive", "random", "bayes")}
+
+
+@dataclass
+class TrialRow:
+    """One trial: its parameters and what it gave (``state``: complete | pruned | failed)."""
+
+    number: int
+    params: dict
+    state: str
+    best_valid: float = math.nan
+    test: float = math.nan
+    epochs: int = 0
+    best_epoch: int = 0
+    seconds: float = 0.0
+    note: str = ""
+    curve: list = field(default_factory=list, repr=False)  # valid score after each evaluated epoch
+    result: dict = field(default_factory=dict, repr=False)
+
+    def record(self):
+        """The row as JSON-able dict (a grid's committed trials)."""
+        return {k: getattr(self, k) for k in ("number", "params", "state", "best_valid", "test", "epochs",
+                                              "best_epoch", "seconds", "note", "curve")}
+
+
+def _primitive(v):
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def check_search(params, config_files, fixed):
+    """Build the config of a first trial (each parameter at its first value) before anything is
+    trained: a missing file, an unknown model or parameter, or a value out of range fails now.
+    Returns ``(valid_metric, bigger)``."""
+    first = {p.name: (p.args[0] if p.kind == "choice" else p.cast(p.args[0]) if p.kind == "quniform"
+                      else math.exp(p.args[0]) if p.kind == "loguniform" else p.args[0]) for p in params}
+    config = Config(config_file_list=config_files, config_dict={**fixed, **first})
+    unknown = [n for n in getattr(config, "notes", []) if n.startswith("unknown option")
+               and any(f"'{p.name}'" in n for p in params)]
+    if unknown:
+        raise UserInputError("params file: " + "; ".join(unknown))
+    return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"])
+
+
+def _row_from_result(number, params, result, valid_metric):
+    return TrialRow(number=number, params=params, state="complete", best_valid=float(result["best_valid_score"]),
+                    test=float((result.get("test_result") or {}).get(valid_metric, math.nan)),
+                    epochs=result.get("epochs") or 0, best_epoch=result.get("best_epoch") or 0,
+                    seconds=result.get("seconds") or 0.0, curve=list(result.get("valid_curve") or []),
+                    result=dict(result))
+
+
+def distribution(p, algo="tpe"):
+    """The Optuna distribution of :class:`~recbole_dnr.hyper.space.Param` ``p`` (a choice of
+    non-primitive values is searched by index)."""
+    from optuna import distributions
+
+    if p.kind == "choice" or algo == "grid":
+        values = p.grid()
+        return distributions.CategoricalDistribution(values if all(map(_primitive, values)) else list(range(len(values))))
+    low, high = p.args[0], p.args[1]
+    if p.kind == "uniform":
+        return distributions.FloatDistribution(low, high)
+    if p.kind == "loguniform":
+        return distributions.FloatDistribution(math.exp(low), math.exp(high), log=True)
+    top = p.grid()[-1]
+    if p.integral:
+        return distributions.IntDistribution(int(low), int(top), step=int(p.args[2]))
+    return distributions.FloatDistribution(low, top, step=p.args[2])
+
+
+def _internal(p, value, algo):
+    """``value`` as Optuna stores it for ``p`` (the index of a non-primitive choice)."""
+    dist = distribution(p, algo)
+    choices = getattr(dist, "choices", None)
+    if choices is not None and not all(map(_primitive, p.grid())):
+        return p.grid().index(value)
+    return value
+
+
+def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, storage=None, study_name="recbole_dnr",
+               prune=True, on_trial=None, history=()):
+    """Run the search with Optuna; returns every :class:`TrialRow` of the study (earlier runs' too).
+    ``history``: finished :class:`TrialRow` s of this search kept elsewhere (a grid's committed
+    trials); those the study does not hold are added to it first, so a search whose storage was lost
+    reruns only its unfinished trials."""
+    try:
+        import optuna
+    except ImportError:
+        raise UserInputError('--tool=optuna needs Optuna: pip install -e ".[hyper]"') from None
+    valid_metric, bigger = check_search(params, config_files, fixed)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if algo == "grid":
+        if any(p.kind in ("uniform", "loguniform") for p in params):
+            raise UserInputError("--algo=grid needs discrete parameters (choice, quniform); use tpe or random")
+        search_space = {p.name: p.grid() if all(map(_primitive, p.grid())) else list(range(len(p.grid())))
+                        for p in params}
+        sampler = optuna.samplers.GridSampler(search_space, seed=seed)
+        max_evals = min(max_evals, math.prod(len(v) for v in search_space.values()))
+    elif algo == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(1, max_evals // 3)))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2) if prune else optuna.pruners.NopPruner()
+    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction="maximize" if bigger else "minimize", load_if_exists=True)
+    held = [t.params for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    for row in history:
+        if row.state not in ("complete", "pruned"):
+            continue
+        values = {p.name: _internal(p, row.params[p.name], algo) for p in params}
+        if values in held:
+            continue
+        study.add_trial(optuna.trial.create_trial(
+            params=values, distributions={p.name: distribution(p, algo) for p in params},
+            value=row.best_valid if row.state == "complete" else None,
+            state=optuna.trial.TrialState.COMPLETE if row.state == "complete" else optuna.trial.TrialState.PRUNED,
+            intermediate_values={i: v for i, v in enumerate(row.curve)},
+            user_attrs={"params": row.params, "test": row.test, "epochs": row.epochs, "best_epoch": row.best_epoch,
+                        "seconds": row.seconds, "curve": row.curve}))
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        # a trial of a killed search: marked failed and queued again, so it runs (resumed) first
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+
+    def suggest(trial, p):
+        dist = distribution(p, algo)
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            picked = trial.suggest_categorical(p.name, dist.choices)
+            return picked if all(map(_primitive, p.grid())) else p.grid()[picked]
+        if isinstance(dist, optuna.distributions.IntDistribution):
+            return trial.suggest_int(p.name, dist.low, dist.high, step=dist.step)
+        return trial.suggest_float(p.name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+    def objective(trial):
+        values = {p.name: suggest(trial, p) for p in params}
+        started = time.perf_counter()
+
+        curve = []
+
+        def report(epoch, score):
+            trial.report(float(score), step=epoch)
+            curve.append(float(score))
+            trial.set_user_attr("epochs", epoch + 1)
+            trial.set_user_attr("curve", curve)
+            if trial.should_prune():
+                raise TrainingStopped(f"pruned after epoch {epoch + 1}")
+
+        try:
+            result = objective_function({**fixed, **values, "resume": True}, config_files, callback_fn=report)
+        except TrainingStopped:
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+            raise optuna.TrialPruned() from None
+        except UserInputError as err:  # this combination is not a valid config: the search goes on
+            trial.set_user_attr("error", str(err))
+            raise
+        row = _row_from_result(trial.number, values, result, valid_metric)
+        for key in ("test", "epochs", "best_epoch", "seconds"):
+            trial.set_user_attr(key, getattr(row, key))
+        trial.set_user_attr("params", values)
+        return row.best_valid
+
+    def after(study, trial):
+        if on_trial:
+            on_trial(_row_from_trial(trial, params))
+
+    done = len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()
+                and t.state != optuna.trial.TrialState.FAIL])
+    if max_evals > done:
+        study.optimize(objective, n_trials=max_evals - done, catch=(UserInputError,), callbacks=[after])
+    return [_row_from_trial(t, params) for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+
+
+def _row_from_trial(trial, params):
+    import optuna
+
+    attrs = trial.user_attrs
+    values = attrs.get("params")
+    if values is None:  # pruned or failed before the end: rebuild the values from Optuna's record
+        values = {}
+        for p in params:
+            v = trial.params.get(p.name)
+            values[p.name] = p.grid()[v] if (p.kind == "choice" and not all(map(_primitive, p.grid()))) else v
+    state = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState.PRUNED: "pruned"}.get(
+        trial.state, "failed")
+    curve = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
+    best = trial.value if trial.value is not None else (max(curve) if curve else math.nan)
+    return TrialRow(number=trial.number, params=values, state=state, best_valid=best, curve=curve,
+                    test=attrs.get("test", math.nan), epochs=attrs.get("epochs", len(curve)),
+                    best_epoch=attrs.get("best_epoch", 0), seconds=attrs.get("seconds", 0.0),
+                    note=attrs.get("error", "") or (f"rerun of {attrs['requeued_from']}" if "requeued_from" in attrs
+                                                     else ""))
+
+
+def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed=2020, on_trial=None):
+    """Run the search with RecBole's ``HyperTuning`` (hyperopt); returns the :class:`TrialRow` list."""
+    try:
+        import hyperopt  # noqa: F401
+    except ImportError:
+        raise UserInputError('--tool=hyperopt needs hyperopt 0.2.5 (0.3 breaks RecBole\'s exhaustive search): '
+                             'pip install -e ".[hyper]"') from None
+    from recbole.trainer.hyper_tuning import HyperTuning
+
+    valid_metric, _ = check_search(params, config_files, fixed)
+    space = {}
+    for p in params:
+        args = list(p.args)
+        space.setdefault(p.kind, {})[p.name] = args
+    by_name = {p.name: p for p in params}
+    rows = []
+
+    def objective(config_dict, config_file_list):
+        values = {k: by_name[k].cast(v) if k in by_name else v for k, v in config_dict.items()}  # quniform -> int
+        result = objective_function({**fixed, **values}, config_file_list)
+        row = _row_from_result(len(rows), values, result, valid_metric)
+        rows.append(row)
+        if on_trial:
+            on_trial(row)
+        return result
+
+    os.environ["HYPEROPT_FMIN_SEED"] = str(seed)  # fmin's rstate: the same trials for the same seed
+    tuner = HyperTuning(objective, params_dict=space, fixed_config_file_list=config_files, algo=algo,
+                        max_evals=max_evals)
+    if algo != "exhaustive":
+        tuner.max_evals = max_evals
+    tuner.run()
+    return rows
+
+
+def best_row(rows, bigger=True):
+    done = [r for r in rows if r.state == "complete" and not math.isnan(r.best_valid)]
+    if not done:
+        return None
+    return (max if bigger else min)(done, key=lambda r: (r.best_valid, -r.number))
+
+
+def trial_table(rows, valid_metric, best=None):
+    """The trials as a markdown table (params, best valid, test at the best valid epoch, epochs, time)."""
+    names = list(dict.fromkeys(k for r in rows for k in r.params))
+    head = ["trial", *names, "state", f"valid {valid_metric}", f"test {valid_metric}", "epochs (best)", "seconds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: r.number):
+        cells = [f"{r.number}{' *' if best is not None and r.number == best.number else ''}"]
+        cells += [_fmt(r.params.get(n)) for n in names]
+        cells += [r.state + (f" ({r.note})" if r.note else ""), _num(r.best_valid), _num(r.test),
+                  f"{r.epochs} ({r.best_epoch})" if r.state == "complete" else str(r.epochs), f"{r.seconds:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _num(v):
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def best_config(config_files, fixed, best):
+    """The best trial's config as one yaml dict: the fixed files (in order), the fixed keys, its params."""
+    merged = {}
+    for path in config_files or []:
+        with open(resolve_config_file(path), encoding="utf-8") as f:
+            merged.update(yaml.safe_load(f) or {})
+    merged.update(fixed)
+    merged.update({k: (v.item() if hasattr(v, "item") else v) for k, v in best.params.items()})
+    return merged
+
+
+def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None, max_evals=20, seed=2020,
+           storage=None, study_name="recbole_dnr", prune=True, output_file="hyper_result.md", best_file=None,
+           on_trial=None):
+    """Run a search and write ``output_file`` (the trial table) and ``best_file`` (the best trial's
+    config as a yaml; default ``<output_file>`` with ``.best.yaml``). Returns ``(rows, best)``."""
+    if tool not in TOOLS:
+        raise UserInputError(f"--tool={tool}: expected one of {', '.join(TOOLS)}")
+    algo = algo or ALGOS[tool][0]
+    if algo not in ALGOS[tool]:
+        raise UserInputError(f"--algo={algo}: {tool} takes {', '.join(ALGOS[tool])}")
+    if max_evals < 1:
+        raise UserInputError(f"--max_evals={max_evals}: expected at least 1 trial")
+    params = read_params_file(params_file)
+    fixed = dict(fixed or {})
+    for path in (output_file, best_file):
+        if path:
+            check_writable(os.path.dirname(os.path.abspath(path)), what="output folder",
+                           fix="give --output_file / --best_config_file in a folder you can write")
+    valid_metric, bigger = check_search(params, config_files, fixed)
+    if tool == "optuna":
+        rows = run_optuna(params, config_files, fixed, max_evals, algo, seed, storage, study_name, prune, on_trial)
+    else:
+        rows = run_hyperopt(params, config_files, fixed, max_evals, algo, seed, on_trial)
+    best = best_row(rows, bigger)
+    write_results(rows, best, valid_metric, config_files, fixed, output_file, best_file or default_best_file(output_file),
+                  command=dict(tool=tool, algo=algo, max_evals=max_evals, seed=seed, params_file=params_file))
+    return rows, best
+
+
+def default_best_file(output_file):
+    stem = output_file[:-len(os.path.splitext(output_file)[1])] if os.path.splitext(output_file)[1] else output_file
+    return stem + ".best.yaml"
+
+
+def write_results(rows, best, valid_metric, config_files, fixed, output_file, best_file, command):
+    head = (f"# Hyper-parameter search: {command['tool']} ({command['algo']}), {len(rows)} trials, seed "
+            f"{command['seed']}, space {command['params_file']}, fixed {config_files or []} {fixed or ''}\n\n"
+            "Selected on valid only; test is at each trial's best valid epoch (* = best trial).\n\n")
+    table = trial_table(rows, valid_metric, best)
+    tail = ""
+    if best is not None:
+        tail = (f"\n\nbest: trial {best.number}, valid {valid_metric} {best.best_valid:.4f}, test {best.test:.4f}; "
+                f"config: {best_file}\n")
+    atomic_write_text(output_file, head + table + tail)
+    if best is not None:
+        text = yaml.safe_dump(best_config(config_files, fixed, best), sort_keys=False)
+        atomic_write_text(best_file, f"# best of {len(rows)} trials (run_hyper.py, {command['tool']} "
+                                     f"{command['algo']}, seed {command['seed']}): valid {valid_metric} "
+                                     f"{best.best_valid:.4f} at epoch {best.best_epoch}\n" + text)
+    return head + table + tail

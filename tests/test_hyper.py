@@ -1,0 +1,108 @@
+"""Hyper-parameter search (run_hyper.py): RecBole's params format, Optuna and RecBole's HyperTuning."""
+
+import glob
+import math
+import os
+
+import pytest
+import yaml
+
+from conftest import smoke_config
+from recbole_dnr.hyper.cli import main
+from recbole_dnr.hyper.space import parse_line, read_params_file
+from recbole_dnr.quick_start import TrainingStopped, objective_function
+from recbole_dnr.errors import UserInputError
+
+SPACE = "# a tiny space\nlearning_rate loguniform -7,-5\nhidden_size choice [16,32]   # the model width\n"
+
+
+def test_params_lines_by_hand():
+    p = parse_line("hidden_size quniform 16,64,16")
+    assert p.integral and p.grid() == [16, 32, 48, 64] and p.size() == 4
+    p = parse_line("dropout_prob quniform 0,0.5,0.25")
+    assert not p.integral and p.grid() == [0.0, 0.25, 0.5]
+    p = parse_line("noise choice ['gaussian', 'beta']")
+    assert p.args == ("gaussian", "beta")
+    assert parse_line("   # only a comment") is None
+    with pytest.raises(UserInputError, match="types are choice"):
+        parse_line("lr normal 0,1")
+    with pytest.raises(UserInputError, match="low <= high"):
+        parse_line("lr uniform 1,0")
+    with pytest.raises(UserInputError, match="Python list literal"):
+        parse_line("noise choice [gaussian]")
+
+
+def test_params_file_errors(tmp_path):
+    with pytest.raises(UserInputError, match="cannot be read"):
+        read_params_file(str(tmp_path / "none.hyper"))
+    (tmp_path / "dup.hyper").write_text("lr uniform 0,1\nlr uniform 0,2\n")
+    with pytest.raises(UserInputError, match="twice"):
+        read_params_file(str(tmp_path / "dup.hyper"))
+
+
+@pytest.fixture()
+def search_files(slice_root, in_session_dir, tmp_path):
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump(smoke_config(slice_root, model="PRM", epochs=3)))
+    space = tmp_path / "space.hyper"
+    space.write_text(SPACE)
+    return str(fixed), str(space), str(tmp_path / "out.md")
+
+
+def _table_rows(path):
+    return [line for line in open(path).read().splitlines() if line.startswith("| ") and not line.startswith("| trial")]
+
+
+def test_two_trials_write_table_and_a_best_config_that_reproduces(search_files):
+    fixed, space, out = search_files
+    rows, best = main([f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=2"])
+    assert len(rows) == 2 and all(r.state == "complete" for r in rows)
+    assert len(_table_rows(out)) == 2
+    assert best.best_valid == max(r.best_valid for r in rows)
+    for r in rows:
+        assert math.exp(-7) <= r.params["learning_rate"] <= math.exp(-5) and r.params["hidden_size"] in (16, 32)
+        assert 1 <= r.best_epoch <= r.epochs <= 3 and 0 < r.test <= 1
+    best_file = out[:-len(".md")] + ".best.yaml"
+    loaded = yaml.safe_load(open(best_file))
+    assert loaded["learning_rate"] == best.params["learning_rate"] and loaded["model"] == "PRM"
+    again = objective_function(config_file_list=[best_file])  # the yaml alone trains the best trial again
+    assert again["best_valid_score"] == best.best_valid
+    assert again["test_result"]["ndcg@6"] == pytest.approx(best.test, abs=0)
+
+
+def test_search_resumes_from_its_storage(search_files, tmp_path):
+    fixed, space, out = search_files
+    db = f"sqlite:///{tmp_path / 'hyper.db'}"
+    base = [f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", f"--storage={db}"]
+    first, _ = main(base + ["--max_evals=1"])
+    both, _ = main(base + ["--max_evals=2"])
+    assert len(both) == 2 and both[0].params == first[0].params and both[0].best_valid == first[0].best_valid
+    assert both[0].seconds == first[0].seconds  # read back from the study, not trained again
+
+
+def test_hyperopt_tool_runs_recboles_hypertuning(search_files):
+    pytest.importorskip("hyperopt")
+    fixed, space, out = search_files
+    rows, best = main([f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=2",
+                       "--tool=hyperopt", "--algo=random"])
+    assert len(rows) == 2 and best is not None and len(_table_rows(out)) == 2
+    assert rows[0].result["model"] == "PRM"  # the key HyperTuning reads
+
+
+def test_unknown_parameter_fails_before_training(search_files, tmp_path, capsys):
+    fixed, _, out = search_files
+    bad = tmp_path / "bad.hyper"
+    bad.write_text("lamda_c uniform 0,1\n")
+    with pytest.raises(SystemExit, match="lamda_c.*did you mean lambda_c"):
+        main([f"--config_files={fixed}", f"--params_file={bad}", f"--output_file={out}"])
+    assert not os.path.exists(out)
+
+
+def test_stopped_run_leaves_no_resume_state(slice_root, in_session_dir):
+    def stop(epoch, score):
+        raise TrainingStopped("pruned")
+
+    cfg = smoke_config(slice_root, model="PRM", epochs=3, checkpoint_dir="saved-stopped")
+    with pytest.raises(TrainingStopped):
+        objective_function(config_dict=cfg, callback_fn=stop)
+    assert glob.glob("saved-stopped/resume/*.pth") == []

@@ -1,0 +1,45 @@
+"""README.md is the package's long description: short, runnable, and its figures are the project's."""
+
+import os
+import re
+import subprocess
+import sys
+
+from conftest import smoke_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+
+
+def _blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+
+
+def test_readme_is_at_most_10_kb():
+    assert len(README.encode()) <= 10 * 1024
+
+
+def test_readme_starts_with_the_two_setup_commands_ci_runs():
+    assert README.split("\n", 2)[2].startswith("```bash\n")
+    install_and_run, install_and_test = _blocks("bash")[0].strip().splitlines()
+    assert install_and_run.endswith("recbole-dnr --model=PRM --dataset=ml-100k")
+    ci = open(os.path.join(REPO, ".ci", "run"), encoding="utf-8").read()
+    venv, install, test = install_and_test.split(" && ")[0], install_and_test.split(" && ")[2], \
+        install_and_test.split(" && ")[3]
+    assert venv in ci and install in ci and test in ci
+
+
+def test_results_table_is_the_committed_cells():
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "readme.py"), "check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_add_your_own_reranker_snippet_runs(slice_root, in_session_dir):
+    (snippet,) = [b for b in _blocks("python") if "class MyReranker" in b]
+    namespace = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    from recbole_dnr.quick_start import run_recbole_dnr
+
+    result = run_recbole_dnr(model="DNR_MyReranker", config_dict=smoke_config(slice_root, epochs=1))
+    assert 0 < result["test_result"]["ndcg@6"] <= 1

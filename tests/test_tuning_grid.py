@@ -1,0 +1,79 @@
+"""The tuning grid (issue 37): equal budgets, committed trials, resumable anywhere, a seeds grid."""
+
+import os
+import shutil
+
+import pytest
+import yaml
+
+from conftest import smoke_config
+from recbole_dnr.hyper import grid as G
+
+
+@pytest.fixture()
+def grid_file(tmp_path, slice_root, in_session_dir):
+    fixed = {k: v for k, v in smoke_config(slice_root, epochs=2).items() if k not in ("dataset", "data_path")}
+    (tmp_path / "fixed.yaml").write_text(yaml.safe_dump(fixed))
+    spec = {
+        "out": str(tmp_path / "tuned"),
+        "config_files": [str(tmp_path / "fixed.yaml")],
+        "trials": 2,
+        "seed": 3,
+        "space": ["learning_rate loguniform -7,-5", "hidden_size choice [16,32]", "dropout_prob uniform 0,0.3"],
+        "knobs": {"dnr": ["lambda_c uniform 0.1,1.0"]},
+        "datasets": {"ml-100k-slice": {"data_path": slice_root}},
+        "contenders": {"PRM-none": {"settings": {"model": "PRM", "score_fusion": "none"}},
+                       "DNR-G": {"settings": {"model": "DNR_PRM"}, "knobs": ["dnr"]},
+                       "Caser-none": {"settings": {"model": "Caser", "score_fusion": "none"},
+                                      "rename": {"hidden_size": "embedding_size", "dropout_prob": None}}},
+        "seeds": {"seeds": [1, 2], "out": str(tmp_path / "seeds"), "grid": str(tmp_path / "seeds.yaml")},
+    }
+    path = tmp_path / "tuned.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_contender_space_renames_and_adds_knobs(grid_file):
+    grid = G.load_grid(grid_file)
+    assert [p.name for p in G.contender_space(grid, "DNR-G")] == ["learning_rate", "hidden_size", "dropout_prob",
+                                                                   "lambda_c"]
+    assert [p.name for p in G.contender_space(grid, "Caser-none")] == ["learning_rate", "embedding_size"]
+
+
+def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path, capsys):
+    G.main(["--config", grid_file, "--only", "contender=PRM-none,DNR-G"])
+    grid = G.load_grid(grid_file)
+    for name in ("PRM-none", "DNR-G"):
+        rows = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", name), "trials.jsonl"))
+        assert [r.number for r in rows] == [0, 1] and all(r.state == "complete" for r in rows)
+        assert all(len(r.curve) == r.epochs for r in rows)
+        best = yaml.safe_load(open(os.path.join(G.folder(grid, "ml-100k-slice", name), "best.yaml")))
+        assert best["model"] == ("PRM" if name == "PRM-none" else "DNR_PRM")
+        assert best["learning_rate"] == max(rows, key=lambda r: r.best_valid).params["learning_rate"]
+    before = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", "PRM-none"), "trials.jsonl"))
+    # another machine: the Optuna storage is gone, the committed trials are not; the budget grows by one
+    shutil.rmtree("saved/tuning")
+    spec = yaml.safe_load(open(grid_file))
+    spec["trials"] = 3
+    open(grid_file, "w").write(yaml.safe_dump(spec))
+    capsys.readouterr()
+    G.main(["--config", grid_file, "--only", "contender=PRM-none"])
+    after = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", "PRM-none"), "trials.jsonl"))
+    assert len(after) == 3 and [r.record() for r in after[:2]] == [r.record() for r in before]
+    assert after[2].params not in [r.params for r in before]
+    G.main(["--config", grid_file, "--dry_run"])
+    out = capsys.readouterr().out
+    assert "PRM-none                     3/3" in out and "DNR-G                        2/3" in out
+
+
+def test_seeds_grid_is_a_benchmark_grid(grid_file, tmp_path):
+    from recbole_dnr.benchmark.spec import load_spec
+
+    spec = yaml.safe_load(open(grid_file))
+    spec["trials"] = 1
+    open(grid_file, "w").write(yaml.safe_dump(spec))
+    G.main(["--config", grid_file, "--only", "contender=PRM-none"])
+    G.main(["--config", grid_file, "--seeds"])
+    seeds = load_spec(str(tmp_path / "seeds.yaml"))
+    assert sorted((c.variant, c.seed) for c in seeds.cells) == [("PRM-none@ml-100k-slice", 1),
+                                                                ("PRM-none@ml-100k-slice", 2)]
