@@ -132,7 +132,11 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(1, max_evals // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2) if prune else optuna.pruners.NopPruner()
+    # n_min_trials: judge an epoch only against >= 4 trials that reached it. Trials end by early
+    # stopping, so at late epochs the only curves left are the best ones; against a median of one
+    # or two of them a trial still rising would be pruned and the first good trial would win.
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2, n_min_trials=4) if prune
+              else optuna.pruners.NopPruner())
     study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction="maximize" if bigger else "minimize", load_if_exists=True)
     held = [t.params for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
