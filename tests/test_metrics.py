@@ -146,3 +146,16 @@ def test_slate_scope_scores_only_the_slate_items():
     assert full["ndcg@1"] == pytest.approx(0.0)  # over all candidates the top items are negatives
     with pytest.raises(ValueError, match="eval_scope"):
         ListEvaluator({**cfg, "eval_scope": "everything"})
+
+
+def test_retrieval_metrics_by_hand():
+    """Retriever NDCG@n / recall@n count every positive of the label window, found or not."""
+    import numpy as np
+
+    from recbole_dnr.evaluator.retrieval import retrieval_ndcg, retrieval_recall
+
+    label = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0]])
+    n_pos = np.array([3, 0, 1])
+    # row 0: DCG 1 + 1/log2(4) = 1.5; ideal over 3 positives 1 + 1/log2(3) + 1/2 = 2.1309
+    assert retrieval_ndcg(label, n_pos) == pytest.approx([1.5 / (1.5 + 1 / math.log2(3)), 0.0, 1 / math.log2(3)])
+    assert retrieval_recall(label, n_pos) == pytest.approx([2 / 3, 0.0, 1.0])

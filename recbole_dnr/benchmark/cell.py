@@ -21,8 +21,8 @@ import torch
 
 from recbole_dnr.benchmark.probe import score_corruption_probe, weak_retriever_probe
 from recbole_dnr.config import Config
-from recbole_dnr.data.dataset import retriever_means
 from recbole_dnr.evaluator import ListEvaluator
+from recbole_dnr.evaluator.retrieval import retriever_means
 from recbole_dnr.fields import LABEL, REQUEST_ID, SLATE_MASK
 from recbole_dnr.quick_start import build
 from recbole_dnr.trainer.list_trainer import selected_epoch

@@ -21,6 +21,7 @@ from recbole.utils import FeatureSource, FeatureType, set_color
 from recbole_dnr import protocol, storage
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.evaluator.metrics import list_auc
+from recbole_dnr.evaluator.retrieval import retrieval_ndcg, retrieval_recall
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.retrieval import recbole_retriever, topk
 
@@ -321,7 +322,7 @@ class ListDataset(Dataset):
             label = (match & w_pos[:, None, :]).any(2).astype(np.int64)
             slate = match.any(2).astype(np.int64)
             n_pos = _distinct_nonzero(np.where(w_pos, w_items, 0))
-            recall = np.where(n_pos > 0, label.sum(1) / np.maximum(n_pos, 1), 0.0)
+            recall = retrieval_recall(label, n_pos)
         x = topk.normalise(topk.score_pairs(query, item_emb, q_rows, cand), cfg["score_norm"])
         cand, x, label, slate = protocol.order_by_score(cand, x, label, slate)
         out = {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
@@ -423,9 +424,7 @@ class ListDataset(Dataset):
                       LABEL: torch.as_tensor(part["label"], dtype=torch.float32),
                       SLATE_MASK: torch.as_tensor(part["slate"], dtype=torch.bool)})
         n = part["label"].shape[1]
-        gains = 1.0 / np.log2(np.arange(n) + 2.0)
-        idcg = np.concatenate([[0.0], np.cumsum(gains)])[np.minimum(part["n_pos"], n)]
-        ndcg = np.where(idcg > 0, (part["label"] * gains).sum(1) / np.maximum(idcg, 1e-12), 0.0)
+        ndcg = retrieval_ndcg(part["label"], part["n_pos"])
         if self.config["list_order"] == "shuffled":
             inter = shuffle_candidates(inter, self.list_seed)
         out = RequestSet(self, Interaction(inter), split.phase)
@@ -434,12 +433,6 @@ class ListDataset(Dataset):
                                  "auc": torch.where(defined, auc.double(), torch.nan),
                                  "has_positive": torch.as_tensor(part["n_pos"] > 0)}
         return out
-
-
-def retriever_means(metrics):
-    """``{"retriever_<name>": mean over requests}`` of :meth:`ListDataset.retrieve_split`'s per-request
-    ``retriever_metrics`` (the AUC over the lists where it is defined), rounded as results are."""
-    return {f"retriever_{k}": round(float(v.double().nanmean()), 4) for k, v in metrics.items() if k != "has_positive"}
 
 
 def shuffle_candidates(split, list_seed):

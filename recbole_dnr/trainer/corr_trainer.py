@@ -13,7 +13,8 @@ own recall@n and NDCG@n of the window positives and the AUC of its score over th
 from recbole.data.interaction import Interaction
 
 from recbole_dnr.data.dataloader import ListDataLoader
-from recbole_dnr.data.dataset import RequestSet, retriever_means
+from recbole_dnr.data.dataset import RequestSet
+from recbole_dnr.evaluator.retrieval import retriever_means
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID
 from recbole_dnr.model.corr import PRIOR_HI, PRIOR_LO, WINDOW_POSITIVE
 from recbole_dnr.trainer.dnr_trainer import DNRSchedule
