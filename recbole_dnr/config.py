@@ -29,8 +29,13 @@ def properties_dir():
 
 
 def experiments_dir():
-    """The benchmark variants shipped with the package (``properties/experiments``)."""
-    return os.path.join(properties_dir(), "experiments")
+    """The benchmark variants: ``experiments/variants`` in a checkout; ``recbole_dnr/properties/experiments``
+    in a wheel (setup.py ships them there)."""
+    here = os.path.dirname(os.path.realpath(__file__))
+    for candidate in (os.path.join(here, "..", "experiments", "variants"), os.path.join(properties_dir(), "experiments")):
+        if os.path.isdir(candidate):
+            return os.path.realpath(candidate)
+    raise FileNotFoundError(f"recbole_dnr's experiment variants not found near {here}")
 
 
 def experiment_names():
@@ -41,13 +46,12 @@ def experiment_names():
 def resolve_config_file(path):
     """A ``--config_files`` entry as a readable path: the path itself when it exists (relative to
     the working directory); else a shipped variant by name (``DNR-B``, ``DNR-B.yaml``); else a path
-    relative to the package's properties (``experiments/DNR-B.yaml``, or the checkout's
-    ``properties/experiments/DNR-B.yaml`` from any folder). None when none of these exists."""
+    relative to the checkout (``experiments/variants/DNR-B.yaml``, from any folder). None when none exists."""
     if os.path.isfile(path):
         return path
     name = path if path.endswith(".yaml") else path + ".yaml"
-    rel = path[len("properties/"):] if path.startswith("properties/") else path
-    for candidate in (os.path.join(experiments_dir(), name), os.path.join(properties_dir(), rel)):
+    for candidate in (os.path.join(experiments_dir(), name),
+                      os.path.join(experiments_dir(), os.path.basename(name))):
         if not os.path.isabs(path) and os.path.isfile(candidate):
             return candidate
     return None

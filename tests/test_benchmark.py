@@ -177,7 +177,7 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
     with pytest.raises(UserInputError, match="report.curves must be a list of the grid's variants"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"curves": ["PRM", "PMR"]}))
     with pytest.raises(UserInputError, match="reuse: must be a list"):
-        load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse="benchmarks/results/zoo"))
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse="experiments/results/zoo"))
     with pytest.raises(UserInputError, match="variant 'PRM-lat' .*score_fusion='lat': expected one of"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM-lat"], variants={"PRM-lat": {"model": "PRM",
                                                                                     "score_fusion": "lat"}}))

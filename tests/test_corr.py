@@ -201,7 +201,7 @@ def test_alternating_phases_train_one_side_at_a_time(slice_root, in_session_dir)
 
 
 def test_zero_retriever_weights_keep_the_pretrained_retriever(slice_root, in_session_dir):
-    """w_re = lambda_KD = 0 with the retriever warm-started (benchmarks/corr.yaml's CoRR-SASRec-frozen):
+    """w_re = lambda_KD = 0 with the retriever warm-started (experiments/grids/corr.yaml's CoRR-SASRec-frozen):
     a trained epoch leaves the retriever the independent BPR, so only the ranker's training differs
     from the independent pipeline; with w_re = 1 the same epoch moves it."""
     def retriever_after_one_epoch(weight):

@@ -92,7 +92,7 @@ def test_data_path_ignored_for_ml100k_is_said():
     assert not any("data_path" in n for n in Config(model="PRM", dataset="ml-100k").notes)
 
 
-EXPERIMENTS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "properties", "experiments", "*.yaml")))
+EXPERIMENTS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "experiments", "variants", "*.yaml")))
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)

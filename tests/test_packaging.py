@@ -27,11 +27,12 @@ def wheel(tmp_path_factory):
     # a clean copy: setuptools never empties build/, so a checkout's stale build/lib could fill gaps
     src = os.path.join(str(tmp_path_factory.mktemp("src")), "recbole_dnr")
     top = {".git", ".venv", "venv", "build", "dist", ".hypothesis", ".pytest_cache", "saved", "log",
-           "log_tensorboard", "dataset", "benchmarks", "docs", "tests"}
+           "log_tensorboard", "dataset", "docs", "tests"}
 
     def ignore(folder, names):
+        in_experiments = os.path.samefile(folder, os.path.join(REPO, "experiments"))
         return {n for n in names if n == "__pycache__" or n.endswith(".egg-info")
-                or (os.path.samefile(folder, REPO) and n in top)}
+                or (os.path.samefile(folder, REPO) and n in top) or (in_experiments and n != "variants")}
 
     shutil.copytree(REPO, src, ignore=ignore)
     # no build isolation: the virtualenv's setuptools builds it, offline and in seconds
@@ -50,6 +51,8 @@ def _source_files():
     for root, _, files in os.walk(os.path.join(REPO, "properties")):
         rel = os.path.relpath(root, REPO).replace(os.sep, "/")
         want |= {f"recbole_dnr/{rel}/{f}" for f in files if f.endswith((".yaml", ".py"))}
+    variants = os.path.join(REPO, "experiments", "variants")
+    want |= {f"recbole_dnr/properties/experiments/{f}" for f in os.listdir(variants) if f.endswith(".yaml")}
     return want
 
 

@@ -30,7 +30,7 @@ def test_readme_starts_with_the_two_setup_commands_ci_runs():
 
 
 def test_results_table_is_the_committed_cells():
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "readme.py"), "check"],
+    done = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "scripts", "readme.py"), "check"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 

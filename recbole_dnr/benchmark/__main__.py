@@ -1,4 +1,4 @@
-"""One-command benchmark: ``python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml``.
+"""One-command benchmark: ``python -m recbole_dnr.benchmark --config experiments/grids/zoo.yaml``.
 
 Runs every cell (dataset, variant, seed) of the grid that has no result yet, each in its own
 process (clean peak memory; a crash loses only that cell), writes each finished cell at once,
@@ -123,7 +123,7 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m recbole_dnr.benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="grid yaml (e.g. benchmarks/zoo.yaml)")
+    parser.add_argument("--config", required=True, help="grid yaml (e.g. experiments/grids/zoo.yaml)")
     parser.add_argument("--only", nargs="*", help="run only cells matching key=value (dataset, variant, seed); a,b matches either")
     parser.add_argument("--report", action="store_true", help="only render results.csv, tables and plots")
     parser.add_argument("--dry_run", "--dry-run", action="store_true", help="list the cells that would run")

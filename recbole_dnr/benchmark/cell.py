@@ -5,7 +5,7 @@ Writes ``<cell>.json`` (metrics of both splits, the valid curve, epochs, cost, p
 is complete. Also callable directly::
 
     python -m recbole_dnr.benchmark.cell --settings '{"dataset": "ml-100k", "model": "PRM", "seed": 2020}' \
-        --config_files benchmarks/bench.yaml --out /tmp/cell.json
+        --config_files experiments/grids/bench.yaml --out /tmp/cell.json
 """
 
 import argparse

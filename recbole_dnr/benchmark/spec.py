@@ -1,16 +1,16 @@
 """The benchmark grid: a yaml listing datasets × models × seeds × overrides, expanded into cells.
 
-Example (abridged from benchmarks/zoo.yaml and corr.yaml)::
+Example (abridged from experiments/grids/zoo.yaml and corr.yaml)::
 
-    out: benchmarks/results/zoo            # one json (+ npz) per finished cell, results.csv
-    config_files: [benchmarks/bench.yaml]  # shared by every cell
+    out: experiments/results/zoo            # one json (+ npz) per finished cell, results.csv
+    config_files: [experiments/grids/bench.yaml]  # shared by every cell
     datasets:                              # per-dataset settings (e.g. where the data lives)
       ml-100k: {}
       ml-1m-u1to2999: {data_path: ../shared/data, stopping_step: 10,
                        variants: {CoRR-alt: {stopping_step: 10}}}   # a variant's settings on this dataset only
     variants:                              # named settings; a plain name is a model or
-      PRM-none: {model: PRM, score_fusion: none}   # a file in properties/experiments/
-    reuse: [benchmarks/results/dnr_study]  # other grids' results: a cell trained there with the same
+      PRM-none: {model: PRM, score_fusion: none}   # a file in experiments/variants/
+    reuse: [experiments/results/dnr_study]  # other grids' results: a cell trained there with the same
                                            # config (run key) is copied, not trained again
     grids:                                 # each: datasets × models × seeds
       - {datasets: [ml-100k], models: [Retriever, PRM, DNR_PRM, SASRec], seeds: [2020, 2021, 2022]}
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from recbole_dnr import options
-from recbole_dnr.config import properties_dir
+from recbole_dnr.config import experiments_dir
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.registry import get_backbone, get_model
 
@@ -115,11 +115,11 @@ def layered(datasets, variants, dataset_variants, dataset, variant):
 
 
 def experiment_file(name):
-    return os.path.join(properties_dir(), "experiments", name + ".yaml")
+    return os.path.join(experiments_dir(), name + ".yaml")
 
 
 def resolve_variant(name, named):
-    """Settings of a variant: ``named[name]``, else properties/experiments/<name>.yaml, else the model ``name``.
+    """Settings of a variant: ``named[name]``, else experiments/variants/<name>.yaml, else the model ``name``.
     RecBole models become list rerankers (``RecBoleReranker`` + ``recbole_model``)."""
     if name in named:
         settings = dict(named[name])
@@ -151,7 +151,7 @@ def check_pairs(path, where, pairs, variants, titled=False):
 def load_spec(path):
     """Read and validate a grid yaml; every problem is reported before any cell runs."""
     if not os.path.isfile(path):
-        raise UserInputError(f"benchmark config '{path}' not found (example: benchmarks/zoo.yaml)")
+        raise UserInputError(f"benchmark config '{path}' not found (example: experiments/grids/zoo.yaml)")
     with open(path) as f:
         raw = yaml.safe_load(f) or {}
     unknown = set(raw) - TOP_KEYS
@@ -236,7 +236,7 @@ def load_spec(path):
     reuse = raw.get("reuse") or []
     if isinstance(reuse, str) or not all(isinstance(r, str) for r in reuse):
         raise UserInputError(f"{path}: reuse: must be a list of results folders of other grids "
-                             f"(e.g. [benchmarks/results/zoo])")
+                             f"(e.g. [experiments/results/zoo])")
     if any(os.path.abspath(r) == os.path.abspath(out) for r in reuse):
         raise UserInputError(f"{path}: reuse: lists this grid's own results folder '{out}'; list other grids' folders")
     return Spec(path=path, out=out, config_files=files, datasets=datasets, variants=variants, cells=cells,

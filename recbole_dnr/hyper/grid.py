@@ -1,15 +1,15 @@
 """A tuning grid: every contender searched with the same budget over the same shared space (plus
 its own knobs), selected on valid only, then trained at its best config on several seeds.
 
-    python -m recbole_dnr.hyper.grid --config benchmarks/tuned.yaml                  # search what is missing
-    python -m recbole_dnr.hyper.grid --config benchmarks/tuned.yaml --only dataset=ml-100k,contender=PRM-none
-    python -m recbole_dnr.hyper.grid --config benchmarks/tuned.yaml --dry_run        # what is done / to run
-    python -m recbole_dnr.hyper.grid --config benchmarks/tuned.yaml --seeds          # write the seeds grid
+    python -m recbole_dnr.hyper.grid --config experiments/grids/tuned.yaml                  # search what is missing
+    python -m recbole_dnr.hyper.grid --config experiments/grids/tuned.yaml --only dataset=ml-100k,contender=PRM-none
+    python -m recbole_dnr.hyper.grid --config experiments/grids/tuned.yaml --dry_run        # what is done / to run
+    python -m recbole_dnr.hyper.grid --config experiments/grids/tuned.yaml --seeds          # write the seeds grid
 
 The grid yaml::
 
-    out: benchmarks/results/tuned        # <out>/<dataset>/<contender>/{trials.jsonl,trials.md,best.yaml}
-    config_files: [benchmarks/bench.yaml]
+    out: experiments/results/tuned        # <out>/<dataset>/<contender>/{trials.jsonl,trials.md,best.yaml}
+    config_files: [experiments/grids/bench.yaml]
     trials: 16                           # per contender and dataset (a dataset may set its own)
     seed: 2020                           # the sampler's seed
     space: [learning_rate loguniform -8.5,-4.6, hidden_size choice [64,128]]   # RecBole params lines
@@ -19,7 +19,7 @@ The grid yaml::
       PRM-none: {settings: {model: PRM, score_fusion: none}}
       DNR-G: {settings: {model: DNR_PRM}, knobs: [dnr]}
       SASRec-none: {settings: {model: SASRec, score_fusion: none}, rename: {dropout_prob: hidden_dropout_prob}}
-    seeds: {seeds: [2020, 2021, 2022], out: benchmarks/results/tuned/seeds, grid: benchmarks/tuned_seeds.yaml}
+    seeds: {seeds: [2020, 2021, 2022], out: experiments/results/tuned/seeds, grid: experiments/grids/tuned_seeds.yaml}
 
 ``rename`` maps a shared parameter to the contender's own key (``null`` drops it: Caser has no
 attention). Each finished trial is appended to ``trials.jsonl`` as it lands (commit them: a search

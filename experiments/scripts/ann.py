@@ -1,9 +1,9 @@
 """ANN (FAISS) against the exact blocked top-k: recall@k, queries/s, index memory, build time.
 
-    python benchmarks/ann.py --catalogue ml-1m-u1to2999 --data_path ../shared/data \
-        --out benchmarks/results/ann_ml-1m-u1to2999.json
-    python benchmarks/ann.py --catalogue synthetic --n_items 1000000 \
-        --out benchmarks/results/ann_synthetic-1M.json
+    python experiments/scripts/ann.py --catalogue ml-1m-u1to2999 --data_path ../shared/data \
+        --out experiments/results/ann_ml-1m-u1to2999.json
+    python experiments/scripts/ann.py --catalogue synthetic --n_items 1000000 \
+        --out experiments/results/ann_synthetic-1M.json
 
 ml-1m-u1to2999: the 128-d BPR retriever of the benchmark lists (trained on the training period,
 list seed 2020; cached beside the lists), one query per test request, the user's earlier ratings
@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 
 from recbole_dnr.retrieval import recbole_retriever, topk  # noqa: E402
 from recbole_dnr.retrieval import ann  # noqa: E402
@@ -46,7 +46,7 @@ def ml1m(args):
     sys.argv = sys.argv[:1]
     cfg = {"state": "ERROR", "show_progress": False, "gpu_id": "", "seed": 2020, "list_mode": "retrieve",
            "data_path": args.data_path, "drop_no_positive_eval": False}
-    config = Config("Retriever", args.catalogue, [os.path.join(ROOT, "benchmarks", "bench.yaml")], cfg)
+    config = Config("Retriever", args.catalogue, [os.path.join(ROOT, "experiments", "grids", "bench.yaml")], cfg)
     ds = create_dataset(config)
     embs = ds.retriever_embeddings()  # the holdout BPR of the lists (trained once, cached)
     starts, splits, _ = ds.request_layout()

@@ -5,10 +5,10 @@ round-robin ``--repeats`` times after a discarded warm-up round and the median i
 ``fast_path: False`` is the code before issue 6 (torch's dropout and encoder training path,
 RecBole's DataLoader), ``retriever_loader: recbole`` its list build.
 
-    python benchmarks/perf.py --dataset ml-1m-u1to2999 --data_path ../shared/data \\
-        --out benchmarks/results/perf_ml1m.json            # all sections
-    python benchmarks/perf.py ... --sections gemm train     # some of them
-    python benchmarks/perf.py --markdown benchmarks/results/perf_ml1m.json   # tables for the doc
+    python experiments/scripts/perf.py --dataset ml-1m-u1to2999 --data_path ../shared/data \\
+        --out experiments/results/perf_ml1m.json            # all sections
+    python experiments/scripts/perf.py ... --sections gemm train     # some of them
+    python experiments/scripts/perf.py --markdown experiments/results/perf_ml1m.json   # tables for the doc
 
 Sections: gemm (fp32 ceiling), train (lists/s, FLOPs, share of the ceiling), profile (time shares
 of one training step and of evaluation), lists (list build phases, scoring vs the top-k floor,
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 
 from recbole_dnr.data import dataset as list_dataset  # noqa: E402
 from recbole_dnr import protocol  # noqa: E402
@@ -46,7 +46,7 @@ PATHS = {"before": {"fast_path": False}, "fast": {}, "fast, attn dropout 0": {"a
 MODELS = {"PRM late": ("PRM", {}), "DNR_PRM late": ("DNR-G", {}),
           "PRM early": ("PRM-early", {}), "DNR_PRM early": ("DNR-G-early", {})}
 SIZES = {"64-d (benchmark)": {}, "128-d (default)": {"hidden_size": 128, "inner_size": 128}}
-# benchmarks/corr.yaml's protocol: the retriever's top-50 unseen items, every valid/test request kept
+# experiments/grids/corr.yaml's protocol: the retriever's top-50 unseen items, every valid/test request kept
 CORR_LISTS = {"list_mode": "retrieve", "drop_no_positive_eval": False, "eval_positives": "window"}
 
 
@@ -97,7 +97,7 @@ def setup(args, variant, **over):
     if args.data_path:
         cfg["data_path"] = args.data_path
     files = [os.path.join(ROOT, "properties", "experiments", variant + ".yaml"),
-             os.path.join(ROOT, "benchmarks", "bench.yaml")]
+             os.path.join(ROOT, "experiments", "grids", "bench.yaml")]
     return build(config_file_list=files, config_dict=cfg)
 
 
@@ -344,13 +344,13 @@ def scale(args, previous=None):
 
 def corr(args):
     """CoRR (PRM ranker, 64-d) against the independent pipeline it replaces, BPR → PRM, with
-    benchmarks/corr.yaml's settings: each part of one CoRR training step timed alone on the same
+    experiments/grids/corr.yaml's settings: each part of one CoRR training step timed alone on the same
     batch of training requests, the whole step against a PRM step on as many fixed lists, both per
     epoch, and one evaluation of the valid split (CoRR first retrieves every list anew)."""
     base = {"seed": 2020, "show_progress": False, "state": "WARNING", **CORR_LISTS}
     if args.data_path:
         base["data_path"] = args.data_path
-    files = [os.path.join(ROOT, "benchmarks", "bench.yaml")]
+    files = [os.path.join(ROOT, "experiments", "grids", "bench.yaml")]
     config, _, (tr, va, _), model, trainer = build("CoRR", args.dataset, files,
                                                    {**base, "ranker": "PRM", "retriever_fit": "holdout"})
     pconfig, _, (ptr, pva, _), _, ptrainer = build("PRM", args.dataset, files, base)

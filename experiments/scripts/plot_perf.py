@@ -1,7 +1,7 @@
 """Plot of docs/performance.md: a PRM training step by part, before and fast, and the valid
 NDCG@6 of an uncapped PRM run against the old 12-epoch cap (headless matplotlib).
 
-    python benchmarks/plot_perf.py    # writes docs/img/performance.png
+    python experiments/scripts/plot_perf.py    # writes docs/img/performance.png
 
 Needs matplotlib (``pip install matplotlib``), which the package itself does not depend on.
 """
@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from recbole_dnr import storage  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RES = os.path.join(ROOT, "benchmarks", "results")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
+RES = os.path.join(ROOT, "experiments", "results")
 
 
 def main():

@@ -5,8 +5,8 @@ heuristic epochs and learned-generator epochs) and inference over the whole test
 Variants are timed round-robin ``--repeats`` times and the median is kept, so slow phases of a
 shared machine hit every variant alike. Ratios are to the backbone with the same score fusion.
 
-    python benchmarks/cost.py --dataset ml-1m-u1to2999 --data_path ../shared/data \
-        --config_files benchmarks/bench.yaml --batches 20 --repeats 3 --out benchmarks/results/cost.json
+    python experiments/scripts/cost.py --dataset ml-1m-u1to2999 --data_path ../shared/data \
+        --config_files experiments/grids/bench.yaml --batches 20 --repeats 3 --out experiments/results/cost.json
 """
 
 import argparse
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 
 from recbole_dnr.data.dataloader import ListDataLoader  # noqa: E402
 from recbole_dnr.data.dataset import RequestSet  # noqa: E402

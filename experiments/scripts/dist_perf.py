@@ -1,7 +1,7 @@
 """Training lists/s of one process (all cores) against N gloo processes (cores split between them).
 
-    python benchmarks/dist_perf.py --dataset ml-100k --model PRM --nprocs 1 2 \
-        --out benchmarks/results/dist_perf_ml-100k.json     # benchmarks/bench.yaml settings
+    python experiments/scripts/dist_perf.py --dataset ml-100k --model PRM --nprocs 1 2 \
+        --out experiments/results/dist_perf_ml-100k.json     # experiments/grids/bench.yaml settings
 
 Each configuration builds its lists (from the cache after the first), then times
 ``--epochs`` training epochs (``ListTrainer._train_epoch``, no evaluation) after one warm-up
@@ -63,7 +63,7 @@ def main():
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--model", default="PRM")
-    parser.add_argument("--config_files", nargs="*", default=["benchmarks/bench.yaml"])
+    parser.add_argument("--config_files", nargs="*", default=["experiments/grids/bench.yaml"])
     parser.add_argument("--set", default="{}", help="JSON dict of config keys")
     parser.add_argument("--nprocs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cores", type=int, default=os.cpu_count())

@@ -3,10 +3,10 @@
 # answers "does DNR add anything beyond using x?" first (docs/benchmarks.md, Model zoo: wall time).
 # Two queues run side by side, one thread each; every cell resumes epoch by epoch, so this script
 # can be stopped at any point and started again (finished cells are skipped):
-#   bash benchmarks/ml1m_queue.sh            # both queues in the background, logs in logs/
-#   bash benchmarks/ml1m_queue.sh study      # only the DNR study (then CoRR) queue, in the foreground
-#   bash benchmarks/ml1m_queue.sh zoo        # only the zoo queue, in the foreground
-#   bash benchmarks/ml1m_queue.sh park       # copy the runs in progress to benchmarks/parked/ (commit it):
+#   bash experiments/scripts/ml1m_queue.sh            # both queues in the background, logs in logs/
+#   bash experiments/scripts/ml1m_queue.sh study      # only the DNR study (then CoRR) queue, in the foreground
+#   bash experiments/scripts/ml1m_queue.sh zoo        # only the zoo queue, in the foreground
+#   bash experiments/scripts/ml1m_queue.sh park       # copy the runs in progress to experiments/parked/ (commit it):
 #                                            # on a machine handed out anew, `both` puts them back first
 set -u
 cd "$(dirname "$0")/.."
@@ -19,16 +19,16 @@ ML1M="--only dataset=ml-1m-u1to2999"
 # since 2026-12-03): does DNR_X add anything beyond not using x? The study queue takes the baselines
 # cheapest first, the zoo queue from the other end
 x_free_and_seeds() {
-    local zz="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml --only"
+    local zz="python -m recbole_dnr.benchmark --config experiments/grids/zoo.yaml --only"
     $zz dataset=ml-1m-u1to2999 variant=$1-none
     $zz dataset=ml-1m-u1to2999 variant=DNR_$1 seed=2021,2022
     $zz dataset=ml-100k variant=$1-none
 }
 
 study() {
-    local b="python -m recbole_dnr.benchmark --config benchmarks/dnr_study.yaml $ML1M"
+    local b="python -m recbole_dnr.benchmark --config experiments/grids/dnr_study.yaml $ML1M"
     # ml-100k CoRR-alt seed 2020 ran with patience 3 before its variant said 6 (stale): retrain it
-    python -m recbole_dnr.benchmark --config benchmarks/corr.yaml --only dataset=ml-100k variant=CoRR-alt \
+    python -m recbole_dnr.benchmark --config experiments/grids/corr.yaml --only dataset=ml-100k variant=CoRR-alt \
         seed=2020 --rerun_stale
     # does DNR add anything beyond using x? the paper's score-free PRM, the best ml-100k DNR row
     # (heuristic noise, shuffled lists), order only, the paper's generator; seed by seed, so that each
@@ -39,20 +39,20 @@ study() {
     # the zoo's one-seed rows (issue 7) from the end of the list while the zoo queue works from the start
     # (2026-12-03: ahead of CoRR's last cells, so that the zoo, first in the order of work, completes; a cell
     # both queues reach is trained once: the second process waits for it, then copies it)
-    local z="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M seed=2020"
+    local z="python -m recbole_dnr.benchmark --config experiments/grids/zoo.yaml $ML1M seed=2020"
     for v in DNR_Caser DNR_GRU4Rec DNR_SASRec DNR_SetRank; do $z variant=$v; done
     # then DNR's extra seeds and the x-free controls, per RecBole baseline, cheapest first; SASRec's (the
     # zoo queue's first) after CoRR, so that the two queues do not wait on each other's cells
     for m in Caser GRU4Rec; do x_free_and_seeds $m; done
     # CoRR's cells in grid order; --rerun_stale: the grid's ml-1m patience went from 10 to 20 (corr.yaml)
     # after its first cells
-    python -m recbole_dnr.benchmark --config benchmarks/corr.yaml $ML1M --rerun_stale
+    python -m recbole_dnr.benchmark --config experiments/grids/corr.yaml $ML1M --rerun_stale
     x_free_and_seeds SASRec
     $b                                             # one-seed context rows; Retriever, PRM-late, DNR-G copied
 }
 
 zoo() {
-    local b="python -m recbole_dnr.benchmark --config benchmarks/zoo.yaml $ML1M"
+    local b="python -m recbole_dnr.benchmark --config experiments/grids/zoo.yaml $ML1M"
     $b variant=Retriever
     for s in 2020 2021 2022; do
         $b variant=PRM,DNR_PRM seed=$s             # = the study's PRM-late and DNR-G
@@ -63,7 +63,7 @@ zoo() {
     for m in SASRec GRU4Rec Caser; do x_free_and_seeds $m; done
     $b
     # then CoRR's one-seed cells from the end of its list, while the study queue takes it from the start
-    local c="python -m recbole_dnr.benchmark --config benchmarks/corr.yaml --rerun_stale $ML1M"
+    local c="python -m recbole_dnr.benchmark --config experiments/grids/corr.yaml --rerun_stale $ML1M"
     for v in CoRR-SASRec BPR+SASRec CoRR-noKD; do $c variant=$v; done
 }
 
@@ -77,5 +77,5 @@ case "${1:-both}" in
         nohup bash "$0" study > logs/ml1m_study.log 2>&1 &
         nohup bash "$0" zoo > logs/ml1m_zoo.log 2>&1 &
         echo "two queues started; follow them with: tail -f logs/ml1m_study.log logs/ml1m_zoo.log" ;;
-    *) echo "usage: bash benchmarks/ml1m_queue.sh [both|study|zoo|park]" >&2; exit 2 ;;
+    *) echo "usage: bash experiments/scripts/ml1m_queue.sh [both|study|zoo|park]" >&2; exit 2 ;;
 esac

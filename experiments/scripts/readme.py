@@ -1,10 +1,10 @@
 """Keep README.md's figures honest.
 
-    python benchmarks/readme.py table          # the README's results table, from the committed zoo cells
-    python benchmarks/readme.py check          # README's results table == the one above (a test runs this)
-    python benchmarks/readme.py check --run    # also run the README's first command and compare its table
+    python experiments/scripts/readme.py table          # the README's results table, from the committed zoo cells
+    python experiments/scripts/readme.py check          # README's results table == the one above (a test runs this)
+    python experiments/scripts/readme.py check --run    # also run the README's first command and compare its table
 
-The results table is computed from ``benchmarks/results/{zoo,dnr_study}/results.csv`` (mean test
+The results table is computed from ``experiments/results/{zoo,dnr_study}/results.csv`` (mean test
 NDCG@6 over the seeds each variant ran); ``--run`` trains PRM on ml-100k (about 3 minutes on 2 cores) and compares
 every figure of the table it prints with the README's, to the 4 decimals printed.
 """
@@ -18,9 +18,9 @@ import subprocess
 import sys
 from collections import defaultdict
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 README = os.path.join(REPO, "README.md")
-RESULTS = os.path.join(REPO, "benchmarks", "results")
+RESULTS = os.path.join(REPO, "experiments", "results")
 DATASETS = ("ml-100k", "ml-1m-u1to2999")
 # rows: (label, variant of X, variant of X-none, variant of DNR_X), "<grid>:<variant>" (default grid: zoo)
 ROWS = [("Retriever (x alone, the floor)", "Retriever", None, None),
@@ -28,7 +28,7 @@ ROWS = [("Retriever (x alone, the floor)", "Retriever", None, None),
         ("SASRec (RecBole)", "SASRec", "SASRec-none", "DNR_SASRec"),
         ("GRU4Rec (RecBole)", "GRU4Rec", "GRU4Rec-none", "DNR_GRU4Rec"),
         ("Caser (RecBole)", "Caser", "Caser-none", "DNR_Caser")]
-BEGIN, END = "<!-- results table: python benchmarks/readme.py table -->", "<!-- end of results table -->"
+BEGIN, END = "<!-- results table: python experiments/scripts/readme.py table -->", "<!-- end of results table -->"
 
 
 def grid_means(grids=("zoo", "dnr_study")):
@@ -94,7 +94,7 @@ def main(argv=None):
     text = open(README, encoding="utf-8").read()
     problems = []
     if readme_table(text) != results_table():
-        problems.append("README's results table differs from the zoo cells; paste `python benchmarks/readme.py table`")
+        problems.append("README's results table differs from the zoo cells; paste `python experiments/scripts/readme.py table`")
     if args.run:
         cmd = first_command(text)
         print(f"running: {cmd}", flush=True)

@@ -4,7 +4,7 @@ Builds the candidate lists (the retriever stage included) for every option given
 one json line each: users, items, lists per split, positives per list, and the retriever's
 AUC over the lists and recall of the positives on train/valid/test.
 
-    python benchmarks/list_stats.py --dataset ml-100k --options filler_sampling=uniform \
+    python experiments/scripts/list_stats.py --dataset ml-100k --options filler_sampling=uniform \
         filler_sampling=popularity filler_sampling=retriever retriever_fit=crossfit list_mode=retrieve
 """
 
