@@ -77,3 +77,25 @@ def test_seeds_grid_is_a_benchmark_grid(grid_file, tmp_path):
     seeds = load_spec(str(tmp_path / "seeds.yaml"))
     assert sorted((c.variant, c.seed) for c in seeds.cells) == [("PRM-none@ml-100k-slice", 1),
                                                                 ("PRM-none@ml-100k-slice", 2)]
+
+
+def test_a_search_another_process_runs_is_skipped(grid_file, capsys):
+    """Two runners on one search would both rewrite its trials.jsonl: the second skips it."""
+    import hashlib
+    import subprocess
+    import sys
+
+    grid = G.load_grid(grid_file)
+    tag = hashlib.sha1(os.path.abspath(grid["out"]).encode()).hexdigest()[:8]
+    stem = os.path.abspath(os.path.join("saved/tuning", f"ml-100k-slice--PRM-none--{tag}"))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from recbole_dnr import storage; "
+                               f"assert storage.claim({stem!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert G.run_search(grid, "ml-100k-slice", "PRM-none") == []
+        assert "another process is searching it" in capsys.readouterr().out
+        assert not os.path.exists(os.path.join(G.folder(grid, "ml-100k-slice", "PRM-none"), "trials.jsonl"))
+    finally:
+        holder.kill()
+        holder.wait()

@@ -37,6 +37,7 @@ import sys
 
 import yaml
 
+from recbole_dnr import storage
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.hyper.search import TrialRow, best_row, run_optuna, trial_table
 from recbole_dnr.hyper.space import parse_line
@@ -124,8 +125,12 @@ def run_search(grid, dataset, name, storage_dir="saved/tuning"):
     where = folder(grid, dataset, name)
     os.makedirs(where, exist_ok=True)
     os.makedirs(storage_dir, exist_ok=True)
-    jsonl = os.path.join(where, "trials.jsonl")
-    rows = {r.number: r for r in read_trials(jsonl)}
+    tag = hashlib.sha1(os.path.abspath(grid["out"]).encode()).hexdigest()[:8]  # one study per results folder
+    stem = os.path.abspath(os.path.join(storage_dir, f"{dataset}--{name}--{tag}"))
+    if not storage.claim(stem):  # two runners on one search would both rewrite its trials.jsonl
+        print(f"{dataset} {name}: another process is searching it ({stem}.lock); skipped", flush=True)
+        return []
+    rows = {r.number: r for r in read_trials(os.path.join(where, "trials.jsonl"))}
     params = contender_space(grid, name)
 
     def landed(row):
@@ -134,10 +139,15 @@ def run_search(grid, dataset, name, storage_dir="saved/tuning"):
         rows[len(rows)] = TrialRow(**{**row.record(), "number": len(rows)})
         _write(where, rows, grid, dataset, name)
 
-    tag = hashlib.sha1(os.path.abspath(grid["out"]).encode()).hexdigest()[:8]  # one study per results folder
-    storage = f"sqlite:///{os.path.abspath(os.path.join(storage_dir, f'{dataset}--{name}--{tag}.db'))}"
+    try:
+        return _search(grid, dataset, name, params, rows, landed, f"sqlite:///{stem}.db")
+    finally:
+        storage.release(stem, remove=True)
+
+
+def _search(grid, dataset, name, params, rows, landed, storage_url):
     all_rows = run_optuna(params, grid.get("config_files"), fixed_settings(grid, dataset, name), budget(grid, dataset),
-                          seed=int(grid.get("seed", 2020)), storage=storage, study_name=f"{dataset}/{name}",
+                          seed=int(grid.get("seed", 2020)), storage=storage_url, study_name=f"{dataset}/{name}",
                           prune=bool(grid.get("prune", True)), on_trial=landed, history=list(rows.values()))
     for row in sorted(all_rows, key=lambda r: r.number):  # trials the storage held that the results lack
         landed(row)
