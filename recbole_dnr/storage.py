@@ -197,19 +197,24 @@ def release(path, remove=False):
         f.close()  # closing the only descriptor drops the flock
 
 
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old file
-    or the whole new one, never a part."""
+def _replace(path, data):
+    """Write ``data`` (bytes) to a temporary file beside ``path``, then rename it over ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old file
+    or the whole new one, never a part."""
+    _replace(path, text.encode("utf-8"))
 
 
 def write_if_changed(path, data):
@@ -221,16 +226,7 @@ def write_if_changed(path, data):
                 return False
     except OSError:
         pass
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
+    _replace(path, data)
     return True
 
 
