@@ -10,3 +10,12 @@ compat.race_free_ensure_dir()  # two runs starting together both create ./log/<M
 from recbole_dnr import evaluator  # noqa: E402,F401  (registers the list metrics with RecBole)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # ``from recbole_dnr import Recommender`` without importing the serving code for training runs
+    if name in ("Recommender", "Lists"):
+        from recbole_dnr import serve
+
+        return getattr(serve, name)
+    raise AttributeError(f"module 'recbole_dnr' has no attribute '{name}'")

@@ -1,4 +1,5 @@
-"""The ``recbole-dnr`` command (= ``python run_recbole_dnr.py``): train and evaluate one model.
+"""The ``recbole-dnr`` command (= ``python run_recbole_dnr.py``): train and evaluate one model;
+``recbole-dnr recommend ...`` serves a trained one (:mod:`recbole_dnr.serve.cli`).
 
 RecBole's command-line convention: ``--model``, ``--dataset``, ``--config_files`` are the
 launcher's own; every other ``--key=value`` enters the config (yaml syntax, e.g.
@@ -39,6 +40,8 @@ def build_parser():
         "datasets:\n"
         "  ml-100k ships with RecBole; any other dataset in RecBole's url.yaml (ml-1m, ...) is\n"
         "  downloaded to --data_path (default dataset/) on first use; --download=False turns that off.\n\n"
+        "serving:\n"
+        "  recbole-dnr recommend --model_file=<checkpoint> --users=196,186 --k=6  (--help: more)\n\n"
         "examples:\n"
         "  recbole-dnr --model=PRM --dataset=ml-100k\n"
         "  recbole-dnr --model=DNR_PRM --dataset=ml-1m --noise=beta\n"
@@ -70,6 +73,10 @@ def main(argv=None):
     from recbole_dnr.errors import UserInputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "recommend":
+        from recbole_dnr.serve.cli import main as recommend_main
+
+        return recommend_main(argv[1:])
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     bad = [a for a in rest if not a.startswith("--") or "=" not in a]
@@ -80,11 +87,14 @@ def main(argv=None):
     from recbole_dnr.quick_start import run
 
     try:
-        run(model=args.model, dataset=args.dataset, config_file_list=files, nproc=args.nproc,
+        result = run(model=args.model, dataset=args.dataset, config_file_list=files, nproc=args.nproc,
             config_dict=None if args.resume is None else {"resume": yaml.safe_load(args.resume)},
             world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
     except UserInputError as err:  # a usage mistake: the message is the fix; bugs keep their traceback
         raise SystemExit(f"error: {err}")
+    if result and result.get("model_file"):
+        print(f"model saved: {result['model_file']}\n"
+              f"recommend with it: recbole-dnr recommend --model_file={result['model_file']} --users=<id>,<id> --k=6")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from recbole_dnr import compat, distributed, options
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.evaluator import LIST_METRICS
 from recbole_dnr.recbole_models import recbole_class
-from recbole_dnr.registry import get_backbone, get_model
+from recbole_dnr.registry import get_backbone, get_model, model_name
 
 # User keys that ask for the list pipeline: with one of them a RecBole model name
 # (``--model=SASRec --list_mode=slate``) means that model as a reranker of our lists.
@@ -88,13 +88,13 @@ class Config(RecBoleConfig):
         model_class = model if not isinstance(model, str) else get_model(model)
         if model_class.type != ModelType.RERANK and any(k in ext for k in LIST_KEYS):
             model_class = get_backbone(model_class.__name__, role=f"--model={model_class.__name__} with list keys")
-        model_name = model_class.__name__
+        name = model_name(model_class)
         if dataset is None:
             dataset = self.external_config_dict.get("dataset")
             if dataset is None:
                 raise UserInputError("no dataset given: pass --dataset=<name>, or dataset: in a config file or config dict"
                                      + _misspelt("dataset", self.external_config_dict))
-        return model_name, model_class, dataset
+        return name, model_class, dataset
 
     def _model_yamls(self, model, model_class):
         backbone = getattr(model_class, "backbone_name", None)
@@ -122,7 +122,7 @@ class Config(RecBoleConfig):
         defaults_class = getattr(model_class, "defaults_class", None)  # CoRR: its ranker's defaults, then its own
         if defaults_class is not None:
             yaml_class = defaults_class(self.external_config_dict)
-            yaml_model = yaml_class.__name__
+            yaml_model = model_name(yaml_class)
         self.yaml_class = yaml_class
         wrapped = self.wrapped_recbole_model(yaml_class)
         if wrapped:

@@ -5,11 +5,52 @@ Inputs are the interaction log in RecBole's internal ids. Every function is dete
 given its ``rng``.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from recbole_dnr.errors import UserInputError
 
 TRAIN, VALID, TEST = 0, 1, 2
+
+
+class SortedLog(NamedTuple):
+    """The interaction log sorted by (user, time), every field ``[rows]``: ``order`` (original row
+    ids), ``users``, ``items`` (internal ids), ``ratings``, ``times``. What the list builder and the
+    retrievers read; a plain tuple, so ``order, users, items, _, _ = log`` works."""
+
+    order: np.ndarray
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    times: np.ndarray
+
+
+def user_end(users):
+    """``end[u]``: one past the last row of user u in the sorted log ``users [rows]``."""
+    end = np.zeros(int(users.max()) + 1, dtype=np.int64)
+    change = np.append(np.flatnonzero(np.diff(users)), len(users) - 1)
+    end[users[change]] = change + 1
+    return end
+
+
+def label_window(log, starts, window, threshold):
+    """``(items [R, window], liked [R, window])``: the ratings from each request start on, within
+    the user's rows (item -1 past the user's last rating); liked = rating >= ``threshold``."""
+    end = user_end(log.users)[log.users[starts]]
+    rows = starts[:, None] + np.arange(window)
+    ok = rows < end[:, None]
+    rows = np.where(ok, rows, 0)
+    return np.where(ok, log.items[rows], -1), ok & (log.ratings[rows] >= threshold)
+
+
+def distinct_nonzero(values):
+    """Number of distinct non-zero entries of each row of ``values [R, W]`` (int64 numpy)."""
+    v = np.sort(values, axis=1)
+    if v.shape[1] == 0:
+        return np.zeros(len(v), dtype=np.int64)
+    new_value = (v[:, 1:] != v[:, :-1]) & (v[:, 1:] != 0)
+    return new_value.sum(1) + (v[:, 0] != 0)
 
 
 def sort_log(users, times):

@@ -18,9 +18,16 @@ _RESOLVERS = {}  # kind -> fn(name) -> class or None; kinds: "model" (full names
 
 
 def register_model(cls):
-    """Class decorator: make ``cls`` resolvable by name (and ``DNR_<name>`` if it is a backbone)."""
-    _MODELS[cls.__name__] = cls
+    """Class decorator: make ``cls`` resolvable by :func:`model_name` (and ``DNR_<name>`` if it is
+    a backbone)."""
+    _MODELS[model_name(cls)] = cls
     return cls
+
+
+def model_name(cls):
+    """The name a model class goes by in configs, logs and results: its ``registry_name`` where it
+    sets one (``RetrieverOrder`` is ``Retriever``), else its class name."""
+    return cls.__dict__.get("registry_name", cls.__name__)
 
 
 def register_resolver(kind, fn):

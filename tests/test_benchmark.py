@@ -234,7 +234,8 @@ def _probe_rec(variant, seed, test, probe):
 def test_probe_and_table2_markdown_by_hand():
     from types import SimpleNamespace
 
-    from recbole_dnr.benchmark.report import fit_cost, fmt, peak_cell, probe_markdown, table2_markdown
+    from recbole_dnr.benchmark.results import fit_cost, peak_cell
+    from recbole_dnr.benchmark.tables import fmt, probe_markdown, table2_markdown
 
     runs = [_probe_rec("PRM", 1, 0.40, {"0": 0.40, "0.4": 0.30, "weak_retriever": 0.35}),
             _probe_rec("PRM", 2, 0.42, {"0": 0.42, "0.4": 0.34, "weak_retriever": 0.39}),
@@ -269,7 +270,7 @@ def test_probe_and_table2_markdown_by_hand():
 def test_a_dataset_is_plotted_once_a_trained_cell_lands(tmp_path):
     from types import SimpleNamespace
 
-    from recbole_dnr.benchmark.report import render_plots
+    from recbole_dnr.benchmark.plots import render_plots
 
     floor = {"variant": "Retriever", "model": "Retriever", "seed": 1, "test": {"ndcg@6": 0.3}, "valid_curve": [],
              "fit_sec": 0.0}
@@ -294,7 +295,7 @@ def test_retrieve_mode_cell_records_the_retrievers_own_quality(slice_root, in_se
 
 
 def test_valid_curve_panel_draws_the_grids_own_protocol_and_clips_slow_starts():
-    from recbole_dnr.benchmark.report import curve_variants, curve_ylim
+    from recbole_dnr.benchmark.plots import curve_variants, curve_ylim
 
     runs = {"Retriever": [{"valid_curve": []}], "PRM": [{"valid_curve": [0.4]}],
             "PRM@holdout": [{"valid_curve": [0.3]}], "DNR-G": [{"valid_curve": [0.41]}]}
@@ -310,7 +311,7 @@ def test_valid_curve_panel_draws_the_grids_own_protocol_and_clips_slow_starts():
 
 
 def test_scatter_labels_move_left_or_down_until_they_do_not_overlap():
-    from recbole_dnr.benchmark.report import spread_labels
+    from recbole_dnr.benchmark.plots import spread_labels
 
     size = [(40, 10)] * 3
     # two points 2 pt apart with labels 10 pt high: the lower label goes to the left of its point;
@@ -382,7 +383,7 @@ def test_strata_plot_splits_backbone_pairs_from_dnr_pairs_when_crowded(tmp_path,
                          "the cells run with the old settings are named with what changed, before any work; "
                          "--rerun_stale retrains them; reports leave them out")
 def test_cells_run_with_other_settings_are_stale(tmp_path, slice_root, capfd):
-    from recbole_dnr.benchmark.report import load_cells
+    from recbole_dnr.benchmark.results import load_cells
 
     path = grid_file(tmp_path, slice_root, ["PRM"])
     spec = load_spec(path)

@@ -43,7 +43,8 @@ def test_params_file_errors(tmp_path):
 @pytest.fixture()
 def search_files(slice_root, in_session_dir, tmp_path):
     fixed = tmp_path / "fixed.yaml"
-    fixed.write_text(yaml.safe_dump(smoke_config(slice_root, model="PRM", epochs=3)))
+    fixed.write_text(yaml.safe_dump(smoke_config(slice_root, model="PRM", epochs=3,
+                                                 checkpoint_dir=str(tmp_path / "saved"))))
     space = tmp_path / "space.hyper"
     space.write_text(SPACE)
     return str(fixed), str(space), str(tmp_path / "out.md")
@@ -68,6 +69,7 @@ def test_two_trials_write_table_and_a_best_config_that_reproduces(search_files):
     again = objective_function(config_file_list=[best_file])  # the yaml alone trains the best trial again
     assert again["best_valid_score"] == best.best_valid
     assert again["test_result"]["ndcg@6"] == pytest.approx(best.test, abs=0)
+    assert glob.glob(os.path.join(os.path.dirname(out), "saved", "*.pth")) == [again["model_file"]]  # trials keep none
 
 
 def test_search_resumes_from_its_storage(search_files, tmp_path):
@@ -106,3 +108,6 @@ def test_stopped_run_leaves_no_resume_state(slice_root, in_session_dir):
     with pytest.raises(TrainingStopped):
         objective_function(config_dict=cfg, callback_fn=stop)
     assert glob.glob("saved-stopped/resume/*.pth") == []
+    with pytest.raises(TrainingStopped):
+        objective_function(config_dict=cfg, callback_fn=stop, keep_model=False)
+    assert len(glob.glob("saved-stopped/*.pth")) == 1  # the first run's best checkpoint only

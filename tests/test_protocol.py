@@ -104,11 +104,11 @@ def test_lists_are_presented_in_retriever_order_not_slate_first():
 @given(st.lists(st.lists(st.integers(0, 6), min_size=0, max_size=5), min_size=1, max_size=6)
        .filter(lambda rows: len({len(r) for r in rows}) == 1))
 def test_distinct_nonzero_counts_each_rows_distinct_items(rows):
-    from recbole_dnr.data.dataset import _distinct_nonzero
+    from recbole_dnr.protocol import distinct_nonzero
 
     values = np.array(rows, dtype=np.int64).reshape(len(rows), -1)
     expected = [len(set(r) - {0}) for r in rows]
-    assert _distinct_nonzero(values).tolist() == expected
+    assert distinct_nonzero(values).tolist() == expected
 
 
 @settings(max_examples=60, deadline=None)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from recbole.data.interaction import Interaction
 
-from recbole_dnr.data.dataset import shuffle_candidates
+from recbole_dnr.data.candidates import shuffle_candidates
 from recbole_dnr.fields import HISTORY_ITEM, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.model.abstract_reranker import ScoreFeature
 from recbole_dnr.registry import get_model

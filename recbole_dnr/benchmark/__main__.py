@@ -18,7 +18,8 @@ import subprocess
 import sys
 import time
 
-from recbole_dnr.benchmark.report import render, write_results_csv
+from recbole_dnr.benchmark.report import render
+from recbole_dnr.benchmark.results import write_results_csv
 from recbole_dnr.benchmark.spec import load_spec
 from recbole_dnr.errors import UserInputError
 

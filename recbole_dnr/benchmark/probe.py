@@ -58,7 +58,9 @@ def weak_retriever_scores(config, dataset, split, overrides):
     if vectors is None:
         rows = dataset.log_arrays()[0][dataset.training_period_mask()]
         logging.getLogger().info(f"Weak retriever for the robustness probe: {overrides}")
-        vectors = recbole_retriever.train_retriever(_ConfigView(dataset.config, overrides), dataset, rows, seed=dataset.list_seed)
+        starts, _, req_users = dataset.request_layout()
+        vectors = recbole_retriever.train_retriever(_ConfigView(dataset.config, overrides), dataset, dataset.log_arrays(),
+                                                    (starts, req_users), rows, seed=dataset.list_seed)
         storage.save(vectors, path)
     inter = split.inter
     query, item_emb = recbole_retriever.queries(vectors, inter[REQUEST_ID].numpy(), inter[dataset.uid_field].numpy())

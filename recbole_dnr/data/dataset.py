@@ -19,14 +19,16 @@ from recbole.data.interaction import Interaction
 from recbole.utils import set_color
 
 from recbole_dnr import protocol, storage
+from recbole_dnr.data.candidates import candidate_lists, shuffle_candidates
 from recbole_dnr.data.request_set import RequestSet
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.evaluator.metrics import list_auc
-from recbole_dnr.evaluator.retrieval import retrieval_ndcg, retrieval_recall
+from recbole_dnr.evaluator.retrieval import retrieval_ndcg
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
-from recbole_dnr.retrieval import recbole_retriever, topk
+from recbole_dnr.retrieval import recbole_retriever
 
 CACHE_VERSION = 2
+SERVING_FORMAT = 1  # layout of ListDataset.serving_state in a checkpoint
 PROTOCOL_KEYS = [
     "list_mode", "candidate_num", "slate_size", "label_threshold", "max_history", "valid_slates",
     "test_slates", "filler_sampling", "filler_pool", "label_window", "retriever_fit", "crossfit_folds",
@@ -50,7 +52,8 @@ class ListDataset(Dataset):
         return self.config["list_seed"] if self.config["list_seed"] is not None else self.config["seed"]
 
     # ------------------------------------------------------------------ cache
-    def _source_fingerprint(self):
+    def source_fingerprint(self):
+        """``[(file name, size, sha256)]`` of the dataset's atomic files."""
         # content, not mtime: a re-copied, unchanged data folder (new mtimes) keeps its lists; hashed once
         # per dataset object (cache_key is asked for the lists, the retriever file and the probes)
         if getattr(self, "_fingerprint", None) is None:
@@ -66,7 +69,7 @@ class ListDataset(Dataset):
         payload = {k: self.config[k] for k in sorted(keys - {"seed", "list_seed"})}
         payload["list_seed"] = self.list_seed
         payload.update({k: self.config[k] for k, old in recbole_retriever.LATER_KEYS.items() if self.config[k] != old})
-        payload.update(dataset=self.dataset_name, files=self._source_fingerprint(), version=CACHE_VERSION)
+        payload.update(dataset=self.dataset_name, files=self.source_fingerprint(), version=CACHE_VERSION)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:16]
 
@@ -111,7 +114,8 @@ class ListDataset(Dataset):
         return m.asformat(form)
 
     def log_arrays(self):
-        """The log sorted by (user, time): ``order`` (original row ids), users, items, ratings, times.
+        """The log sorted by (user, time), a :class:`~recbole_dnr.protocol.SortedLog`: ``order``
+        (original row ids), users, items, ratings, times.
 
         Read from the DataFrame, before RecBole converts it to float32 tensors: float32 holds
         Unix timestamps only to 64 s, which would reorder close ratings (and leak a later rating
@@ -126,7 +130,7 @@ class ListDataset(Dataset):
             ratings = f[self.config["RATING_FIELD"]].to_numpy(dtype=np.float64)
             times = f[self.config["TIME_FIELD"]].to_numpy(dtype=np.float64)
             order = protocol.sort_log(users, times)
-            self._sorted_log = (order, users[order], items[order], ratings[order], times[order])
+            self._sorted_log = protocol.SortedLog(order, users[order], items[order], ratings[order], times[order])
             self._change_feat_format()  # RecBole's build() does this first, too
         return self._sorted_log
 
@@ -177,10 +181,13 @@ class ListDataset(Dataset):
                 jobs.append((held, keep, self.list_seed + k + 1))
         lists = None
         for k, (req, rows, seed) in enumerate(jobs):
-            embs = recbole_retriever.train_retriever(cfg, self, order[rows], seed=seed)
-            if k == 0 and cfg["list_cache"]:  # the independent retriever, for CoRR and the retrieval metrics
-                storage.save(embs, self._retriever_path())
-            part = self._lists_for(embs, req, starts, users, items, z_log, train_rows, seed=k)
+            embs = self._train_retriever(order[rows], seed)
+            if k == 0:  # the independent retriever, for CoRR, the retrieval metrics and serving
+                self._holdout_vectors = embs
+                if cfg["list_cache"]:
+                    storage.save(embs, self._retriever_path())
+            part = candidate_lists(cfg, self.log_arrays(), self.item_num, self.list_seed, embs, req, starts, train_rows,
+                                   seed=k)
             if lists is None:
                 lists = {key: np.zeros((len(starts),) + v.shape[1:], v.dtype) for key, v in part.items()}
             for key in lists:
@@ -240,62 +247,6 @@ class ListDataset(Dataset):
             "users_without_test": int((with_lists & (per_split[1] == 0)).sum()),
         }
 
-    def _lists_for(self, embs, req, starts, users, items, z_log, train_rows, seed, with_n_pos=False):
-        """Candidates, x, z and slate mask for requests ``req`` scored by retriever ``embs``
-        (and, in retrieve mode with ``with_n_pos``, the number of positives in each label window)."""
-        cfg = self.config
-        rng = np.random.default_rng([self.list_seed, seed])
-        n, size = cfg["candidate_num"], cfg["slate_size"]
-        first = protocol.user_bounds(users)
-        r_users = users[starts[req]]
-        query, item_emb = recbole_retriever.queries(embs, req, r_users)  # [len(req), d]: one query per request
-        q_rows = np.arange(len(req))
-        if cfg["list_mode"] == "slate":
-            slate_rows = starts[req][:, None] + np.arange(size)
-            slate_items, slate_z = items[slate_rows], z_log[slate_rows]
-            codes = protocol.rated_codes(users, items, self.item_num)
-            mode = cfg["filler_sampling"]
-            if mode == "uniform":
-                fill = protocol.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes)
-            elif mode == "popularity":
-                pop = np.bincount(items[train_rows], minlength=self.item_num)
-                fill = protocol.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, weights=pop)
-            else:  # "retriever" (values were checked in _check_options)
-                user_end = _user_end(users)
-                pools = self._topk_unseen(query, item_emb, first[r_users], user_end[r_users], items,
-                                          max(cfg["filler_pool"], n))
-                fill = protocol.sample_fillers(rng, r_users, slate_items, n - size, self.item_num, codes, pools=pools)
-            cand = np.concatenate([slate_items, fill], 1)
-            label = np.concatenate([slate_z, np.zeros_like(fill)], 1)
-            slate = np.concatenate([np.ones_like(slate_z), np.zeros_like(fill)], 1)
-            recall = np.ones(len(req))  # every slate item is a candidate by construction
-        else:  # "retrieve"
-            cand = self._topk_unseen(query, item_emb, first[r_users], starts[req], items, n)
-            w_items, w_pos = self._label_window(starts[req])
-            match = cand[:, :, None] == w_items[:, None, :]
-            label = (match & w_pos[:, None, :]).any(2).astype(np.int64)
-            slate = match.any(2).astype(np.int64)
-            n_pos = _distinct_nonzero(np.where(w_pos, w_items, 0))
-            recall = retrieval_recall(label, n_pos)
-        x = topk.normalise(topk.score_pairs(query, item_emb, q_rows, cand), cfg["score_norm"])
-        cand, x, label, slate = protocol.order_by_score(cand, x, label, slate)
-        out = {"items": cand, "x": x, "label": label, "slate": slate, "recall": recall}
-        if cfg["list_mode"] == "retrieve" and with_n_pos:
-            out["n_pos"] = n_pos
-        return out
-
-    def _topk_unseen(self, query, item_emb, excl_lo, excl_hi, items, k):
-        """Top-``k`` items per query ``[R, d]`` not among ``items[excl_lo[r]:excl_hi[r]]``: exact
-        (blocked scoring + topk) or, with ``retriever_search: ann``, through a FAISS index."""
-        rows = np.arange(len(query))
-        if self.config["retriever_search"] != "ann":
-            return topk.topk_unseen(query, item_emb, rows, excl_lo, excl_hi, items, k)
-        from recbole_dnr.retrieval import ann
-
-        index = ann.AnnIndex(item_emb, ann.ann_settings(self.config), threads=torch.get_num_threads())
-        return ann.topk_unseen(index, query, excl_lo, excl_hi, items, k,
-                               exact=lambda r: topk.topk_unseen(query, item_emb, r, excl_lo[r], excl_hi[r], items, k))
-
     # ------------------------------------------------------------------ a trainable retriever (CoRR)
     def request_layout(self):
         """``(starts, splits, users)`` of every request (request id = index), cut from the sorted log."""
@@ -309,14 +260,35 @@ class ListDataset(Dataset):
         """Vectors of the independent retriever (``(user, item)``, or ``{"request", "item"}`` for a
         sequential one), fitted on the whole training period with the list seed (the holdout
         retriever of the lists), cached beside them."""
+        if getattr(self, "_holdout_vectors", None) is not None:
+            return self._holdout_vectors
         path = self._retriever_path()
         embs = storage.load_cache(path)
         if embs is not None:
+            self._holdout_vectors = embs
             return embs
-        embs = recbole_retriever.train_retriever(self.config, self, self.log_arrays()[0][self.training_period_mask()],
-                                  seed=self.list_seed)
+        embs = self._train_retriever(self.log_arrays().order[self.training_period_mask()], self.list_seed)
         storage.save(embs, path)
+        self._holdout_vectors = embs
         return embs
+
+    def serving_state(self):
+        """What a checkpoint carries so that :class:`recbole_dnr.serve.Recommender` can serve the
+        model without retraining: the retriever's vectors (those that scored the valid/test lists),
+        the data files' fingerprint and their absolute folder."""
+        vectors = self.retriever_embeddings()
+        two_tower = not isinstance(vectors, dict)  # a sequential retriever's queries are per request
+        return {"format": SERVING_FORMAT, "retriever": tuple(vectors) if two_tower else None,
+                "retriever_kind": "two_tower" if two_tower else "sequential",
+                "fingerprint": self.source_fingerprint(), "data_path": os.path.abspath(self.config["data_path"])}
+
+    def model_view(self):
+        """An empty :class:`RequestSet`: what a model is built on when no lists are needed (serving)."""
+        return RequestSet(self, Interaction({}), "serve")
+
+    def _train_retriever(self, rows, seed):
+        starts, _, req_users = self.request_layout()
+        return recbole_retriever.train_retriever(self.config, self, self.log_arrays(), (starts, req_users), rows, seed)
 
     def _retriever_path(self):
         return self.cache_path()[:-len(".pth")] + "-retriever.pth"
@@ -333,7 +305,7 @@ class ListDataset(Dataset):
 
     def window_positive_count(self, request_ids):
         """Distinct liked items in each request's label window ``[R]`` (int64 tensor)."""
-        return torch.as_tensor(_distinct_nonzero(self.window_positives(request_ids).numpy()))
+        return torch.as_tensor(protocol.distinct_nonzero(self.window_positives(request_ids).numpy()))
 
     def training_period_mask(self):
         """Bool ``[rows]`` over the sorted log: the rows before each user's first valid/test slate
@@ -342,14 +314,7 @@ class ListDataset(Dataset):
         return protocol.training_rows(self.log_arrays()[1], starts, splits)
 
     def _label_window(self, starts):
-        """``(items [R, label_window], liked [R, label_window])`` of the ratings from each request
-        start on, within the user's rows (item -1 past the user's last rating)."""
-        _, users, items, ratings, _ = self.log_arrays()
-        end = _user_end(users)[users[starts]]
-        rows = starts[:, None] + np.arange(self.config["label_window"])
-        ok = rows < end[:, None]
-        rows = np.where(ok, rows, 0)
-        return np.where(ok, items[rows], -1), ok & (ratings[rows] >= self.config["label_threshold"])
+        return protocol.label_window(self.log_arrays(), starts, self.config["label_window"], self.config["label_threshold"])
 
     def prior_rows(self, request_ids):
         """``(lo, hi) [R]``: the sorted-log rows of each request's user before the request
@@ -367,11 +332,10 @@ class ListDataset(Dataset):
         of x over the retrieved list, NaN where the list lacks a positive or a negative)."""
         if self.config["list_mode"] != "retrieve":
             raise UserInputError("retrieving lists anew needs list_mode: retrieve")
-        order, users, items, ratings, _ = self.log_arrays()
-        z_log = (ratings >= self.config["label_threshold"]).astype(np.int64)
         starts, _, _ = self.request_layout()
         req = split.inter[REQUEST_ID].numpy()
-        part = self._lists_for(vectors, req, starts, users, items, z_log, None, seed=0, with_n_pos=True)
+        part = candidate_lists(self.config, self.log_arrays(), self.item_num, self.list_seed, vectors, req, starts, None,
+                               seed=0, with_n_pos=True)
         inter = dict(split.inter.interaction)
         inter.update({self.iid_field: torch.as_tensor(part["items"]),
                       SCORE: torch.as_tensor(part["x"], dtype=torch.float32),
@@ -388,36 +352,3 @@ class ListDataset(Dataset):
                                  "has_positive": torch.as_tensor(part["n_pos"] > 0)}
         return out
 
-
-def shuffle_candidates(split, list_seed):
-    """``list_order: shuffled``: each request's candidates (items, x, z, slate mask) in a random
-    order drawn from (``list_seed``, request id), so it is the same in every split, epoch and run,
-    and independent of the retriever's order. The stored lists are untouched."""
-    ids = split[REQUEST_ID].numpy()
-    n = split[SCORE].shape[1]
-    # row r of one stream's [max_id + 1, n] table, whatever the table's length: same in every split
-    table = np.random.default_rng([list_seed, 104729]).random((int(ids.max()) + 1 if len(ids) else 0, n))
-    keys = table[ids]
-    perm = torch.as_tensor(np.argsort(keys, axis=1, kind="stable"))
-    out = dict(split)
-    for key, value in split.items():
-        if value.dim() == 2 and value.shape[1] == n and key not in (HISTORY_ITEM, HISTORY_LABEL):
-            out[key] = value.gather(1, perm)
-    return out
-
-
-def _distinct_nonzero(values):
-    """Number of distinct non-zero entries of each row of ``values [R, W]`` (int64 numpy)."""
-    v = np.sort(values, axis=1)
-    if v.shape[1] == 0:
-        return np.zeros(len(v), dtype=np.int64)
-    new_value = (v[:, 1:] != v[:, :-1]) & (v[:, 1:] != 0)
-    return new_value.sum(1) + (v[:, 0] != 0)
-
-
-def _user_end(users):
-    """``end[u]``: one past the last row of user u in the sorted log."""
-    end = np.zeros(int(users.max()) + 1, dtype=np.int64)
-    change = np.append(np.flatnonzero(np.diff(users)), len(users) - 1)
-    end[users[change]] = change + 1
-    return end

@@ -182,7 +182,8 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
                 raise TrainingStopped(f"pruned after epoch {epoch + 1}")
 
         try:
-            result = objective_function({**fixed, **values, "resume": True}, config_files, callback_fn=report)
+            result = objective_function({**fixed, **values, "resume": True}, config_files, callback_fn=report,
+                                        keep_model=False)  # a trial's checkpoint: best.yaml retrains the best
         except TrainingStopped:
             trial.set_user_attr("seconds", time.perf_counter() - started)
             raise optuna.TrialPruned() from None
@@ -246,7 +247,7 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
 
     def objective(config_dict, config_file_list):
         values = {k: by_name[k].cast(v) if k in by_name else v for k, v in config_dict.items()}  # quniform -> int
-        result = objective_function({**fixed, **values}, config_file_list)
+        result = objective_function({**fixed, **values}, config_file_list, keep_model=False)
         row = _row_from_result(len(rows), values, result, valid_metric)
         rows.append(row)
         if on_trial:

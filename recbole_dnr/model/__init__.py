@@ -6,7 +6,7 @@ from recbole_dnr.model.corr import CoRR
 from recbole_dnr.model.dnr import DNR
 from recbole_dnr.model.recbole_reranker import RecBoleReranker
 from recbole_dnr.model.rerankers import DLCM, PIER, PRM, MiDNN, SetRank
-from recbole_dnr.model.retriever import Retriever
+from recbole_dnr.model.retriever_order import RetrieverOrder
 
 __all__ = ["ListRecommender", "ListBackbone", "NeuralReranker", "ScoreFeature", "PRM", "DLCM", "MiDNN",
-           "SetRank", "PIER", "RecBoleReranker", "Retriever", "DNR", "CoRR"]
+           "SetRank", "PIER", "RecBoleReranker", "RetrieverOrder", "DNR", "CoRR"]

@@ -123,7 +123,8 @@ class CoRR(ListRecommender):
         """BPR-MF (default) or a RecBole sequential model (``retriever_model: SASRec``, ...)."""
         model_class = corr_retriever_class(config)
         if is_sequential(model_class):
-            return SequentialRetriever(config, lists, model_class)
+            starts, _, req_users = lists.request_layout()
+            return SequentialRetriever(config, lists, lists.log_arrays(), (starts, req_users), model_class)
         init = lists.retriever_embeddings() if config["corr_retriever_init"] == "pretrained" else None
         return MFRetriever(dataset.user_num, self.n_items, config["retriever_embedding_size"], init,
                            user_field=self.USER_ID)

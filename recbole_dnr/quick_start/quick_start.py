@@ -55,6 +55,8 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     need = 3 * 3 * 4 * sum(p.numel() for p in model.parameters()) + MIN_FREE
     storage.check_writable(config["checkpoint_dir"], need, "checkpoint_dir", CHECKPOINT_FIX)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, model)
+    if is_reranker(config):
+        trainer.checkpoint_extras["serving"] = ds.serving_state()  # Recommender.load needs no retraining
     return config, ds, (train_data, valid_data, test_data), model, trainer
 
 
@@ -73,13 +75,30 @@ class TrainingStopped(Exception):
     resume state is discarded, and the exception goes on to the caller."""
 
 
-def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, callback_fn=None):
+def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, callback_fn=None,
+                    keep_model=True):
     """Train ``model`` on ``dataset`` and evaluate on test; returns RecBole's result dict plus
-    ``model``, ``epochs`` (trained), ``best_epoch`` and ``seconds`` (training and test).
-    ``callback_fn(epoch, valid_score)`` runs after each evaluation (RecBole's hook)."""
+    ``model``, ``epochs`` (trained), ``best_epoch``, ``seconds`` (training and test) and, for a
+    saved reranker, ``model_file`` (what :class:`recbole_dnr.serve.Recommender` loads).
+    ``callback_fn(epoch, valid_score)`` runs after each evaluation (RecBole's hook);
+    ``keep_model=False`` deletes the best checkpoint once it has been tested (search trials)."""
     started = time.perf_counter()
     config, ds, (train_data, valid_data, test_data), model, trainer = build(
         model, dataset, config_file_list, config_dict)
+    drop = saved and not keep_model and distributed.rank() == 0
+    try:
+        result = _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved, callback_fn, started)
+    except TrainingStopped:  # (any other failure keeps it: a resumed run needs its best checkpoint)
+        if drop and os.path.isfile(trainer.saved_model_file):
+            os.remove(trainer.saved_model_file)
+        raise
+    if drop and os.path.isfile(trainer.saved_model_file):
+        os.remove(trainer.saved_model_file)
+        result.pop("model_file", None)
+    return result
+
+
+def _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved, callback_fn, started):
     logger = getLogger()
     try:
         best_valid_score, best_valid_result = trainer.fit(
@@ -104,6 +123,8 @@ def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict
     result["best_epoch"] = selected_epoch(curve) if curve else None
     result["valid_curve"] = list(curve or [])
     result["seconds"] = time.perf_counter() - started
+    if saved and is_reranker(config):
+        result["model_file"] = os.path.abspath(trainer.saved_model_file)  # Recommender.load(model_file) serves it
     if is_reranker(config):
         result["list_stats"] = ds.stats
         if config["save_predictions"] and distributed.rank() == 0:
@@ -187,7 +208,7 @@ def _run_rank(local_rank, model, dataset, config_file_list, config_dict, saved, 
     dist.destroy_process_group()
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True, callback_fn=None):
+def objective_function(config_dict=None, config_file_list=None, saved=True, callback_fn=None, keep_model=True):
     """Quiet run for tests and hyper-parameter search (RecBole-GNN's signature; the result has every
     key RecBole's ``HyperTuning`` reads: model, best_valid_score, valid_score_bigger, best_valid_result,
     test_result)."""
@@ -196,5 +217,5 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, call
     config_dict.setdefault("show_progress", False)
     logging.basicConfig(level=logging.ERROR)
     result = run_recbole_dnr(config_dict=config_dict, config_file_list=config_file_list, saved=saved,
-                             callback_fn=callback_fn)
+                             callback_fn=callback_fn, keep_model=keep_model)
     return OrderedDict(result)

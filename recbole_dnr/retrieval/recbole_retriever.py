@@ -151,9 +151,11 @@ class RetrieverTrainer(Trainer):
         return optimizer
 
 
-def train_retriever(config, dataset, rows, seed):
-    """Train the retriever (``retriever_model``, BPR-MF by default), seeded with ``seed``, on
-    ``dataset``'s interaction rows ``rows`` (original row ids).
+def train_retriever(config, dataset, log, requests, rows, seed):
+    """Train the retriever (``retriever_model``, BPR-MF by default), seeded with ``seed``, on the
+    interaction rows ``rows`` (original row ids) of ``dataset`` (RecBole's: the model is built on
+    it); ``log`` is its (user, time)-sorted log and ``requests`` ``(starts, users)`` the requests a
+    sequential retriever returns a query for.
 
     ``retriever_loader: fast`` feeds RecBole's Trainer from index arrays (:class:`PairDataLoader`);
     ``recbole`` (the lists of before) copies the rows into a dataset and uses RecBole's sampler
@@ -167,7 +169,8 @@ def train_retriever(config, dataset, rows, seed):
     rconf["seed"] = seed
     init_seed(rconf["seed"], rconf["reproducibility"])
     if is_sequential(model_class):
-        return train_sequential(rconf, dataset, model_class, rows, RetrieverTrainer, config["show_progress"])
+        return train_sequential(rconf, dataset, log, requests, model_class, rows, RetrieverTrainer,
+                                config["show_progress"])
     rows_t = torch.as_tensor(rows, dtype=torch.long)
     if rconf["retriever_loader"] == "fast":
         f = dataset.inter_feat

@@ -33,15 +33,16 @@ def check_sequential(name):
                              f"vector>; supported: {', '.join(REPRESENTATION_MODELS)}")
 
 
-def train_sequential(rconf, dataset, model_class, rows, trainer_class, show_progress=False):
-    """Train ``model_class`` on the original log rows ``rows``; query vectors of every request."""
-    order, users, items, _, _ = dataset.log_arrays()
+def train_sequential(rconf, dataset, log, requests, model_class, rows, trainer_class, show_progress=False):
+    """Train ``model_class`` (built on RecBole's ``dataset``) on the original log rows ``rows`` of
+    the sorted ``log``; query vectors of every request of ``requests`` ``(starts, users)``."""
+    order, users, items, _, _ = log
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     sub = np.sort(inverse[np.asarray(rows)])  # positions in the (user, time)-sorted log
     s_users, s_items = users[sub], items[sub]
     targets = np.flatnonzero(np.arange(len(sub)) > protocol.user_bounds(s_users)[s_users])
-    window = min(rconf["MAX_ITEM_LIST_LENGTH"], dataset.config["max_history"])
+    window = rconf["MAX_ITEM_LIST_LENGTH"]  # = max_history (retriever_config)
     hist, _, _ = protocol.history(s_items, np.zeros_like(s_items), s_users, targets, window)
     seq, length = recbole_sequence(torch.as_tensor(hist), window)
     model = model_class(rconf, dataset).to(rconf["device"])
@@ -53,15 +54,16 @@ def train_sequential(rconf, dataset, model_class, rows, trainer_class, show_prog
     trainer.fit(SequenceLoader(fields, rconf["train_batch_size"], rconf["seed"]), None, verbose=False, saved=False,
                 show_progress=show_progress)
     trainer.tensorboard.close()
-    return request_vectors(model, dataset, window)
+    return request_vectors(model, log, requests, window)
 
 
 @torch.no_grad()
-def request_vectors(model, dataset, window, batch=4096):
-    """``{"request": q [R, d], "item": e [n_items, d]}`` for every request of ``dataset``."""
+def request_vectors(model, log, requests, window, batch=4096):
+    """``{"request": q [R, d], "item": e [n_items, d]}`` for the requests ``(starts, users)`` of the
+    sorted ``log`` (each query encodes the last ``window`` items before the request)."""
     model.eval()
-    _, users, items, _, _ = dataset.log_arrays()
-    starts, _, req_users = dataset.request_layout()
+    _, users, items, _, _ = log
+    starts, req_users = requests
     hist, _, _ = protocol.history(items, np.zeros_like(items), users, starts, window)
     seq, length = recbole_sequence(torch.as_tensor(hist), window)
     u = torch.as_tensor(req_users)
@@ -81,19 +83,20 @@ class SequentialRetriever(torch.nn.Module):
     """A RecBole sequential model as CoRR's trainable retriever: s_re(r, i) = <q_r, e_i>, with
     q_r the model's encoding of request r's history (the last ``window`` items) ``[B, d]`` and
     e_i its item embeddings; trained by CoRR's losses instead of the model's own (the CoRR
-    authors' SASRec retriever). Built on ``lists`` (the ListDataset) with the retriever's config
-    (``retriever_embedding_size`` sets ``hidden_size``; the rest from RecBole's yaml)."""
+    authors' SASRec retriever). Built on RecBole's ``dataset`` with the retriever's config
+    (``retriever_embedding_size`` sets ``hidden_size``; the rest from RecBole's yaml); ``log`` and
+    ``requests`` ``(starts, users)`` are what :meth:`embeddings` encodes."""
 
-    def __init__(self, config, lists, model_class):
+    def __init__(self, config, dataset, log, requests, model_class):
         super().__init__()
         from recbole_dnr.retrieval.recbole_retriever import retriever_config
 
         check_sequential(model_class.__name__)
         rconf = retriever_config(config, model_class)
-        self.model = model_class(rconf, lists)
-        self.window = min(rconf["MAX_ITEM_LIST_LENGTH"], config["max_history"])
+        self.model = model_class(rconf, dataset)
+        self.window = rconf["MAX_ITEM_LIST_LENGTH"]
         self.user_field = config["USER_ID_FIELD"]
-        self._lists = [lists]  # in a list: a dataset is not a module attribute to register
+        self._log, self._requests = log, requests
 
     def all_scores(self, batch):
         """s_re of every item for the requests of ``batch`` (their history): ``[B, n_items]``."""
@@ -104,6 +107,6 @@ class SequentialRetriever(torch.nn.Module):
     def embeddings(self):
         """``{"request": q [R, d], "item": e [n_items, d]}`` of every request (what the list builder takes)."""
         was_training = self.model.training
-        out = request_vectors(self.model, self._lists[0], self.window)
+        out = request_vectors(self.model, self._log, self._requests, self.window)
         self.model.train(was_training)
         return out

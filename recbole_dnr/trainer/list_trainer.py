@@ -64,6 +64,7 @@ class ListTrainer(Trainer):
         self._fit_started = None
         self._time_epochs()
         self.last_eval = None
+        self.checkpoint_extras = {}  # more entries of every checkpoint (quick_start adds "serving")
         # RecBole names checkpoints <model>-<time to the second>: two runs started in the same
         # second (parallel jobs sharing checkpoint_dir) would overwrite each other's best model.
         stem = os.path.splitext(os.path.basename(self.saved_model_file))[0]
@@ -249,6 +250,7 @@ class ListTrainer(Trainer):
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             **self._extra_state(),
+            **self.checkpoint_extras,
         }
         if distributed.rank() == 0:
             storage.save(state, path)
