@@ -80,6 +80,12 @@ def test_search_resumes_from_its_storage(search_files, tmp_path):
     both, _ = main(base + ["--max_evals=2"])
     assert len(both) == 2 and both[0].params == first[0].params and both[0].best_valid == first[0].best_valid
     assert both[0].seconds == first[0].seconds  # read back from the study, not trained again
+    db = f"sqlite:///{tmp_path / 'random.db'}"  # a continued seeded sampler does not replay its first draws
+    base = [f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", f"--storage={db}",
+            "--algo=random"]
+    main(base + ["--max_evals=1"])
+    again, _ = main(base + ["--max_evals=2"])
+    assert again[1].params != again[0].params
 
 
 def test_hyperopt_tool_runs_recboles_hypertuning(search_files):

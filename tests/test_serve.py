@@ -155,6 +155,9 @@ def test_serving_errors_name_the_problem(prm, tmp_path):
         Recommender.load(str(other))
     with pytest.raises(UserInputError, match="pass data_path="):
         Recommender.load(trainer.saved_model_file, data_path=str(tmp_path))
+    root = os.path.dirname(ds.config["data_path"])  # as training was given it, or the dataset's own folder
+    for given in (root, ds.config["data_path"]):
+        assert Recommender.load(trainer.saved_model_file, data_path=given).recommend([user]) == rec.recommend([user])
 
 
 def test_given_scores_are_the_retrievers_logits(prm):

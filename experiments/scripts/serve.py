@@ -5,6 +5,7 @@ and an HTTP load test with a soak.
     python experiments/scripts/serve.py models --data_path ../shared/data        # train the 4 checkpoints
     python experiments/scripts/serve.py bench  --data_path ../shared/data --out experiments/results/serve/bench.json
     python experiments/scripts/serve.py http   --out experiments/results/serve/http.json --clients 8 --seconds 60 --soak 300
+    python experiments/scripts/serve.py probe  --out experiments/results/serve/http_probe.json --clients 8 --threads 1
     python experiments/scripts/serve.py report --results experiments/results/serve   # prints the markdown tables
 
 Latency does not depend on the weights' values, so the checkpoints are 1-epoch runs (the same
@@ -220,8 +221,24 @@ def _rss_mib(pid):
     return float("nan")
 
 
-def cmd_http(args):
+def _start_server(args, path):
+    """``python -m recbole_dnr.serve`` in a subprocess, once it answers ``/health``: ``(process, base url)``."""
     import httpx
+
+    server = subprocess.Popen([sys.executable, "-m", "recbole_dnr.serve", f"--model_file={path}", f"--port={args.port}",
+                               f"--threads={args.threads}"] + ([f"--data_path={args.data_path}"] if args.data_path
+                                                               else []))
+    base = f"http://127.0.0.1:{args.port}"
+    for _ in range(600):
+        try:
+            httpx.get(base + "/health")
+            break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return server, base
+
+
+def cmd_http(args):
 
     from recbole_dnr import Recommender
 
@@ -229,18 +246,8 @@ def cmd_http(args):
     rec = Recommender.load(path, data_path=args.data_path)
     users = [str(t) for t in rec._user_tokens[1:]]
     torch.set_num_threads(1)  # the server gets the other core(s)
-    port = args.port
-    server = subprocess.Popen([sys.executable, "-m", "recbole_dnr.serve", f"--model_file={path}", f"--port={port}",
-                               f"--threads={args.threads}"] + ([f"--data_path={args.data_path}"] if args.data_path
-                                                               else []))
-    base = f"http://127.0.0.1:{port}"
+    server, base = _start_server(args, path)
     try:
-        for _ in range(600):
-            try:
-                httpx.get(base + "/health")
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
         # one client, one request at a time: HTTP + JSON overhead over the in-process call
         lat1, err1 = asyncio.run(_load(base, users, 1, args.seconds / 2))
         rss0 = _rss_mib(server.pid)
@@ -256,6 +263,39 @@ def cmd_http(args):
                     "per_s": len(lat) / args.seconds, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99)},
            "soak": {"seconds": args.soak, "requests": len(soak_lat), "errors": soak_err,
                     "rss_before_mib": rss0, "rss_after_mib": rss1}}
+    print(json.dumps(out, indent=1))
+    with open(args.out + ".tmp", "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(args.out + ".tmp", args.out)
+
+
+def cmd_probe(args):
+    """Where HTTP's time goes and whether RSS is flat: one keep-alive synchronous client timing
+    ``GET /health`` (transport + framework, no model) and ``POST /recommend`` (2,000 each after 200
+    warm-up), then RSS after each of four minutes of ``--clients`` concurrent clients."""
+    import httpx
+
+    from recbole_dnr import Recommender
+
+    path = _models()[args.model]
+    users = [str(t) for t in Recommender.load(path, data_path=args.data_path)._user_tokens[1:]]
+    server, base = _start_server(args, path)
+    out = {"model": args.model, "command": " ".join(sys.argv), "server_threads": args.threads}
+    try:
+        with httpx.Client(base_url=base) as c:
+            calls = {"health": lambda: c.get("/health"),
+                     "recommend": lambda: c.post("/recommend", json={"user_ids": ["10"], "k": 6})}
+            for name, fn in calls.items():
+                _time(fn, 200)
+                out[f"{name}_p50_ms"] = _pct(_time(fn, 2000), 50)
+        rss = []
+        for _ in range(4):
+            asyncio.run(_load(base, users, args.clients, 60))
+            rss.append(_rss_mib(server.pid))
+        out["rss_after_each_minute_mib"] = rss
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     print(json.dumps(out, indent=1))
     with open(args.out + ".tmp", "w") as f:
         json.dump(out, f, indent=1)
@@ -285,7 +325,7 @@ def cmd_report(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["models", "bench", "http", "report"])
+    parser.add_argument("command", choices=["models", "bench", "http", "probe", "report"])
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--out", default="experiments/results/serve/bench.json")
     parser.add_argument("--results", default="experiments/results/serve")
@@ -298,7 +338,8 @@ def main():
     parser.add_argument("--soak", type=float, default=300)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    {"models": cmd_models, "bench": cmd_bench, "http": cmd_http, "report": cmd_report}[args.command](args)
+    {"models": cmd_models, "bench": cmd_bench, "http": cmd_http, "probe": cmd_probe,
+     "report": cmd_report}[args.command](args)
 
 
 if __name__ == "__main__":

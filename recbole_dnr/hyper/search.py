@@ -126,12 +126,16 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
             raise UserInputError("--algo=grid needs discrete parameters (choice, quniform); use tpe or random")
         search_space = {p.name: p.grid() if all(map(_primitive, p.grid())) else list(range(len(p.grid())))
                         for p in params}
-        sampler = optuna.samplers.GridSampler(search_space, seed=seed)
         max_evals = min(max_evals, math.prod(len(v) for v in search_space.values()))
-    elif algo == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(1, max_evals // 3)))
+
+    def make_sampler(s):
+        if algo == "grid":
+            return optuna.samplers.GridSampler(search_space, seed=s)
+        if algo == "random":
+            return optuna.samplers.RandomSampler(seed=s)
+        return optuna.samplers.TPESampler(seed=s, n_startup_trials=min(8, max(1, max_evals // 3)))
+
+    sampler = make_sampler(seed)
     # n_min_trials: judge an epoch only against >= 4 trials that reached it. Trials end by early
     # stopping, so at late epochs the only curves left are the best ones; against a median of one
     # or two of them a trial still rising would be pruned and the first good trial would win.
@@ -153,6 +157,11 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
             intermediate_values={i: v for i, v in enumerate(row.curve)},
             user_attrs={"params": row.params, "test": row.test, "epochs": row.epochs, "best_epoch": row.best_epoch,
                         "seconds": row.seconds, "curve": row.curve}))
+    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    if finished and algo != "grid":
+        # a seeded sampler restarted would draw its first points again (trials that repeat finished
+        # ones): a continued search draws from seed + the trials it holds, still deterministic
+        study.sampler = make_sampler(seed + finished)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         # a trial of a killed search: marked failed and queued again, so it runs (resumed) first
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)

@@ -66,7 +66,7 @@ class Recommender:
         (default: where training read them)."""
         if not os.path.isfile(model_file):
             raise UserInputError(f"model_file {model_file} does not exist: pass the checkpoint a run saved "
-                                 "(its log says 'Saving current: <path>'; default folder saved/)")
+                                 "(training prints 'model saved: <path>' last; default folder saved/)")
         checkpoint = storage.load(model_file)  # CorruptFileError for a damaged file
         serving = checkpoint.get("serving") if isinstance(checkpoint, dict) else None
         config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
@@ -80,13 +80,16 @@ class Recommender:
                                  "that wrote it")
         if not is_reranker(config):
             raise UserInputError(f"{model_file} is a RecBole model ({config['model']}), not a reranker of lists")
+        if data_path is not None:  # as training took it (the folder above <dataset>/), or <dataset>/ itself
+            nested = os.path.join(data_path, config["dataset"])
+            data_path = data_path if os.path.isfile(os.path.join(data_path, f"{config['dataset']}.inter")) else nested
         config["data_path"] = data_path or serving["data_path"]
         config["device"] = torch.device(device)
         config["show_progress"] = False
         inter = os.path.join(config["data_path"], f"{config['dataset']}.inter")
         if not os.path.isfile(inter):
             raise UserInputError(f"{inter} not found: the model reads histories and id maps from the atomic files "
-                                 f"it was trained on; pass data_path=<folder holding {config['dataset']}.inter>")
+                                 f"it was trained on; pass data_path=<the folder holding {config['dataset']}/{config['dataset']}.inter>")
         dataset = create_dataset(config)
         if dataset.source_fingerprint() != serving["fingerprint"]:
             raise UserInputError(f"the atomic files in {config['data_path']} differ from those {model_file} was "
