@@ -56,7 +56,8 @@ def prm(slice_root, session_dir):
     {"model": "DNR_PRM"},
     {"model": "SASRec", "list_mode": "slate"},
     {"model": "Retriever"},
-], ids=["PRM", "DNR_PRM", "SASRec-reranker", "Retriever"])
+    {"model": "DLCM"}, {"model": "SetRank"}, {"model": "PIER"}, {"model": "MiDNN"},
+], ids=["PRM", "DNR_PRM", "SASRec-reranker", "Retriever", "DLCM", "SetRank", "PIER", "MiDNN"])
 def test_rerank_gives_the_evaluators_scores(slice_root, in_session_dir, overrides):
     from recbole_dnr import Recommender
 
