@@ -9,7 +9,7 @@ compat.race_free_ensure_dir()  # two runs starting together both create ./log/<M
 
 from recbole_dnr import evaluator  # noqa: E402,F401  (registers the list metrics with RecBole)
 
-__version__ = "0.1.0"
+from recbole_dnr.version import VERSION as __version__  # noqa: E402
 
 
 def __getattr__(name):

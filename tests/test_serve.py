@@ -3,6 +3,7 @@ the HTTP service over real HTTP on 127.0.0.1, and the errors a user meets."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -153,6 +154,13 @@ def test_serving_errors_name_the_problem(prm, tmp_path):
     other = tmp_path / "other.pth"
     storage.save({"state_dict": {}, "config": None}, str(other))
     with pytest.raises(UserInputError, match="not a servable recbole_dnr checkpoint"):
+        Recommender.load(str(other))
+    checkpoint = torch.load(trainer.saved_model_file, weights_only=False)
+    checkpoint["serving"]["format"] = 0
+    storage.save(checkpoint, str(other))
+    import recbole_dnr
+
+    with pytest.raises(UserInputError, match=rf"format 0 \(written by recbole_dnr {re.escape(recbole_dnr.__version__)}\)"):
         Recommender.load(str(other))
     with pytest.raises(UserInputError, match="pass data_path="):
         Recommender.load(trainer.saved_model_file, data_path=str(tmp_path))

@@ -26,6 +26,7 @@ from recbole_dnr.evaluator.metrics import list_auc
 from recbole_dnr.evaluator.retrieval import retrieval_ndcg
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.retrieval import recbole_retriever
+from recbole_dnr.version import VERSION
 
 CACHE_VERSION = 2
 SERVING_FORMAT = 1  # layout of ListDataset.serving_state in a checkpoint
@@ -278,7 +279,7 @@ class ListDataset(Dataset):
         the data files' fingerprint and their absolute folder."""
         vectors = self.retriever_embeddings()
         two_tower = not isinstance(vectors, dict)  # a sequential retriever's queries are per request
-        return {"format": SERVING_FORMAT, "retriever": tuple(vectors) if two_tower else None,
+        return {"format": SERVING_FORMAT, "version": VERSION, "retriever": tuple(vectors) if two_tower else None,
                 "retriever_kind": "two_tower" if two_tower else "sequential",
                 "fingerprint": self.source_fingerprint(), "data_path": os.path.abspath(self.config["data_path"])}
 

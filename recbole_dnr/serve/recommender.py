@@ -75,9 +75,9 @@ class Recommender:
                                  "written by another recbole_dnr version, by RecBole's own trainer, or is a resume "
                                  "state; retrain the model with this version")
         if serving.get("format") != SERVING_FORMAT:
-            raise UserInputError(f"{model_file} holds serving data of format {serving.get('format')}; this "
-                                 f"recbole_dnr reads format {SERVING_FORMAT}: retrain, or load it with the version "
-                                 "that wrote it")
+            raise UserInputError(f"{model_file} holds serving data of format {serving.get('format')} (written by "
+                                 f"recbole_dnr {serving.get('version', '?')}); this recbole_dnr reads format "
+                                 f"{SERVING_FORMAT}: retrain, or load it with the version that wrote it")
         if not is_reranker(config):
             raise UserInputError(f"{model_file} is a RecBole model ({config['model']}), not a reranker of lists")
         if data_path is not None:  # as training took it (the folder above <dataset>/), or <dataset>/ itself

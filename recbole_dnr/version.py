@@ -1,0 +1,3 @@
+"""The package version (floor module: the serving data a checkpoint carries records it)."""
+
+VERSION = "0.2.0"
