@@ -9,7 +9,7 @@ compat.race_free_ensure_dir()  # two runs starting together both create ./log/<M
 
 from recbole_dnr import evaluator  # noqa: E402,F401  (registers the list metrics with RecBole)
 
-from recbole_dnr.version import VERSION as __version__  # noqa: E402
+from recbole_dnr.version import VERSION as __version__  # noqa: E402,F401
 
 
 def __getattr__(name):

@@ -83,7 +83,7 @@ def latency_row(rec, users, repeat, batches):
     idx, hist = rec._users(one[0], None)
     t_ret = _time(lambda: rec.retrieve(idx, hist), repeat)
     cand = rec.retrieve(idx, hist)
-    batch = rec.batch(idx, cand, rec._x(idx, cand), hist)
+    batch = rec.batch(idx, cand, rec._logits(idx, cand), hist)
     with torch.no_grad():
         t_fwd = _time(lambda: rec.model.predict(batch), repeat)
     row = {"p50_ms": _pct(t_all, 50), "p99_ms": _pct(t_all, 99), "retrieve_p50_ms": _pct(t_ret, 50),

@@ -85,15 +85,17 @@ def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict
     started = time.perf_counter()
     config, ds, (train_data, valid_data, test_data), model, trainer = build(
         model, dataset, config_file_list, config_dict)
-    drop = saved and not keep_model and distributed.rank() == 0
+    def drop_model():
+        if saved and not keep_model and distributed.rank() == 0 and os.path.isfile(trainer.saved_model_file):
+            os.remove(trainer.saved_model_file)
+
     try:
         result = _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved, callback_fn, started)
     except TrainingStopped:  # (any other failure keeps it: a resumed run needs its best checkpoint)
-        if drop and os.path.isfile(trainer.saved_model_file):
-            os.remove(trainer.saved_model_file)
+        drop_model()
         raise
-    if drop and os.path.isfile(trainer.saved_model_file):
-        os.remove(trainer.saved_model_file)
+    drop_model()
+    if not keep_model:
         result.pop("model_file", None)
     return result
 

@@ -49,9 +49,7 @@ def write(rows, out):
         for user, rank, item, score in rows:
             print(f"{user:>10} {rank:>4} {item:>10} {score:>10.4f}")
         return
-    ext = os.path.splitext(out)[1].lower()
-    if ext not in (".csv", ".json"):
-        raise UserInputError(f"--out {out}: the name must end in .csv or .json")
+    ext = os.path.splitext(out)[1].lower()  # .csv or .json: main() checked it before loading the model
     tmp = out + ".tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         if ext == ".csv":

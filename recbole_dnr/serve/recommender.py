@@ -163,13 +163,15 @@ class Recommender:
         return items, z, length
 
     # ---------------------------------------------------------------- scoring
-    def _x(self, users, cand):
-        """x ``[B, n]`` of candidates ``cand`` (0 = padding) from the loaded retriever."""
+    def _require_vectors(self):
         if self.vectors is None:
             raise UserInputError(f"this run's retriever ({self.config['retriever_model']}) is sequential: its "
                                  "query is per request and is not in the checkpoint; pass the retriever's scores")
-        logits = topk.score_pairs(self.vectors[0], self.vectors[1], users, cand)
-        return logits
+
+    def _logits(self, users, cand):
+        """The loaded retriever's logits <p_u, q_i> ``[B, n]`` of candidates ``cand``."""
+        self._require_vectors()
+        return topk.score_pairs(self.vectors[0], self.vectors[1], users, cand)
 
     def batch(self, users, cand, logits, histories):
         """The reranker's input for lists ``cand [B, m]`` (internal ids, 0 = padding at the end) with
@@ -194,7 +196,7 @@ class Recommender:
         """The batch ``recommend(user_ids)`` hands the reranker (retrieved lists): an :class:`Interaction`."""
         users, hist = self._users(user_ids, histories)
         cand = self.retrieve(users, hist)
-        return self.batch(users, cand, self._x(users, cand), hist)
+        return self.batch(users, cand, self._logits(users, cand), hist)
 
     def use_scorer(self, scorer):
         """Score lists with ``scorer(batch) -> [B, n]`` (e.g. an exported reranker) instead of the
@@ -230,8 +232,7 @@ class Recommender:
 
     def retrieve(self, users, histories):
         """Top-``candidate_num`` items per internal user ``[B]``, none of its history ``[B, n]``."""
-        if self.vectors is None:
-            self._x(users, None)  # the sequential-retriever error
+        self._require_vectors()
         excl = [h[0] for h in histories]
         lo = np.cumsum([0] + [len(e) for e in excl])
         flat = np.concatenate(excl) if excl else np.zeros(0, np.int64)
@@ -254,7 +255,7 @@ class Recommender:
             return []
         users, hist = self._users(user_ids, histories)
         cand = self.retrieve(users, hist)
-        lists = self.score_lists(users, cand, self._x(users, cand), hist)
+        lists = self.score_lists(users, cand, self._logits(users, cand), hist)
         return self._top(lists, int(k), with_scores)
 
     def _users(self, user_ids, histories):
@@ -281,7 +282,7 @@ class Recommender:
             raise UserInputError("item_ids: an item appears twice")
         u = np.array([self.user_index(user_id)])
         if scores is None:
-            logits = self._x(u, cand[None])
+            logits = self._logits(u, cand[None])
         else:
             logits = np.asarray(scores, dtype=np.float32)[None]
             if logits.shape != (1, len(cand)) or not np.isfinite(logits).all():
