@@ -1,6 +1,7 @@
 """The tuning grid (issue 37): equal budgets, committed trials, resumable anywhere, a seeds grid."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -67,16 +68,60 @@ def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path,
 
 
 def test_seeds_grid_is_a_benchmark_grid(grid_file, tmp_path):
+    """Each finished contender is a variant at its best config on the dataset, beside its untuned twin."""
     from recbole_dnr.benchmark.spec import load_spec
 
     spec = yaml.safe_load(open(grid_file))
     spec["trials"] = 1
+    spec["seeds"].update(defaults=True, pairs=[["DNR-G", "PRM-none"]], report={"tag": "tuned"})
     open(grid_file, "w").write(yaml.safe_dump(spec))
     G.main(["--config", grid_file, "--only", "contender=PRM-none"])
     G.main(["--config", grid_file, "--seeds"])
     seeds = load_spec(str(tmp_path / "seeds.yaml"))
-    assert sorted((c.variant, c.seed) for c in seeds.cells) == [("PRM-none@ml-100k-slice", 1),
-                                                                ("PRM-none@ml-100k-slice", 2)]
+    assert sorted((c.variant, c.seed) for c in seeds.cells) == [("PRM-none", 1), ("PRM-none", 2),
+                                                                ("PRM-none@default", 1), ("PRM-none@default", 2)]
+    best = G.read_trials(os.path.join(G.folder(G.load_grid(grid_file), "ml-100k-slice", "PRM-none"), "trials.jsonl"))[0]
+    cell = next(c for c in seeds.cells if c.variant == "PRM-none")
+    default = next(c for c in seeds.cells if c.variant == "PRM-none@default")
+    assert seeds.settings(cell)["learning_rate"] == best.params["learning_rate"]
+    assert seeds.settings(cell)["score_fusion"] == "none" == seeds.settings(default)["score_fusion"]
+    assert "learning_rate" not in seeds.settings(default)  # the config files' value
+    # DNR-G has no finished search: its pair waits for it; tuned − default is there
+    assert seeds.report["pairs"] == [["PRM-none", "PRM-none@default"]]
+
+
+def test_warm_start_tries_the_other_datasets_best_first(grid_file, slice_root):
+    from recbole_dnr.hyper.search import run_optuna
+
+    spec = yaml.safe_load(open(grid_file))
+    spec["trials"] = 1
+    spec["datasets"]["ml-1m-u1to2999"] = {"data_path": "../shared/data", "warm_start": "ml-100k-slice"}
+    open(grid_file, "w").write(yaml.safe_dump(spec))
+    grid = G.load_grid(grid_file)
+    assert G.warm_start(grid, "ml-1m-u1to2999", "PRM-none") == []  # nothing finished on the source yet
+    G.main(["--config", grid_file, "--only", "dataset=ml-100k-slice;contender=PRM-none"])
+    [(params, note)] = G.warm_start(grid, "ml-1m-u1to2999", "PRM-none")
+    [row] = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", "PRM-none"), "trials.jsonl"))
+    assert params == row.params and note == "best of ml-100k-slice (trial 0)"
+    assert "warm_start" not in G.fixed_settings(grid, "ml-1m-u1to2999", "PRM-none")
+    # the search's first trial is the given config (on the slice here, to stay small)
+    start = {"learning_rate": 0.0042, "hidden_size": 32, "dropout_prob": 0.25}
+    rows = run_optuna(G.contender_space(grid, "PRM-none"), grid["config_files"],
+                      G.fixed_settings(grid, "ml-100k-slice", "PRM-none"), 1, seed=5, start=[(start, "moved")])
+    assert rows[0].params == start and rows[0].note == "moved"
+
+
+def test_grid_errors_name_the_key(grid_file):
+    spec = yaml.safe_load(open(grid_file))
+    bad = [("datasets", {"ml-100k-slice": {"warm_start": "ml-100k-slice"}}, "warm_start must name another dataset"),
+           ("seeds", {"pairs": [["DNR-G", "SASRec"]]}, "two contenders of the grid"),
+           ("seeds", {"seed": [1]}, "seeds has unknown key"),
+           ("contenders", {"X": {"settings": {"model": "PRM"}, "datasets": ["ml-1m"]}}, "names dataset(s) ['ml-1m']")]
+    for key, value, message in bad:
+        broken = {**spec, key: value}
+        open(grid_file, "w").write(yaml.safe_dump(broken))
+        with pytest.raises(G.UserInputError, match=re.escape(message)):
+            G.load_grid(grid_file)
 
 
 def test_a_search_another_process_runs_is_skipped(grid_file, capsys):

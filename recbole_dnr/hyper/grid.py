@@ -14,19 +14,29 @@ The grid yaml::
     seed: 2020                           # the sampler's seed
     space: [learning_rate loguniform -8.5,-4.6, hidden_size choice [64,128]]   # RecBole params lines
     knobs: {dnr: [lambda_c uniform 0.1,1]}                                   # named groups of extra lines
-    datasets: {ml-100k: {}, ml-1m-u1to2999: {data_path: ../shared/data, trials: 8}}
+    datasets: {ml-100k: {}, ml-1m-u1to2999: {data_path: ../shared/data, trials: 6, warm_start: ml-100k}}
     contenders:
       PRM-none: {settings: {model: PRM, score_fusion: none}}
       DNR-G: {settings: {model: DNR_PRM}, knobs: [dnr]}
       SASRec-none: {settings: {model: SASRec, score_fusion: none}, rename: {dropout_prob: hidden_dropout_prob}}
-    seeds: {seeds: [2020, 2021, 2022], out: experiments/results/tuned/seeds, grid: experiments/grids/tuned_seeds.yaml}
+    seeds:                               # the seeds grid --seeds writes
+      seeds: [2020, 2021, 2022]
+      out: experiments/results/tuned/seeds
+      grid: experiments/grids/tuned_seeds.yaml
+      defaults: true                     # each contender also at its untuned config (variant X@default)
+      reuse: [experiments/results/zoo]   # default cells another grid trained with the same config are copied
+      pairs: [[DNR-G, PRM-none]]         # paired tests (X − X@default are added)
+      report: {markdown: docs/benchmarks.md, tag: tuned, img_dir: docs/img, prefix: tuned}
 
 ``rename`` maps a shared parameter to the contender's own key (``null`` drops it: Caser has no
-attention). Each finished trial is appended to ``trials.jsonl`` as it lands (commit them: a search
+attention); ``datasets: [a]`` limits a contender to those datasets. A dataset's ``warm_start: d``
+makes each of its searches try first the contender's best config on ``d`` (a scaled budget on a
+dataset too large for many trials starts from the transfer, not from a random draw). Each finished trial is appended to ``trials.jsonl`` as it lands (commit them: a search
 spans sittings); a search continues from its Optuna storage under ``saved/tuning/`` on the same
 machine (the running trial from its last epoch) and from ``trials.jsonl`` elsewhere. ``--seeds``
-writes a grid for ``python -m recbole_dnr.benchmark`` with each contender's best config as a variant
-(paired tests, tables, plots as for every grid).
+writes a grid for ``python -m recbole_dnr.benchmark``: each finished contender is a variant whose
+settings on each dataset are its best config there (``datasets: {d: {variants: ...}}``), with its
+untuned twin ``X@default`` beside it (paired tests, tables, plots as for every grid).
 """
 
 import argparse
@@ -44,6 +54,8 @@ from recbole_dnr.hyper.space import parse_line
 from recbole_dnr.storage import atomic_write_text
 
 TOP_KEYS = {"out", "config_files", "trials", "seed", "space", "knobs", "datasets", "contenders", "seeds", "prune"}
+DATASET_KEYS = {"trials", "warm_start"}  # a dataset's grid keys; the rest of its entry is config settings
+SEEDS_KEYS = {"seeds", "out", "grid", "defaults", "reuse", "pairs", "report"}
 
 
 def load_grid(path):
@@ -62,6 +74,21 @@ def load_grid(path):
         missing = [k for k in c.get("knobs", []) if k not in (grid.get("knobs") or {})]
         if missing:
             raise UserInputError(f"{path}: contender {name} names knob group(s) {missing} that 'knobs' lacks")
+        stray = [d for d in c.get("datasets") or [] if d not in grid["datasets"]]
+        if stray:
+            raise UserInputError(f"{path}: contender {name} names dataset(s) {stray} that 'datasets' lacks")
+    for dataset, settings in grid["datasets"].items():
+        source = (settings or {}).get("warm_start")
+        if source is not None and (source not in grid["datasets"] or source == dataset):
+            raise UserInputError(f"{path}: datasets.{dataset}.warm_start must name another dataset of the grid "
+                                 f"({', '.join(d for d in grid['datasets'] if d != dataset)}), got {source!r}")
+    seeds = grid.get("seeds") or {}
+    unknown = set(seeds) - SEEDS_KEYS
+    if unknown:
+        raise UserInputError(f"{path}: seeds has unknown key(s) {sorted(unknown)}; keys are {sorted(SEEDS_KEYS)}")
+    for pair in seeds.get("pairs") or []:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(v in grid["contenders"] for v in pair)):
+            raise UserInputError(f"{path}: seeds.pairs entry {pair!r} must be [A, B], two contenders of the grid")
     return grid
 
 
@@ -113,8 +140,13 @@ def budget(grid, dataset):
     return int((grid["datasets"][dataset] or {}).get("trials", grid.get("trials", 16)))
 
 
+def dataset_settings(grid, dataset):
+    """A dataset's config settings (its entry less the grid's own keys)."""
+    return {k: v for k, v in (grid["datasets"][dataset] or {}).items() if k not in DATASET_KEYS}
+
+
 def fixed_settings(grid, dataset, name):
-    settings = {k: v for k, v in (grid["datasets"][dataset] or {}).items() if k != "trials"}
+    settings = dataset_settings(grid, dataset)
     settings.update(grid["contenders"][name].get("settings") or {})
     settings["dataset"] = dataset
     return settings
@@ -145,10 +177,24 @@ def run_search(grid, dataset, name, storage_dir="saved/tuning"):
         storage.release(stem, remove=True)
 
 
+def warm_start(grid, dataset, name):
+    """``[(params, note)]``: the contender's best config on the dataset's ``warm_start`` dataset, if that
+    search has one."""
+    source = (grid["datasets"][dataset] or {}).get("warm_start")
+    if not source:
+        return []
+    best = best_row(read_trials(os.path.join(folder(grid, source, name), "trials.jsonl")))
+    if best is None:
+        print(f"{dataset} {name}: no finished trial on {source} to start from; the search starts cold", flush=True)
+        return []
+    return [(best.params, f"best of {source} (trial {best.number})")]
+
+
 def _search(grid, dataset, name, params, rows, landed, storage_url):
     all_rows = run_optuna(params, grid.get("config_files"), fixed_settings(grid, dataset, name), budget(grid, dataset),
                           seed=int(grid.get("seed", 2020)), storage=storage_url, study_name=f"{dataset}/{name}",
-                          prune=bool(grid.get("prune", True)), on_trial=landed, history=list(rows.values()))
+                          prune=bool(grid.get("prune", True)), on_trial=landed, history=list(rows.values()),
+                          start=warm_start(grid, dataset, name) if not rows else [])
     for row in sorted(all_rows, key=lambda r: r.number):  # trials the storage held that the results lack
         landed(row)
     return all_rows
@@ -161,12 +207,24 @@ def _write(where, rows, grid, dataset, name):
     best = best_row(ordered)
     head = (f"# {name} on {dataset}: {len(ordered)} of {budget(grid, dataset)} trials "
             f"(python -m recbole_dnr.hyper.grid; selected on valid; * = best)\n\n")
-    atomic_write_text(os.path.join(where, "trials.md"), head + trial_table(ordered, "ndcg@6", best) + "\n")
+    metric = valid_metric(grid, dataset, name)
+    atomic_write_text(os.path.join(where, "trials.md"), head + trial_table(ordered, metric, best) + "\n")
     if best is not None:
         best_cfg = {**fixed_settings(grid, dataset, name), **best.params}
         atomic_write_text(os.path.join(where, "best.yaml"),
-                          f"# best of {len(ordered)} trials: valid NDCG@6 {best.best_valid:.4f} (trial {best.number})\n"
+                          f"# best of {len(ordered)} trials: valid {metric} {best.best_valid:.4f} (trial {best.number})\n"
                           + yaml.safe_dump(best_cfg, sort_keys=False))
+
+
+def valid_metric(grid, dataset, name):
+    """The metric trials are selected on, as the config files and settings give it (RecBole's key)."""
+    settings = fixed_settings(grid, dataset, name)
+    for path in reversed(grid.get("config_files") or []):
+        if "valid_metric" in settings:
+            break
+        with open(path, encoding="utf-8") as f:
+            settings = {**(yaml.safe_load(f) or {}), **settings}
+    return str(settings.get("valid_metric", "NDCG@6")).lower()
 
 
 def status(grid, dataset, name):
@@ -176,21 +234,39 @@ def status(grid, dataset, name):
 
 
 def seeds_grid(grid):
-    """A grid for ``python -m recbole_dnr.benchmark``: each finished contender's best as a variant."""
+    """A grid for ``python -m recbole_dnr.benchmark``: each finished contender a variant, at its best
+    config on each dataset (per-dataset variant settings), and with ``defaults`` its untuned twin
+    ``X@default``; report pairs are the grid's plus tuned − default of each contender."""
     spec = grid.get("seeds") or {}
-    variants, datasets = {}, {}
-    for dataset, name in cells(grid):
-        done, want = status(grid, dataset, name)
-        if done < want:
+    seeds = spec.get("seeds", [2020, 2021, 2022])
+    variants, datasets, grids = {}, {}, []
+    for dataset in grid["datasets"]:
+        tuned = {}
+        for ds, name in cells(grid, {"dataset": {dataset}}):
+            done, want = status(grid, ds, name)
+            if done < want:
+                continue
+            best = best_row(read_trials(os.path.join(folder(grid, ds, name), "trials.jsonl")))
+            if best is None:
+                continue
+            variants[name] = dict(grid["contenders"][name].get("settings") or {})
+            tuned[name] = dict(best.params)
+        if not tuned:
             continue
-        best = best_row(read_trials(os.path.join(folder(grid, dataset, name), "trials.jsonl")))
-        settings = {**(grid["contenders"][name].get("settings") or {}), **best.params}
-        variants[f"{name}@{dataset}"] = settings
-        datasets.setdefault(dataset, {k: v for k, v in (grid["datasets"][dataset] or {}).items() if k != "trials"})
-    grids = [{"datasets": [v.split("@", 1)[1]], "models": [v], "seeds": spec.get("seeds", [2020, 2021, 2022])}
-             for v in variants]
-    return {"out": spec.get("out", os.path.join(grid["out"], "seeds")), "config_files": grid.get("config_files") or [],
-            "datasets": datasets, "variants": variants, "grids": grids}
+        datasets[dataset] = {**dataset_settings(grid, dataset), "variants": tuned}
+        grids.append({"datasets": [dataset], "models": list(tuned), "seeds": seeds})
+        if spec.get("defaults"):
+            grids.append({"datasets": [dataset], "models": list(tuned), "seeds": seeds, "suffix": "@default"})
+    out = {"out": spec.get("out", os.path.join(grid["out"], "seeds")), "config_files": grid.get("config_files") or [],
+           "datasets": datasets, "variants": variants, "grids": grids}
+    if spec.get("reuse"):
+        out["reuse"] = list(spec["reuse"])
+    if spec.get("report"):
+        pairs = [list(p) for p in spec.get("pairs") or [] if all(v in variants for v in p)]
+        if spec.get("defaults"):
+            pairs += [[name, f"{name}@default"] for name in variants]
+        out["report"] = {**spec["report"], "pairs": pairs, "curves": list(variants)}
+    return out
 
 
 def _parse_only(text):
@@ -223,7 +299,7 @@ def main(argv=None):
             atomic_write_text(path, "# written by python -m recbole_dnr.hyper.grid --seeds; run it with\n"
                                     f"#   python -m recbole_dnr.benchmark --config {path}\n"
                                     + yaml.safe_dump(seeds, sort_keys=False))
-            print(f"{path}: {len(seeds['variants'])} tuned variant(s)")
+            print(f"{path}: {len(seeds['variants'])} tuned variant(s) on {len(seeds['datasets'])} dataset(s)")
             return 0
         for dataset, name in todo:
             done, want = status(grid, dataset, name)

@@ -110,11 +110,12 @@ def _internal(p, value, algo):
 
 
 def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, storage=None, study_name="recbole_dnr",
-               prune=True, on_trial=None, history=()):
+               prune=True, on_trial=None, history=(), start=()):
     """Run the search with Optuna; returns every :class:`TrialRow` of the study (earlier runs' too).
     ``history``: finished :class:`TrialRow` s of this search kept elsewhere (a grid's committed
     trials); those the study does not hold are added to it first, so a search whose storage was lost
-    reruns only its unfinished trials."""
+    reruns only its unfinished trials. ``start``: ``(params, note)`` pairs a new search tries first
+    (a config transferred from another dataset); a search that holds trials ignores them."""
     try:
         import optuna
     except ImportError:
@@ -162,6 +163,10 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
         # a seeded sampler restarted would draw its first points again (trials that repeat finished
         # ones): a continued search draws from seed + the trials it holds, still deterministic
         study.sampler = make_sampler(seed + finished)
+    if not study.get_trials(deepcopy=False):
+        for values, note in start:
+            study.enqueue_trial({p.name: _internal(p, values[p.name], algo) for p in params},
+                                user_attrs={"start_note": note})
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         # a trial of a killed search: marked failed and queued again, so it runs (resumed) first
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
@@ -234,7 +239,7 @@ def _row_from_trial(trial, params):
                     test=attrs.get("test", math.nan), epochs=attrs.get("epochs", len(curve)),
                     best_epoch=attrs.get("best_epoch", 0), seconds=attrs.get("seconds", 0.0),
                     note=attrs.get("error", "") or (f"rerun of {attrs['requeued_from']}" if "requeued_from" in attrs
-                                                     else ""))
+                                                     else attrs.get("start_note", "")))
 
 
 def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed=2020, on_trial=None):
