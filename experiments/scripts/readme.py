@@ -1,12 +1,14 @@
 """Keep README.md's figures honest.
 
-    python experiments/scripts/readme.py table          # the README's results table, from the committed zoo cells
-    python experiments/scripts/readme.py check          # README's results table == the one above (a test runs this)
+    python experiments/scripts/readme.py table          # the README's results table, from the committed cells
+    python experiments/scripts/readme.py check          # README's table == the one above (a test runs this)
     python experiments/scripts/readme.py check --run    # also run the README's first command and compare its table
 
-The results table is computed from ``experiments/results/{zoo,dnr_study}/results.csv`` (mean test
-NDCG@6 over the seeds each variant ran); ``--run`` trains PRM on ml-100k (about 3 minutes on 2 cores) and compares
-every figure of the table it prints with the README's, to the 4 decimals printed.
+The table is computed from ``experiments/results/tuned/seeds/results.csv`` (issue 37: each contender
+at its best searched config and, in brackets, at its default; mean test NDCG@6 over seeds; DNR_X
+against the same backbone never reading x per seed, with a paired t-test over seeds). ``--run`` trains PRM on ml-100k (about
+3 minutes on 2 cores) and compares every figure of the table it prints with the README's, to the 4
+decimals printed.
 """
 
 import argparse
@@ -22,48 +24,69 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 README = os.path.join(REPO, "README.md")
 RESULTS = os.path.join(REPO, "experiments", "results")
 DATASETS = ("ml-100k", "ml-1m-u1to2999")
-# rows: (label, variant of X, variant of X-none, variant of DNR_X), "<grid>:<variant>" (default grid: zoo)
-ROWS = [("Retriever (x alone, the floor)", "Retriever", None, None),
-        ("PRM", "PRM", "dnr_study:PRM-noinfo", "DNR_PRM"),
-        ("SASRec (RecBole)", "SASRec", "SASRec-none", "DNR_SASRec"),
-        ("GRU4Rec (RecBole)", "GRU4Rec", "GRU4Rec-none", "DNR_GRU4Rec"),
-        ("Caser (RecBole)", "Caser", "Caser-none", "DNR_Caser")]
-BEGIN, END = "<!-- results table: python experiments/scripts/readme.py table -->", "<!-- end of results table -->"
+# tuned rows: (backbone, never reads x, reads x, DNR over it), variants of experiments/grids/tuned_seeds.yaml
+TUNED_ROWS = [("PRM, retriever's order (X-none: order only)", "PRM-none", "PRM-late", "DNR-G"),
+              ("PRM, shuffled lists (X-none: no retriever information)", "PRM-noinfo", None, "DNR-G-heuristic-shuffled"),
+              ("SASRec (RecBole)", "SASRec-none", None, "DNR_SASRec"),
+              ("Caser (RecBole)", "Caser-none", None, "DNR_Caser")]
+BEGIN, END = "<!-- tuned table: python experiments/scripts/readme.py table -->", "<!-- end of tuned table -->"
 
 
-def grid_means(grids=("zoo", "dnr_study")):
-    """``{(dataset, "<grid>:<variant>"): (mean test ndcg@6, seeds)}`` over the committed cells."""
-    values = defaultdict(list)
-    for grid in grids:
-        with open(os.path.join(RESULTS, grid, "results.csv"), newline="") as f:
+def seed_values(grid="tuned/seeds"):
+    """``{(dataset, variant): {seed: test ndcg@6}}`` over a grid's committed cells."""
+    values = defaultdict(dict)
+    path = os.path.join(RESULTS, grid, "results.csv")
+    if os.path.isfile(path):
+        with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 if row["split"] == "test":
-                    values[(row["dataset"], f"{grid}:{row['variant']}")].append(float(row["ndcg@6"]))
-    return {k: (sum(v) / len(v), len(v)) for k, v in values.items()}
+                    values[(row["dataset"], row["variant"])][int(row["seed"])] = float(row["ndcg@6"])
+    return values
 
 
-def results_table(means=None):
-    means = means or grid_means()
+def tuned_table(values=None):
+    """Tuned (default) test NDCG@6 of each contender, and DNR_X − X-none per seed with its seed-level p."""
+    from scipy import stats
+
+    values = seed_values() if values is None else values
+
+    def mean(dataset, variant):
+        v = values.get((dataset, variant))
+        return sum(v.values()) / len(v) if v else None
 
     def cell(dataset, variant):
-        if variant is None:
+        if variant is None or mean(dataset, variant) is None:
             return ""
-        variant = variant if ":" in variant else "zoo:" + variant
-        if (dataset, variant) not in means:
-            return ""
-        mean, seeds = means[(dataset, variant)]
-        return f"{mean:.4f}" + ("" if seeds == 3 else f" ({seeds} seed{'s' if seeds > 1 else ''})")
+        tuned, default = mean(dataset, variant), mean(dataset, variant + "@default")
+        seeds = len(values[(dataset, variant)])
+        text = f"{tuned:.4f}" + (f" ({default:.4f})" if default is not None else "")
+        return text + ("" if seeds == 3 else f" [{seeds} seed{'s' if seeds > 1 else ''}]")
 
-    head = "| backbone X | " + " | ".join(f"{c} ({d})" for d in DATASETS for c in ("X", "X-none", "DNR_X")) + " |"
-    lines = [head, "|---" * (1 + 3 * len(DATASETS)) + "|"]
-    for label, x, none, dnr in ROWS:
-        lines.append(f"| {label} | " + " | ".join(cell(d, v) for d in DATASETS for v in (x, none, dnr)) + " |")
+    def delta(dataset, a, b):
+        va, vb = values.get((dataset, a), {}), values.get((dataset, b), {})
+        seeds = sorted(set(va) & set(vb))
+        if not seeds:
+            return ""
+        d = [va[s] - vb[s] for s in seeds]
+        text = f"{sum(d) / len(d):+.4f} ({', '.join(f'{x:+.4f}' for x in d)})"
+        if len(seeds) > 1:
+            text += f", p {stats.ttest_rel([va[s] for s in seeds], [vb[s] for s in seeds]).pvalue:.2f}"
+        return text
+
+    lines = ["| dataset | backbone X | X-none, never reads x | X, reads x | DNR_X | DNR_X − X-none (per seed, p) |",
+             "|---|---|---|---|---|---|"]
+    for dataset in DATASETS:
+        for label, none, reads, dnr in TUNED_ROWS:
+            if mean(dataset, none) is None and mean(dataset, dnr) is None:
+                continue
+            lines.append(f"| {dataset} | {label} | {cell(dataset, none)} | {cell(dataset, reads)} | "
+                         f"{cell(dataset, dnr)} | {delta(dataset, dnr, none)} |")
     return "\n".join(lines)
 
 
 def readme_table(text):
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[start:end].strip()
+    start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[start:stop].strip()
 
 
 def first_command(text):
@@ -89,12 +112,12 @@ def main(argv=None):
     parser.add_argument("--run", action="store_true", help="check: also run the README's first command")
     args = parser.parse_args(argv)
     if args.what == "table":
-        print(results_table())
+        print(f"{BEGIN}\n{tuned_table()}\n{END}")
         return 0
     text = open(README, encoding="utf-8").read()
     problems = []
-    if readme_table(text) != results_table():
-        problems.append("README's results table differs from the zoo cells; paste `python experiments/scripts/readme.py table`")
+    if readme_table(text) != tuned_table():
+        problems.append("README's results table differs from the tuned cells; paste `python experiments/scripts/readme.py table`")
     if args.run:
         cmd = first_command(text)
         print(f"running: {cmd}", flush=True)
