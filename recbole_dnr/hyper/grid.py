@@ -80,8 +80,9 @@ def load_grid(path):
     for dataset, settings in grid["datasets"].items():
         source = (settings or {}).get("warm_start")
         if source is not None and (source not in grid["datasets"] or source == dataset):
+            others = ", ".join(d for d in grid["datasets"] if d != dataset) or "it has no other"
             raise UserInputError(f"{path}: datasets.{dataset}.warm_start must name another dataset of the grid "
-                                 f"({', '.join(d for d in grid['datasets'] if d != dataset)}), got {source!r}")
+                                 f"({others}), got {source!r}")
     seeds = grid.get("seeds") or {}
     unknown = set(seeds) - SEEDS_KEYS
     if unknown:
