@@ -123,6 +123,15 @@ def test_recommend_from_a_fresh_process_in_another_folder(prm, tmp_path):
     assert len(items) == 6 and len(set(items)) == 6 and not seen & set(items)
 
 
+def test_user_ids_are_the_users_recommend_accepts(prm):
+    from recbole_dnr import Recommender
+
+    trainer, ds, _, _ = prm
+    rec = Recommender.load(trainer.saved_model_file)
+    assert rec.user_ids == [str(t) for t in ds.id2token(ds.uid_field, list(range(1, ds.user_num)))]
+    assert [rec.user_index(u) for u in rec.user_ids[:3]] == [1, 2, 3]
+
+
 def test_serving_errors_name_the_problem(prm, tmp_path):
     from recbole_dnr import Recommender, storage
 

@@ -57,10 +57,13 @@ def tuned_table(values=None):
     def cell(dataset, variant):
         if variant is None or mean(dataset, variant) is None:
             return ""
+        def seeds(v):
+            n = len(values[(dataset, v)])
+            return "" if n == 3 else f" [{n} seed{'s' if n > 1 else ''}]"
+
         tuned, default = mean(dataset, variant), mean(dataset, variant + "@default")
-        seeds = len(values[(dataset, variant)])
-        text = f"{tuned:.4f}" + (f" ({default:.4f})" if default is not None else "")
-        return text + ("" if seeds == 3 else f" [{seeds} seed{'s' if seeds > 1 else ''}]")
+        text = f"{tuned:.4f}{seeds(variant)}"
+        return text + (f" ({default:.4f}{seeds(variant + '@default')})" if default is not None else "")
 
     def delta(dataset, a, b):
         va, vb = values.get((dataset, a), {}), values.get((dataset, b), {})

@@ -106,7 +106,7 @@ def cmd_bench(args):
     recs = {}
     for name, path in _models().items():
         rec = recs[name] = Recommender.load(path, data_path=args.data_path)
-        users = [str(t) for t in rec._user_tokens[1:]]
+        users = rec.user_ids
         out["models"][name] = latency_row(rec, users, args.repeat, [64, 512])
         print(name, json.dumps(out["models"][name]), flush=True)
     if "PRM" in out["models"] and "DNR_PRM" in out["models"]:
@@ -115,7 +115,7 @@ def cmd_bench(args):
     # eager vs exported reranker: forward only, batch 1 and 64, and end to end through use_scorer
     for name in ("PRM", "DNR_PRM"):
         rec = recs[name]
-        users = [str(t) for t in rec._user_tokens[1:65]]
+        users = rec.user_ids[:64]
         path = export.export_onnx(rec, os.path.join(COMMON["checkpoint_dir"], f"{name}.onnx"))
         ort = export.OnnxReranker(path, threads=args.threads)
         row = {}
@@ -152,7 +152,7 @@ def synthetic(rec, args):
     centres = rng.standard_normal((1000, d)).astype(np.float32)
     items = torch.as_tensor(centres[rng.integers(1000, size=n_items)] + 0.5 * rng.standard_normal((n_items, d),
                                                                                                  dtype=np.float32))
-    queries = torch.as_tensor(rng.standard_normal((len(rec._user_tokens), d), dtype=np.float32))
+    queries = torch.as_tensor(rng.standard_normal((len(rec.user_ids) + 1, d), dtype=np.float32))
     config = {k: rec.config[k] for k in ("ann_index", "ann_nlist", "ann_nprobe", "ann_hnsw_m", "ann_ef_search",
                                          "ann_ef_construction")}
     config.update(retriever_search="ann", ann_index="ivf")
@@ -160,7 +160,7 @@ def synthetic(rec, args):
     index = ann_index(config, items)
     build = time.perf_counter() - t
     n_real = rec.vectors[1].shape[0] - 1
-    users = rng.integers(1, len(rec._user_tokens), size=args.repeat)
+    users = rng.integers(1, len(rec.user_ids) + 1, size=args.repeat)
 
     def one(u):
         hist = rec._history(u, None)
@@ -244,7 +244,7 @@ def cmd_http(args):
 
     path = _models()[args.model]
     rec = Recommender.load(path, data_path=args.data_path)
-    users = [str(t) for t in rec._user_tokens[1:]]
+    users = rec.user_ids
     torch.set_num_threads(1)  # the server gets the other core(s)
     server, base = _start_server(args, path)
     try:
@@ -278,7 +278,7 @@ def cmd_probe(args):
     from recbole_dnr import Recommender
 
     path = _models()[args.model]
-    users = [str(t) for t in Recommender.load(path, data_path=args.data_path)._user_tokens[1:]]
+    users = Recommender.load(path, data_path=args.data_path).user_ids
     server, base = _start_server(args, path)
     out = {"model": args.model, "command": " ".join(sys.argv), "server_threads": args.threads}
     try:

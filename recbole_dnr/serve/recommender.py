@@ -109,6 +109,11 @@ class Recommender:
         return cls(config, dataset, model, vectors, model_file)
 
     # ---------------------------------------------------------------- ids
+    @property
+    def user_ids(self):
+        """The external ids of the users this run knows (those ``recommend`` accepts), in id order."""
+        return [str(t) for t in self._user_tokens[1:]]
+
     def user_index(self, user):
         token = str(user)
         if token not in self._user_ids or self._user_ids[token] == 0:
