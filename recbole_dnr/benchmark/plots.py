@@ -61,6 +61,7 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
     except ImportError:
         print("[benchmark] matplotlib is not installed: no plots (pip install matplotlib)")
         return []
@@ -109,16 +110,22 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
         ax.set_ylabel("valid NDCG@6")
         hidden = len(names) - len(curved) - sum(not by_variant[n][0].get("valid_curve") for n in names)
         ax.set_title(f"valid NDCG@6 per epoch (seed {runs[0]['seed']})"
-                     + (f"; {hidden} variants not drawn" if hidden else ""), fontsize=10)
+                     + (f"; {hidden} variant{'s' if hidden > 1 else ''} not drawn" if hidden else ""), fontsize=10)
         ax.legend(fontsize=7, ncol=2)
         ax = axes[2]
         xs = [max(float(np.mean([fit_cost(r) for r in by_variant[n]])), 1.0) for n in names]
         ys = [float(np.mean([r["test"]["ndcg@6"] for r in by_variant[n]])) for n in names]
         ax.scatter(xs, ys, c=colors)
         ax.set_xscale("log")
-        if max(xs) < 10 * min(xs):  # a narrower log axis labels its minor ticks, which overlap: show a decade
+        if max(xs) < 10 * min(xs):  # keep at least a decade in view, so the axis has labelled ticks
             mid = float(np.sqrt(min(xs) * max(xs)))
             ax.set_xlim(mid / 10 ** 0.5, mid * 10 ** 0.5)
+        # labels at 1, 2, 5 × 10^k (at 10^k over wide axes) only: matplotlib labels every minor tick of a
+        # log axis spanning under about two decades, and those labels overlap
+        wide = max(xs) > 300 * min(xs)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training time to early stop, s (log; shared 2-core machine)")
         ax.set_ylabel("test NDCG@6")
         fig.canvas.draw()  # fixes the limits, so display positions are final
