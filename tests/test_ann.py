@@ -9,7 +9,7 @@ from conftest import smoke_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_dnr.retrieval import recbole_retriever as RR, topk as TK
+from recbole_dnr.retrieval import topk as TK
 from recbole_dnr.quick_start import build
 from recbole_dnr.retrieval import ann
 from recbole_dnr.errors import UserInputError

@@ -101,7 +101,6 @@ def test_importing_recbole_dnr_leaves_anomaly_mode_as_it_was():
 def test_recbole_ensure_dir_survives_a_folder_made_between_check_and_create(tmp_path, monkeypatch):
     """Fix 7: RecBole's ensure_dir checks, then creates; when another process creates the folder in
     between (two runs starting together), RecBole's own body raises FileExistsError."""
-    import os
 
     import recbole_dnr  # noqa: F401 (installs the fix)
     from recbole.utils import ensure_dir

@@ -1,7 +1,6 @@
 """How a backbone may use the retriever score x: list_order shuffled, score_fusion weight,
 predict_without_score (issue 8's options, shared by every backbone)."""
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
