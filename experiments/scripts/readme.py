@@ -54,16 +54,17 @@ def tuned_table(values=None):
         v = values.get((dataset, variant))
         return sum(v.values()) / len(v) if v else None
 
+    def seeds(dataset, variant):
+        n = len(values[(dataset, variant)])
+        return "" if n == 3 else f" [{n} seed{'s' if n > 1 else ''}]"
+
     def cell(dataset, variant):
         if variant is None or mean(dataset, variant) is None:
             return ""
-        def seeds(v):
-            n = len(values[(dataset, v)])
-            return "" if n == 3 else f" [{n} seed{'s' if n > 1 else ''}]"
-
-        tuned, default = mean(dataset, variant), mean(dataset, variant + "@default")
-        text = f"{tuned:.4f}{seeds(variant)}"
-        return text + (f" ({default:.4f}{seeds(variant + '@default')})" if default is not None else "")
+        default = variant + "@default"
+        text = f"{mean(dataset, variant):.4f}{seeds(dataset, variant)}"
+        return text + (f" ({mean(dataset, default):.4f}{seeds(dataset, default)})" if mean(dataset, default) is not None
+                       else "")
 
     def delta(dataset, a, b):
         va, vb = values.get((dataset, a), {}), values.get((dataset, b), {})

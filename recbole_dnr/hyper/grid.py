@@ -48,6 +48,7 @@ import sys
 import yaml
 
 from recbole_dnr import storage
+from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.hyper.search import TrialRow, best_row, run_optuna, trial_table
 from recbole_dnr.hyper.space import parse_line
@@ -218,14 +219,10 @@ def _write(where, rows, grid, dataset, name):
 
 
 def valid_metric(grid, dataset, name):
-    """The metric trials are selected on, as the config files and settings give it (RecBole's key)."""
-    settings = fixed_settings(grid, dataset, name)
-    for path in reversed(grid.get("config_files") or []):
-        if "valid_metric" in settings:
-            break
-        with open(path, encoding="utf-8") as f:
-            settings = {**(yaml.safe_load(f) or {}), **settings}
-    return str(settings.get("valid_metric", "NDCG@6")).lower()
+    """The metric a contender's trials are selected on: ``valid_metric`` of its resolved config (the
+    package's and model's yamls, the grid's config files, its settings), lower case."""
+    config = Config(config_file_list=grid.get("config_files") or None, config_dict=fixed_settings(grid, dataset, name))
+    return str(config["valid_metric"]).lower()
 
 
 def status(grid, dataset, name):

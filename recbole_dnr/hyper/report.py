@@ -63,14 +63,14 @@ def configs_markdown(grid, dataset, found):
         best = best_row(rows)
         hours = sum(r.seconds for r in rows) / 3600
         total += hours
-        done = sum(r.state == "complete" for r in rows)
-        pruned = sum(r.state == "pruned" for r in rows)
-        budget = G.budget(grid, dataset)
-        config = ", ".join(f"{k} {_value(v)}" for k, v in best.params.items()) if best else "—"
-        note = f" ({best.note})" if best is not None and best.note else ""
-        lines.append(f"| {name} | {done} / {pruned} of {budget} | "
-                     f"{best.best_valid:.4f} (trial {best.number}{note}) | {config} | {hours:.2f} |"
-                     if best else f"| {name} | {done} / {pruned} of {budget} | — | — | {hours:.2f} |")
+        trials = (f"{sum(r.state == 'complete' for r in rows)} / {sum(r.state == 'pruned' for r in rows)} "
+                  f"of {G.budget(grid, dataset)}")
+        if best is None:
+            lines.append(f"| {name} | {trials} | — | — | {hours:.2f} |")
+            continue
+        note = f" ({best.note})" if best.note else ""
+        config = ", ".join(f"{k} {_value(v)}" for k, v in best.params.items())
+        lines.append(f"| {name} | {trials} | {best.best_valid:.4f} (trial {best.number}{note}) | {config} | {hours:.2f} |")
     head = [f"Valid {(metric or 'ndcg@6').upper()} of the best trial (selection is on valid only); search hours "
             f"are the trials' own training time, {total:.1f} h in all on this dataset.", ""]
     return head + lines + [""]
@@ -171,6 +171,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m recbole_dnr.hyper.report", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="the tuning grid yaml")
     args = parser.parse_args(argv)
+    sys.argv = sys.argv[:1]  # RecBole's Config (the valid metric) reads sys.argv: these options are not config keys
     try:
         grid = G.load_grid(args.config)
         for path in render(grid, f"python -m recbole_dnr.hyper.report --config {args.config}"):
