@@ -36,9 +36,11 @@ def train(cfg, out, kill_at):
         return sync(self, params, n_lists)
 
     ListTrainer.sync_gradients, ListTrainer._train_epoch = counting_sync, counting_epoch
-    result = run_recbole_dnr(config_dict=cfg)
+    curve = []  # what RecBole's callback hook saw: a resumed run replays the restored evaluations first
+    result = run_recbole_dnr(config_dict=cfg, callback_fn=lambda epoch, score: curve.append([epoch, score]))
     with open(out, "w") as f:
-        json.dump({"test": result["test_result"], "valid": result["best_valid_result"], "steps": steps}, f)
+        json.dump({"test": result["test_result"], "valid": result["best_valid_result"], "steps": steps,
+                   "curve": curve}, f)
 
 
 def lists(cfg, out):

@@ -66,10 +66,18 @@ def test_two_trials_write_table_and_a_best_config_that_reproduces(search_files):
     best_file = out[:-len(".md")] + ".best.yaml"
     loaded = yaml.safe_load(open(best_file))
     assert loaded["learning_rate"] == best.params["learning_rate"] and loaded["model"] == "PRM"
+    saved = os.path.join(os.path.dirname(out), "saved")
+    kept = glob.glob(os.path.join(saved, "*.pth"))
+    assert len(kept) == 1 and len(glob.glob(os.path.join(saved, "resume", "*.pth"))) == 1  # the best trial's only
+    assert os.path.relpath(kept[0]) in open(out).read()
+    resumed = objective_function(config_file_list=[best_file], config_dict={"resume": True})
+    assert resumed["model_file"] == kept[0] and resumed["seconds"] < best.seconds  # evaluated, not trained
+    assert resumed["best_valid_score"] == best.best_valid and resumed["epochs"] == best.epochs
+    assert resumed["test_result"]["ndcg@6"] == pytest.approx(best.test, abs=0)
+    assert glob.glob(os.path.join(saved, "resume", "*.pth")) == []  # that run is complete
     again = objective_function(config_file_list=[best_file])  # the yaml alone trains the best trial again
-    assert again["best_valid_score"] == best.best_valid
+    assert again["best_valid_score"] == best.best_valid and again["model_file"] != kept[0]
     assert again["test_result"]["ndcg@6"] == pytest.approx(best.test, abs=0)
-    assert glob.glob(os.path.join(os.path.dirname(out), "saved", "*.pth")) == [again["model_file"]]  # trials keep none
 
 
 def test_search_resumes_from_its_storage(search_files, tmp_path):

@@ -1,5 +1,6 @@
 """The tuning grid (issue 37): equal budgets, committed trials, resumable anywhere, a seeds grid."""
 
+import json
 import os
 import re
 import shutil
@@ -88,6 +89,33 @@ def test_seeds_grid_is_a_benchmark_grid(grid_file, tmp_path):
     assert "learning_rate" not in seeds.settings(default)  # the config files' value
     # DNR-G has no finished search: its pair waits for it; tuned − default is there
     assert seeds.report["pairs"] == [["PRM-none", "PRM-none@default"]]
+
+
+def test_seed_cell_at_the_search_seed_evaluates_the_kept_best_trial(grid_file, tmp_path):
+    """The search keeps its best trial's checkpoint and finished state: the seeds grid's cell at the
+    trials' training seed (smoke config: 7) evaluates it, with the trial's own figures, and trains nothing."""
+    from recbole_dnr.benchmark import cell as C
+    from recbole_dnr.benchmark.spec import load_spec
+
+    spec = yaml.safe_load(open(grid_file))
+    spec["seeds"].update(seeds=[7, 8])
+    open(grid_file, "w").write(yaml.safe_dump(spec))
+    G.main(["--config", grid_file, "--only", "contender=PRM-none"])
+    G.main(["--config", grid_file, "--seeds"])
+    trials = G.read_trials(os.path.join(G.folder(G.load_grid(grid_file), "ml-100k-slice", "PRM-none"), "trials.jsonl"))
+    best = max(trials, key=lambda r: r.best_valid)
+    seeds = load_spec(str(tmp_path / "seeds.yaml"))
+    records = {}
+    for seed in (7, 8):
+        cell = next(c for c in seeds.cells if c.variant == "PRM-none" and c.seed == seed)
+        out = seeds.cell_path(cell)
+        C.main(["--settings", json.dumps(seeds.settings(cell)), "--out", out, "--config_files", *seeds.config_files])
+        records[seed] = json.load(open(out))
+    kept = records[7]
+    assert kept["resumed_after_epoch"] == best.epochs - 1 and kept["epochs_run"] == best.epochs
+    assert kept["valid_curve"] == best.curve and kept["test"]["ndcg@6"] == pytest.approx(best.test, abs=0)
+    assert records[8]["resumed_after_epoch"] is None  # another seed: trained
+    assert not any(os.path.exists(r["resume_file"]) for r in records.values())  # both cells complete
 
 
 def test_warm_start_tries_the_other_datasets_best_first(grid_file, slice_root):

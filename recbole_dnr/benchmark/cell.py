@@ -80,7 +80,8 @@ def run_cell(settings, config_files=None, label=""):
                                                              config_dict=config_dict)
 
     def progress(epoch_idx, valid_score):
-        seconds = trainer.epoch_seconds[-1] if trainer.epoch_seconds else 0
+        times = trainer.epoch_seconds  # a resumed run replays its restored epochs first
+        seconds = times[epoch_idx] if epoch_idx < len(times) else times[-1] if times else 0
         print(f"{label} epoch {epoch_idx + 1}: valid {config['valid_metric']} {valid_score:.4f} "
               f"(train {seconds:.1f} s)", flush=True)
 

@@ -27,7 +27,7 @@ from recbole_dnr.config import Config, resolve_config_file
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.hyper.space import read_params_file
 from recbole_dnr.quick_start import TrainingStopped, objective_function
-from recbole_dnr.storage import atomic_write_text, check_writable
+from recbole_dnr.storage import atomic_write_text, check_writable, release
 
 TOOLS = ("optuna", "hyperopt")
 ALGOS = {"optuna": ("tpe", "random", "grid"), "hyperopt": ("exhaustive", "random", "bayes")}
@@ -197,7 +197,7 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
 
         try:
             result = objective_function({**fixed, **values, "resume": True}, config_files, callback_fn=report,
-                                        keep_model=False)  # a trial's checkpoint: best.yaml retrains the best
+                                        keep_state=True)
         except TrainingStopped:
             trial.set_user_attr("seconds", time.perf_counter() - started)
             raise optuna.TrialPruned() from None
@@ -208,6 +208,7 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
         for key in ("test", "epochs", "best_epoch", "seconds"):
             trial.set_user_attr(key, getattr(row, key))
         trial.set_user_attr("params", values)
+        keep_if_best(study, trial, row.best_valid, bigger, [result.get("model_file"), result.get("resume_file")])
         return row.best_valid
 
     def after(study, trial):
@@ -219,6 +220,31 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     if max_evals > done:
         study.optimize(objective, n_trials=max_evals - done, catch=(UserInputError,), callbacks=[after])
     return [_row_from_trial(t, params) for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+
+
+def keep_if_best(study, trial, value, bigger, files):
+    """Keep the checkpoint and finished resume state of the best complete trial only (``files``: this
+    trial's). A run of that config and seed with ``resume: True`` (the seeds grid's cell at the search's
+    seed, or ``run_recbole_dnr.py --config_files=<best.yaml> --resume``) then evaluates it instead of
+    training again; every other trial's files are removed as soon as it is beaten."""
+    files = [f for f in files if f]
+    try:
+        best = study.best_trial  # complete trials only: this one is still running
+    except ValueError:
+        best = None
+    if best is not None and not (value > best.value if bigger else value < best.value):  # a tie keeps the first
+        _remove_run_files(files)
+        return
+    if best is not None:
+        _remove_run_files(best.user_attrs.get("kept_files") or [])
+    trial.set_user_attr("kept_files", files)
+
+
+def _remove_run_files(paths):
+    for path in paths:
+        if os.path.isfile(path):
+            os.remove(path)
+        release(path, remove=True)
 
 
 def _row_from_trial(trial, params):
@@ -238,6 +264,7 @@ def _row_from_trial(trial, params):
     return TrialRow(number=trial.number, params=values, state=state, best_valid=best, curve=curve,
                     test=attrs.get("test", math.nan), epochs=attrs.get("epochs", len(curve)),
                     best_epoch=attrs.get("best_epoch", 0), seconds=attrs.get("seconds", 0.0),
+                    result={"kept_files": attrs.get("kept_files") or []},
                     note=attrs.get("error", "") or (f"rerun of {attrs['requeued_from']}" if "requeued_from" in attrs
                                                      else attrs.get("start_note", "")))
 
@@ -281,7 +308,7 @@ def best_row(rows, bigger=True):
     done = [r for r in rows if r.state == "complete" and not math.isnan(r.best_valid)]
     if not done:
         return None
-    return (max if bigger else min)(done, key=lambda r: (r.best_valid, -r.number))
+    return max(done, key=lambda r: (r.best_valid if bigger else -r.best_valid, -r.number))  # a tie: the first
 
 
 def trial_table(rows, valid_metric, best=None):
@@ -362,6 +389,10 @@ def write_results(rows, best, valid_metric, config_files, fixed, output_file, be
     if best is not None:
         tail = (f"\n\nbest: trial {best.number}, valid {valid_metric} {best.best_valid:.4f}, test {best.test:.4f}; "
                 f"config: {best_file}\n")
+        kept = [f for f in best.result.get("kept_files", []) if os.path.isfile(f)]
+        if kept:
+            tail += (f"\nIts checkpoint is kept: {os.path.relpath(kept[0])} (`recbole_dnr.serve.Recommender.load`); "
+                     f"`python run_recbole_dnr.py --config_files={best_file} --resume` evaluates it without training.\n")
     atomic_write_text(output_file, head + table + tail)
     if best is not None:
         text = yaml.safe_dump(best_config(config_files, fixed, best), sort_keys=False)

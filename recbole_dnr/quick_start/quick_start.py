@@ -76,21 +76,28 @@ class TrainingStopped(Exception):
 
 
 def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, callback_fn=None,
-                    keep_model=True):
+                    keep_model=True, keep_state=False):
     """Train ``model`` on ``dataset`` and evaluate on test; returns RecBole's result dict plus
     ``model``, ``epochs`` (trained), ``best_epoch``, ``seconds`` (training and test) and, for a
     saved reranker, ``model_file`` (what :class:`recbole_dnr.serve.Recommender` loads).
-    ``callback_fn(epoch, valid_score)`` runs after each evaluation (RecBole's hook);
-    ``keep_model=False`` deletes the best checkpoint once it has been tested (search trials)."""
+    ``callback_fn(epoch, valid_score)`` runs after each evaluation (RecBole's hook; a resumed run first
+    replays the evaluations it restored);
+    ``keep_model=False`` deletes the best checkpoint once it has been tested; ``keep_state=True`` keeps
+    the finished run's resume state (``resume_file``), so a later run of the same config and seed with
+    ``resume: True`` evaluates that checkpoint instead of training again (a search's best trial)."""
     started = time.perf_counter()
     config, ds, (train_data, valid_data, test_data), model, trainer = build(
         model, dataset, config_file_list, config_dict)
+    if keep_state and not is_reranker(config):
+        keep_model = False  # RecBole's own pipeline keeps no resume state: its checkpoint alone is not kept
+
     def drop_model():
         if saved and not keep_model and distributed.rank() == 0 and os.path.isfile(trainer.saved_model_file):
             os.remove(trainer.saved_model_file)
 
     try:
-        result = _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved, callback_fn, started)
+        result = _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved, callback_fn, started,
+                               keep_state and keep_model)
     except TrainingStopped:  # (any other failure keeps it: a resumed run needs its best checkpoint)
         drop_model()
         raise
@@ -100,7 +107,7 @@ def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict
     return result
 
 
-def _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved, callback_fn, started):
+def _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved, callback_fn, started, keep_state=False):
     logger = getLogger()
     try:
         best_valid_score, best_valid_result = trainer.fit(
@@ -131,7 +138,11 @@ def _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved,
         result["list_stats"] = ds.stats
         if config["save_predictions"] and distributed.rank() == 0:
             result["predictions_file"] = save_predictions(config, ds, trainer)
-        trainer.resume.discard()  # the run is complete: nothing left to resume
+        if keep_state and saved and os.path.isfile(trainer.resume.path):
+            result["resume_file"] = os.path.abspath(trainer.resume.path)
+            storage.release(trainer.resume.path)  # kept, and free for the run that will read it
+        else:
+            trainer.resume.discard()  # the run is complete: nothing left to resume
     return result
 
 
@@ -210,7 +221,8 @@ def _run_rank(local_rank, model, dataset, config_file_list, config_dict, saved, 
     dist.destroy_process_group()
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True, callback_fn=None, keep_model=True):
+def objective_function(config_dict=None, config_file_list=None, saved=True, callback_fn=None, keep_model=True,
+                       keep_state=False):
     """Quiet run for tests and hyper-parameter search (RecBole-GNN's signature; the result has every
     key RecBole's ``HyperTuning`` reads: model, best_valid_score, valid_score_bigger, best_valid_result,
     test_result)."""
@@ -219,5 +231,5 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, call
     config_dict.setdefault("show_progress", False)
     logging.basicConfig(level=logging.ERROR)
     result = run_recbole_dnr(config_dict=config_dict, config_file_list=config_file_list, saved=saved,
-                             callback_fn=callback_fn, keep_model=keep_model)
+                             callback_fn=callback_fn, keep_model=keep_model, keep_state=keep_state)
     return OrderedDict(result)

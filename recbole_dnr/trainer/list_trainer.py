@@ -118,8 +118,13 @@ class ListTrainer(Trainer):
         state = self._load_resume_state() if self.config["resume"] else None
         if self.config["recbole_pretrain"] and state is None:  # a resumed run's weights are past pre-training
             self._recbole_pretrain(train_data)
-        if state is not None and self._restore(state, generator, saved):
-            return self.best_valid_score, self.best_valid_result
+        if state is not None:
+            finished = self._restore(state, generator, saved)
+            if callback_fn:  # the evaluations before the stop, so that the hook sees the whole valid curve
+                for i, score in enumerate(self.valid_curve):
+                    callback_fn((i + 1) * self.eval_step - 1, score)
+            if finished:
+                return self.best_valid_score, self.best_valid_result
 
         def after_epoch(epoch_idx, valid_score):
             # RecBole calls this after each evaluation, past the best-checkpoint save
