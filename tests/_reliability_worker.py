@@ -22,10 +22,12 @@ def train(cfg, out, kill_at):
 
     steps = {}  # 0-based epoch -> optimisation steps taken in it
     now = {"epoch": None}
+    before = [0.0]  # training time of the killed processes, as the resumed run restored it
     sync, train_epoch = ListTrainer.sync_gradients, ListTrainer._train_epoch
 
     def counting_epoch(self, train_data, epoch_idx, *a, **kw):
         now["epoch"] = epoch_idx
+        before[0] = self.fit_seconds_before
         return train_epoch(self, train_data, epoch_idx, *a, **kw)
 
     def counting_sync(self, params, n_lists):  # called once per θ step and once per φ step
@@ -40,7 +42,7 @@ def train(cfg, out, kill_at):
     result = run_recbole_dnr(config_dict=cfg, callback_fn=lambda epoch, score: curve.append([epoch, score]))
     with open(out, "w") as f:
         json.dump({"test": result["test_result"], "valid": result["best_valid_result"], "steps": steps,
-                   "curve": curve}, f)
+                   "curve": curve, "seconds": result["seconds"], "fit_seconds_before": before[0]}, f)
 
 
 def lists(cfg, out):

@@ -71,7 +71,7 @@ def test_two_trials_write_table_and_a_best_config_that_reproduces(search_files):
     assert len(kept) == 1 and len(glob.glob(os.path.join(saved, "resume", "*.pth"))) == 1  # the best trial's only
     assert os.path.relpath(kept[0]) in open(out).read()
     resumed = objective_function(config_file_list=[best_file], config_dict={"resume": True})
-    assert resumed["model_file"] == kept[0] and resumed["seconds"] < best.seconds  # evaluated, not trained
+    assert resumed["model_file"] == kept[0]  # evaluated that checkpoint: a retrained run saves a new one
     assert resumed["best_valid_score"] == best.best_valid and resumed["epochs"] == best.epochs
     assert resumed["test_result"]["ndcg@6"] == pytest.approx(best.test, abs=0)
     assert glob.glob(os.path.join(saved, "resume", "*.pth")) == []  # that run is complete

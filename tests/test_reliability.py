@@ -92,6 +92,7 @@ def test_killed_run_resumes_to_the_same_metrics(slice_root, tmp_path):
     resumed = json.loads((tmp_path / "resumed.json").read_text())
     assert resumed["test"] == plain["test"] and resumed["valid"] == plain["valid"]
     assert resumed["curve"] == plain["curve"]  # the callback (a search's pruner) sees the whole valid curve
+    assert resumed["seconds"] > resumed["fit_seconds_before"] > 0  # its cost counts the killed processes' training
     assert sum(resumed["steps"].values()) < sum(steps.values())  # it did continue: fewer steps than a whole run
     assert os.listdir(resume_dir) == []  # a completed run leaves nothing to resume
 

@@ -78,7 +78,8 @@ class TrainingStopped(Exception):
 def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, callback_fn=None,
                     keep_model=True, keep_state=False):
     """Train ``model`` on ``dataset`` and evaluate on test; returns RecBole's result dict plus
-    ``model``, ``epochs`` (trained), ``best_epoch``, ``seconds`` (training and test) and, for a
+    ``model``, ``epochs`` (trained), ``best_epoch``, ``seconds`` (training and test, a resumed run's
+    earlier training included) and, for a
     saved reranker, ``model_file`` (what :class:`recbole_dnr.serve.Recommender` loads).
     ``callback_fn(epoch, valid_score)`` runs after each evaluation (RecBole's hook; a resumed run first
     replays the evaluations it restored);
@@ -131,7 +132,9 @@ def _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved,
     result["epochs"] = len(trainer.train_loss_dict) if hasattr(trainer, "train_loss_dict") else None
     result["best_epoch"] = selected_epoch(curve) if curve else None
     result["valid_curve"] = list(curve or [])
-    result["seconds"] = time.perf_counter() - started
+    # a resumed run's cost includes the training of the processes before it (a trial resumed after a
+    # session ended would otherwise count its last part only)
+    result["seconds"] = time.perf_counter() - started + getattr(trainer, "fit_seconds_before", 0.0)
     if saved and is_reranker(config):
         result["model_file"] = os.path.abspath(trainer.saved_model_file)  # Recommender.load(model_file) serves it
     if is_reranker(config):
