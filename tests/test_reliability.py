@@ -68,7 +68,8 @@ def finish(proc):
 # ------------------------------------------------------------------ interruption
 @pytest.mark.reliability(faults, "training killed with SIGKILL at two random steps (before and after DNR's phase "
                                  "switch), then run again with `--resume`",
-                         "the same best-valid and test metrics as an uninterrupted run with the same seed")
+                         "the same best-valid and test metrics as an uninterrupted run with the same seed; the "
+                         "callback (a search's pruner) sees its whole valid curve")
 def test_killed_run_resumes_to_the_same_metrics(slice_root, tmp_path):
     cfg = smoke_config(slice_root, model="DNR_PRM", epochs=5, lambda_e=2, stopping_step=10, resume=True,
                        checkpoint_dir=str(tmp_path / "saved"))

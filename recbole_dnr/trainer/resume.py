@@ -12,7 +12,9 @@ The file is ``<checkpoint_dir>/resume/<model>-<dataset>-seed<seed>-<hash>.pth``,
 over every config value that can change training (device, progress bars, output folders and the
 launcher's options are left out; ml-100k's folder inside RecBole's package counts relative to it),
 so only the same run picks it up. It is removed when the run
-completes (training and test evaluation). A run claims it (``<file>.lock``, held until the process
+completes (training and test evaluation), except a search's best trial's: kept finished, so that a
+later run of that config and seed evaluates its checkpoint instead of training
+(``run_recbole_dnr(keep_state=True)``). A run claims it (``<file>.lock``, held until the process
 ends) before reading it: a second process with the same config and seed, which would overwrite the
 first's state every epoch, stops with an error instead (a benchmark cell waits for the first,
 then copies its result).
