@@ -69,6 +69,7 @@ def test_two_trials_write_table_and_a_best_config_that_reproduces(search_files):
     saved = os.path.join(os.path.dirname(out), "saved")
     kept = glob.glob(os.path.join(saved, "*.pth"))
     assert len(kept) == 1 and len(glob.glob(os.path.join(saved, "resume", "*.pth"))) == 1  # the best trial's only
+    assert len(glob.glob(os.path.join(saved, "resume", "*.lock"))) == 1
     assert os.path.relpath(kept[0]) in open(out).read()
     resumed = objective_function(config_file_list=[best_file], config_dict={"resume": True})
     assert resumed["model_file"] == kept[0]  # evaluated that checkpoint: a retrained run saves a new one

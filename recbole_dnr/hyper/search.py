@@ -242,9 +242,10 @@ def keep_if_best(study, trial, value, bigger, files):
 
 def _remove_run_files(paths):
     for path in paths:
-        if os.path.isfile(path):
-            os.remove(path)
-        release(path, remove=True)
+        for name in (path, path + ".lock"):  # a kept resume state's lock file is no longer held: it goes too
+            if os.path.isfile(name):
+                os.remove(name)
+        release(path)
 
 
 def _row_from_trial(trial, params):
