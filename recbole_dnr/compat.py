@@ -26,6 +26,9 @@ one that the problem is real on the installed versions and that the fix removes 
 7. RecBole's ``utils.ensure_dir`` checks, then creates: two runs starting together (two benchmark
    grids, a test's two processes) both see ``./log/<Model>`` missing and the second ``makedirs`` raises
    ``FileExistsError`` in ``init_logger``. :func:`race_free_ensure_dir` makes it ``exist_ok``.
+8. torch >= 2.4 deprecates ``torch.cuda.amp.GradScaler(...)``, which RecBole's ``Trainer._train_epoch``
+   (trainer.py:235) builds every epoch, so every run printed a FutureWarning about code the user cannot
+   change. :func:`silence_recbole_grad_scaler` hides that one warning, only when raised from RecBole's trainer.
 
 Atomic, checksummed writes of our own files live in :mod:`recbole_dnr.storage` (not a compat fix).
 """
@@ -129,3 +132,9 @@ def race_free_ensure_dir():
     from recbole.utils import utils
 
     utils.ensure_dir.__code__ = _makedirs_exist_ok.__code__
+
+
+def silence_recbole_grad_scaler():
+    """Fix 8: drop the ``torch.cuda.amp.GradScaler`` deprecation warning raised by RecBole's trainer."""
+    warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler.*", category=FutureWarning,
+                            module=r"recbole\.trainer\.trainer")

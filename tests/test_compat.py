@@ -64,6 +64,22 @@ def test_pandas_chained_fillna_warning_is_silenced_only_from_recbole():
     assert [w.filename for w in caught] == ["mine.py"]
 
 
+def test_recbole_grad_scaler_warning_is_real_and_silenced_only_from_recbole():
+    import torch
+
+    with warnings.catch_warnings(record=True) as real:
+        warnings.simplefilter("always")
+        torch.cuda.amp.GradScaler(enabled=False)  # what RecBole's trainer.py:235 calls every epoch
+    assert any(issubclass(w.category, FutureWarning) and "GradScaler" in str(w.message) for w in real)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compat.silence_recbole_grad_scaler()
+        msg = str(next(w.message for w in real if "GradScaler" in str(w.message)))
+        warnings.warn_explicit(msg, FutureWarning, "trainer.py", 235, module="recbole.trainer.trainer")
+        warnings.warn_explicit(msg, FutureWarning, "mine.py", 1, module="mycode")
+    assert [w.filename for w in caught] == ["mine.py"]
+
+
 def test_scipy_dok_update_is_gone_and_fix_restores_it():
     import scipy.sparse as sp
 
