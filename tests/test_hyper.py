@@ -9,6 +9,7 @@ import yaml
 
 from conftest import smoke_config
 from recbole_dnr.hyper.cli import main
+from recbole_dnr.hyper.search import TrialRow, trial_table
 from recbole_dnr.hyper.space import parse_line, read_params_file
 from recbole_dnr.quick_start import TrainingStopped, objective_function
 from recbole_dnr.errors import UserInputError
@@ -30,6 +31,19 @@ def test_params_lines_by_hand():
         parse_line("lr uniform 1,0")
     with pytest.raises(UserInputError, match="Python list literal"):
         parse_line("noise choice [gaussian]")
+
+
+def test_trial_table_marks_trials_the_epoch_cap_ended():
+    rows = [TrialRow(0, {"learning_rate": 1e-3}, "complete", 0.5, 0.4, 200, 191, 9.0),
+            TrialRow(1, {"learning_rate": 2e-3}, "complete", 0.6, 0.5, 40, 29, 2.0),
+            TrialRow(2, {"learning_rate": 2e-3, "epochs": 40}, "complete", 0.6, 0.5, 40, 38, 2.0),  # its own cap
+            TrialRow(3, {"learning_rate": 3e-3}, "pruned", 0.3, math.nan, 200, 0, 1.0)]
+    lines = trial_table(rows, "ndcg@6", rows[1], epoch_cap=200).splitlines()
+    assert [line.split(" | ")[-2] for line in lines[2:6]] == ["200‡ (191)", "40 (29)", "40‡ (38)", "200"]
+    assert lines[-1].startswith("‡ stopped by the epoch cap")
+    assert "‡" not in trial_table(rows[1:2], "ndcg@6", epoch_cap=200)
+    uncapped = trial_table(rows, "ndcg@6").splitlines()  # cap unknown: only the trial with its own is marked
+    assert [line.split(" | ")[-2] for line in uncapped[2:6]] == ["200 (191)", "40 (29)", "40‡ (38)", "200"]
 
 
 def test_params_file_errors(tmp_path):

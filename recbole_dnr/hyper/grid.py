@@ -204,13 +204,17 @@ def _search(grid, dataset, name, params, rows, landed, storage_url):
 
 def _write(where, rows, grid, dataset, name):
     ordered = [rows[k] for k in sorted(rows)]
+    space = [p.name for p in contender_space(grid, name)]
+    for r in ordered:  # the space's order, however the row was read back (trials.jsonl sorts keys)
+        r.params = {k: r.params[k] for k in sorted(r.params, key=lambda k: (k not in space, space.index(k) if k in space else 0, k))}
     atomic_write_text(os.path.join(where, "trials.jsonl"),
                       "".join(json.dumps(r.record(), sort_keys=True) + "\n" for r in ordered))
     best = best_row(ordered)
     head = (f"# {name} on {dataset}: {len(ordered)} of {budget(grid, dataset)} trials "
             f"(python -m recbole_dnr.hyper.grid; selected on valid; * = best)\n\n")
-    metric = valid_metric(grid, dataset, name)
-    atomic_write_text(os.path.join(where, "trials.md"), head + trial_table(ordered, metric, best) + "\n")
+    config = resolved_config(grid, dataset, name)
+    metric = str(config["valid_metric"]).lower()
+    atomic_write_text(os.path.join(where, "trials.md"), head + trial_table(ordered, metric, best, config["epochs"]) + "\n")
     if best is not None:
         best_cfg = {**fixed_settings(grid, dataset, name), **best.params}
         atomic_write_text(os.path.join(where, "best.yaml"),
@@ -218,11 +222,15 @@ def _write(where, rows, grid, dataset, name):
                           + yaml.safe_dump(best_cfg, sort_keys=False))
 
 
+def resolved_config(grid, dataset, name):
+    """A contender's config before its searched params: the package's and model's yamls, the grid's
+    config files, its settings."""
+    return Config(config_file_list=grid.get("config_files") or None, config_dict=fixed_settings(grid, dataset, name))
+
+
 def valid_metric(grid, dataset, name):
-    """The metric a contender's trials are selected on: ``valid_metric`` of its resolved config (the
-    package's and model's yamls, the grid's config files, its settings), lower case."""
-    config = Config(config_file_list=grid.get("config_files") or None, config_dict=fixed_settings(grid, dataset, name))
-    return str(config["valid_metric"]).lower()
+    """The metric a contender's trials are selected on, lower case."""
+    return str(resolved_config(grid, dataset, name)["valid_metric"]).lower()
 
 
 def status(grid, dataset, name):

@@ -62,7 +62,7 @@ def _primitive(v):
 def check_search(params, config_files, fixed):
     """Build the config of a first trial (each parameter at its first value) before anything is
     trained: a missing file, an unknown model or parameter, or a value out of range fails now.
-    Returns ``(valid_metric, bigger)``."""
+    Returns ``(valid_metric, bigger, epochs)``."""
     first = {p.name: (p.args[0] if p.kind == "choice" else p.cast(p.args[0]) if p.kind == "quniform"
                       else math.exp(p.args[0]) if p.kind == "loguniform" else p.args[0]) for p in params}
     config = Config(config_file_list=config_files, config_dict={**fixed, **first})
@@ -70,7 +70,7 @@ def check_search(params, config_files, fixed):
                and any(f"'{p.name}'" in n for p in params)]
     if unknown:
         raise UserInputError("params file: " + "; ".join(unknown))
-    return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"])
+    return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"]), config["epochs"]
 
 
 def _row_from_result(number, params, result, valid_metric):
@@ -120,7 +120,7 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
         import optuna
     except ImportError:
         raise UserInputError('--tool=optuna needs Optuna: pip install -e ".[hyper]"') from None
-    valid_metric, bigger = check_search(params, config_files, fixed)
+    valid_metric, bigger, _ = check_search(params, config_files, fixed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if algo == "grid":
         if any(p.kind in ("uniform", "loguniform") for p in params):
@@ -279,7 +279,7 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
                              'pip install -e ".[hyper]"') from None
     from recbole.trainer.hyper_tuning import HyperTuning
 
-    valid_metric, _ = check_search(params, config_files, fixed)
+    valid_metric, _, _ = check_search(params, config_files, fixed)
     space = {}
     for p in params:
         args = list(p.args)
@@ -312,17 +312,27 @@ def best_row(rows, bigger=True):
     return max(done, key=lambda r: (r.best_valid if bigger else -r.best_valid, -r.number))  # a tie: the first
 
 
-def trial_table(rows, valid_metric, best=None):
-    """The trials as a markdown table (params, best valid, test at the best valid epoch, epochs, time)."""
+def trial_table(rows, valid_metric, best=None, epoch_cap=None):
+    """The trials as a markdown table (params, best valid, test at the best valid epoch, epochs, time).
+    ``epoch_cap``: the configured ``epochs`` (a trial's own ``epochs`` param wins); a complete trial
+    that ran that many epochs is marked ‡: the cap, not early stopping, ended it."""
     names = list(dict.fromkeys(k for r in rows for k in r.params))
+    capped = set()
+    for r in rows:
+        cap = r.params.get("epochs", epoch_cap)
+        if r.state == "complete" and cap and r.epochs >= int(cap):
+            capped.add(r.number)
     head = ["trial", *names, "state", f"valid {valid_metric}", f"test {valid_metric}", "epochs (best)", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=lambda r: r.number):
         cells = [f"{r.number}{' *' if best is not None and r.number == best.number else ''}"]
         cells += [_fmt(r.params.get(n)) for n in names]
         cells += [r.state + (f" ({r.note})" if r.note else ""), _num(r.best_valid), _num(r.test),
-                  f"{r.epochs} ({r.best_epoch})" if r.state == "complete" else str(r.epochs), f"{r.seconds:.0f}"]
+                  f"{r.epochs}{'‡' if r.number in capped else ''} ({r.best_epoch})" if r.state == "complete"
+                  else str(r.epochs), f"{r.seconds:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    if capped:
+        lines += ["", "‡ stopped by the epoch cap, not by early stopping: look at its valid curve before trusting it."]
     return "\n".join(lines)
 
 
@@ -365,14 +375,15 @@ def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None,
         if path:
             check_writable(os.path.dirname(os.path.abspath(path)), what="output folder",
                            fix="give --output_file / --best_config_file in a folder you can write")
-    valid_metric, bigger = check_search(params, config_files, fixed)
+    valid_metric, bigger, epoch_cap = check_search(params, config_files, fixed)
     if tool == "optuna":
         rows = run_optuna(params, config_files, fixed, max_evals, algo, seed, storage, study_name, prune, on_trial)
     else:
         rows = run_hyperopt(params, config_files, fixed, max_evals, algo, seed, on_trial)
     best = best_row(rows, bigger)
     write_results(rows, best, valid_metric, config_files, fixed, output_file, best_file or default_best_file(output_file),
-                  command=dict(tool=tool, algo=algo, max_evals=max_evals, seed=seed, params_file=params_file))
+                  command=dict(tool=tool, algo=algo, max_evals=max_evals, seed=seed, params_file=params_file),
+                  epoch_cap=epoch_cap)
     return rows, best
 
 
@@ -381,11 +392,11 @@ def default_best_file(output_file):
     return stem + ".best.yaml"
 
 
-def write_results(rows, best, valid_metric, config_files, fixed, output_file, best_file, command):
+def write_results(rows, best, valid_metric, config_files, fixed, output_file, best_file, command, epoch_cap=None):
     head = (f"# Hyper-parameter search: {command['tool']} ({command['algo']}), {len(rows)} trials, seed "
             f"{command['seed']}, space {command['params_file']}, fixed {config_files or []} {fixed or ''}\n\n"
             "Selected on valid only; test is at each trial's best valid epoch (* = best trial).\n\n")
-    table = trial_table(rows, valid_metric, best)
+    table = trial_table(rows, valid_metric, best, epoch_cap)
     tail = ""
     if best is not None:
         tail = (f"\n\nbest: trial {best.number}, valid {valid_metric} {best.best_valid:.4f}, test {best.test:.4f}; "
