@@ -111,6 +111,24 @@ def test_search_resumes_from_its_storage(search_files, tmp_path):
     assert again[1].params != again[0].params
 
 
+def test_a_killed_searchs_trial_runs_again_and_keeps_where_its_config_came_from(search_files, tmp_path):
+    import optuna
+
+    from recbole_dnr.hyper.search import distribution, run_optuna
+
+    fixed, space, _ = search_files
+    params = read_params_file(space)
+    storage, start = f"sqlite:///{tmp_path / 'killed.db'}", {"learning_rate": math.exp(-6), "hidden_size": 16}
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.enqueue_trial(start, user_attrs={"start_note": "best of ml-100k (trial 3)"})
+    study.ask({p.name: distribution(p) for p in params})  # the search was killed while its first trial trained
+    rows = run_optuna(params, [fixed], {}, 1, storage=storage, study_name="s", prune=False,
+                      start=[(start, "ignored: the study holds trials")])
+    assert [(r.state, r.note) for r in rows] == [("failed", "best of ml-100k (trial 3)"),
+                                                 ("complete", "best of ml-100k (trial 3); resumed after a stop")]
+    assert rows[1].params == start
+
+
 def test_hyperopt_tool_runs_recboles_hypertuning(search_files):
     pytest.importorskip("hyperopt")
     fixed, space, out = search_files

@@ -170,7 +170,8 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         # a trial of a killed search: marked failed and queued again, so it runs (resumed) first
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+        carried = {k: t.user_attrs[k] for k in ("start_note",) if k in t.user_attrs}  # where its config came from
+        study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number, **carried})
 
     def suggest(trial, p):
         dist = distribution(p, algo)
@@ -266,8 +267,13 @@ def _row_from_trial(trial, params):
                     test=attrs.get("test", math.nan), epochs=attrs.get("epochs", len(curve)),
                     best_epoch=attrs.get("best_epoch", 0), seconds=attrs.get("seconds", 0.0),
                     result={"kept_files": attrs.get("kept_files") or []},
-                    note=attrs.get("error", "") or (f"rerun of {attrs['requeued_from']}" if "requeued_from" in attrs
-                                                     else attrs.get("start_note", "")))
+                    note=attrs.get("error", "") or trial_note(attrs.get("start_note", ""), "requeued_from" in attrs))
+
+
+def trial_note(start_note, resumed):
+    """A trial row's note: where its config came from (a transferred start) and whether it was
+    resumed after its search was stopped. Study trial numbers stay out: a grid renumbers its rows."""
+    return "; ".join(n for n in (start_note, "resumed after a stop" if resumed else "") if n)
 
 
 def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed=2020, on_trial=None):
