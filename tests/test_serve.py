@@ -58,8 +58,9 @@ def prm(slice_root, session_dir):
     {"model": "SASRec", "list_mode": "slate"},
     {"model": "Retriever"},
     {"model": "DLCM"}, {"model": "SetRank"}, {"model": "PIER"}, {"model": "MiDNN"},
-], ids=["PRM", "DNR_PRM", "SASRec-reranker", "Retriever", "DLCM", "SetRank", "PIER", "MiDNN"])
-def test_rerank_gives_the_evaluators_scores(slice_root, in_session_dir, overrides):
+    {"model": "Caser", "list_mode": "slate"},
+], ids=["PRM", "DNR_PRM", "SASRec-reranker", "Retriever", "DLCM", "SetRank", "PIER", "MiDNN", "Caser-reranker"])
+def test_rerank_and_its_onnx_export_give_the_evaluators_scores(slice_root, in_session_dir, overrides, tmp_path):
     from recbole_dnr import Recommender
 
     trainer, ds, test_data, out = (train(slice_root, **overrides) if overrides["model"] != "Retriever"
@@ -77,6 +78,15 @@ def test_rerank_gives_the_evaluators_scores(slice_root, in_session_dir, override
         torch.testing.assert_close(lists.scores[0], out["scores"][pos], rtol=0, atol=1e-5)
         order = torch.sort(out["scores"][pos], descending=True, stable=True).indices
         assert rec.rerank(user, items, history=request_history(ds, split, r)) == [items[i] for i in order]
+    if overrides["model"] != "Retriever":  # every reranker family exports (torch's newer exporter breaks Caser)
+        pytest.importorskip("onnxruntime")
+        from recbole_dnr.serve import export
+
+        batch = rec.batch_tensors([str(t) for t in ds.id2token(ds.uid_field, np.arange(1, 40))])
+        with torch.no_grad():
+            eager = rec.model.predict(batch)
+        got = export.OnnxReranker(export.export_onnx(rec, str(tmp_path / "model.onnx"))).scores(batch)
+        torch.testing.assert_close(torch.as_tensor(got), eager, rtol=0, atol=1e-5)
 
 
 def _floor(slice_root):
