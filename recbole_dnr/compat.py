@@ -29,6 +29,9 @@ one that the problem is real on the installed versions and that the fix removes 
 8. torch >= 2.4 deprecates ``torch.cuda.amp.GradScaler(...)``, which RecBole's ``Trainer._train_epoch``
    (trainer.py:235) builds every epoch, so every run printed a FutureWarning about code the user cannot
    change. :func:`silence_recbole_grad_scaler` hides that one warning, only when raised from RecBole's trainer.
+9. torch deprecates the ``torch.sparse.FloatTensor(indices, values, shape)`` constructor that RecBole's graph
+   models (LightGCN, NGCF, ..., as CoRR's ``retriever_model``) build their adjacency with; the call still works.
+   :func:`silence_recbole_sparse_constructor` hides that UserWarning, only when raised from RecBole's models.
 
 Atomic, checksummed writes of our own files live in :mod:`recbole_dnr.storage` (not a compat fix).
 """
@@ -138,3 +141,9 @@ def silence_recbole_grad_scaler():
     """Fix 8: drop the ``torch.cuda.amp.GradScaler`` deprecation warning raised by RecBole's trainer."""
     warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler.*", category=FutureWarning,
                             module=r"recbole\.trainer\.trainer")
+
+
+def silence_recbole_sparse_constructor():
+    """Fix 9: drop the legacy sparse-constructor deprecation warning raised by RecBole's graph models."""
+    warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor\(indices, values, shape.*",
+                            category=UserWarning, module=r"recbole\.model\.")

@@ -80,6 +80,22 @@ def test_recbole_grad_scaler_warning_is_real_and_silenced_only_from_recbole():
     assert [w.filename for w in caught] == ["mine.py"]
 
 
+def test_recbole_sparse_constructor_warning_is_real_and_silenced_only_from_recbole():
+    import torch
+
+    with warnings.catch_warnings(record=True) as real:
+        warnings.simplefilter("always")  # what RecBole's lightgcn.py:125 (and 13 other graph-model lines) call
+        torch.sparse.FloatTensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), torch.Size([2, 2]))
+    msg = str(next(w.message for w in real if "torch.sparse.SparseTensor" in str(w.message)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compat.silence_recbole_sparse_constructor()
+        warnings.warn_explicit(msg, UserWarning, "lightgcn.py", 125,
+                               module="recbole.model.general_recommender.lightgcn")
+        warnings.warn_explicit(msg, UserWarning, "mine.py", 1, module="mycode")
+    assert [w.filename for w in caught] == ["mine.py"]
+
+
 def test_scipy_dok_update_is_gone_and_fix_restores_it():
     import scipy.sparse as sp
 
