@@ -42,6 +42,27 @@ def test_contender_space_renames_and_adds_knobs(grid_file):
     assert [p.name for p in G.contender_space(grid, "Caser-none")] == ["learning_rate", "embedding_size"]
 
 
+@pytest.mark.parametrize("only, says", [
+    ("dataset=ml-1m", "has no dataset 'ml-1m'; its datasets: ml-100k-slice"),
+    ("contender=PRM-nonee", "has no contender 'PRM-nonee'; its contenders: "),
+    ("model=PRM", "unknown key 'model'"),
+    ("PRM-none", "expected key=value"),
+])
+def test_only_that_selects_nothing_is_an_error_before_any_search(grid_file, tmp_path, only, says):
+    with pytest.raises(SystemExit, match=re.escape(says)):
+        G.main(["--config", grid_file, "--only", only])
+    assert not os.path.exists(tmp_path / "tuned")
+
+
+def test_only_whose_dataset_and_contender_never_meet_is_an_error(grid_file):
+    spec = yaml.safe_load(open(grid_file))
+    spec["datasets"]["other"] = {}
+    spec["contenders"]["Caser-none"]["datasets"] = ["ml-100k-slice"]
+    open(grid_file, "w").write(yaml.safe_dump(spec))
+    with pytest.raises(SystemExit, match="no search in .* has all of dataset=other; contender=Caser-none"):
+        G.main(["--config", grid_file, "--only", "dataset=other;contender=Caser-none"])
+
+
 def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path, capsys):
     G.main(["--config", grid_file, "--only", "contender=PRM-none,DNR-G"])
     grid = G.load_grid(grid_file)

@@ -284,7 +284,28 @@ def _parse_only(text):
                 only.setdefault(key.strip(), set()).add(value.strip())
             elif only:
                 only[list(only)[-1]].add(part.strip())
+            elif part.strip():
+                raise UserInputError(f"--only {text!r}: expected key=value (e.g. --only 'dataset=ml-100k;contender=PRM-none')")
     return only
+
+
+def check_only(grid, path, only):
+    """Each ``--only`` key is dataset or contender and each value one the grid has, and together they
+    select a search: a typo would otherwise select nothing and look like a finished grid."""
+    have = {"dataset": list(grid["datasets"]), "contender": list(grid["contenders"])}
+    for key, values in only.items():
+        if key not in have:
+            raise UserInputError(f"--only: unknown key {key!r}; expected dataset=... and/or contender=... "
+                                 "(e.g. --only 'dataset=ml-100k;contender=PRM-none')")
+        for value in sorted(values - set(have[key])):
+            raise UserInputError(f"--only: {path} has no {key} {value!r}; its {key}s: {', '.join(have[key])}")
+    if only and not cells(grid, only):
+        raise UserInputError(f"--only: no search in {path} has all of {_only_text(only)} (a contender may run "
+                             "on some datasets only: see its datasets: list)")
+
+
+def _only_text(only):
+    return "; ".join(f"{k}={','.join(sorted(v))}" for k, v in only.items())
 
 
 def main(argv=None):
@@ -298,7 +319,9 @@ def main(argv=None):
     sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv: the grid's options are not config keys
     try:
         grid = load_grid(args.config)
-        todo = cells(grid, _parse_only(args.only))
+        only = _parse_only(args.only)
+        check_only(grid, args.config, only)
+        todo = cells(grid, only)
         if args.seeds:
             seeds = seeds_grid(grid)
             path = (grid.get("seeds") or {}).get("grid", os.path.join(grid["out"], "seeds.yaml"))
