@@ -129,6 +129,21 @@ def test_a_killed_searchs_trial_runs_again_and_keeps_where_its_config_came_from(
     assert rows[1].params == start
 
 
+def test_each_trial_shows_a_bar_over_its_epochs_unless_progress_is_off(search_files, capsys):
+    fixed, space, out = search_files
+    args = [f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=1"]
+    main(args)
+    assert "trial   0" not in capsys.readouterr().err  # the fixture's config: show_progress False
+    config = yaml.safe_load(open(fixed))
+    del config["show_progress"]
+    open(fixed, "w").write(yaml.safe_dump(config))
+    rows, _ = main(args)
+    err = capsys.readouterr().err
+    assert "trial   0" in err and f"{rows[0].epochs}/3" in err  # epochs run of the cap
+    assert f"ndcg@6 {rows[0].curve[-1]:.4f}, best {rows[0].best_valid:.4f}" in err
+    assert "Train " not in err  # RecBole's per-batch bars stay off inside a search
+
+
 def test_hyperopt_tool_runs_recboles_hypertuning(search_files):
     pytest.importorskip("hyperopt")
     fixed, space, out = search_files

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 import yaml
+from recbole.utils import set_color
+from tqdm import tqdm
 
 from recbole_dnr.config import Config, resolve_config_file
 from recbole_dnr.errors import UserInputError
@@ -62,7 +64,7 @@ def _primitive(v):
 def check_search(params, config_files, fixed):
     """Build the config of a first trial (each parameter at its first value) before anything is
     trained: a missing file, an unknown model or parameter, or a value out of range fails now.
-    Returns ``(valid_metric, bigger, epochs)``."""
+    Returns ``(valid_metric, bigger, config)``."""
     first = {p.name: (p.args[0] if p.kind == "choice" else p.cast(p.args[0]) if p.kind == "quniform"
                       else math.exp(p.args[0]) if p.kind == "loguniform" else p.args[0]) for p in params}
     config = Config(config_file_list=config_files, config_dict={**fixed, **first})
@@ -70,7 +72,7 @@ def check_search(params, config_files, fixed):
                and any(f"'{p.name}'" in n for p in params)]
     if unknown:
         raise UserInputError("params file: " + "; ".join(unknown))
-    return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"]), config["epochs"]
+    return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"]), config
 
 
 def _row_from_result(number, params, result, valid_metric):
@@ -110,17 +112,20 @@ def _internal(p, value, algo):
 
 
 def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, storage=None, study_name="recbole_dnr",
-               prune=True, on_trial=None, history=(), start=()):
+               prune=True, on_trial=None, history=(), start=(), progress=True):
     """Run the search with Optuna; returns every :class:`TrialRow` of the study (earlier runs' too).
     ``history``: finished :class:`TrialRow` s of this search kept elsewhere (a grid's committed
     trials); those the study does not hold are added to it first, so a search whose storage was lost
     reruns only its unfinished trials. ``start``: ``(params, note)`` pairs a new search tries first
-    (a config transferred from another dataset); a search that holds trials ignores them."""
+    (a config transferred from another dataset); a search that holds trials ignores them.
+    ``progress``: a bar per trial over its epochs, with the last and best valid score (trials train
+    quietly, as in RecBole's ``objective_function``, and one can take hours)."""
     try:
         import optuna
     except ImportError:
         raise UserInputError('--tool=optuna needs Optuna: pip install -e ".[hyper]"') from None
-    valid_metric, bigger, _ = check_search(params, config_files, fixed)
+    valid_metric, bigger, config = check_search(params, config_files, fixed)
+    epoch_cap, progress = config["epochs"], progress and config["show_progress"] is not False
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if algo == "grid":
         if any(p.kind in ("uniform", "loguniform") for p in params):
@@ -185,12 +190,19 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     def objective(trial):
         values = {p.name: suggest(trial, p) for p in params}
         started = time.perf_counter()
+        row = sum(t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
+                  for t in study.get_trials(deepcopy=False))  # its row in the table (a grid renumbers)
+        bar = tqdm(total=values.get("epochs", epoch_cap) or None, unit="epoch", ncols=100, disable=not progress,
+                   desc=set_color(f"trial {row:>3}", "pink"))
 
         curve = []
 
         def report(epoch, score):
             trial.report(float(score), step=epoch)
             curve.append(float(score))
+            bar.set_postfix_str(f"{valid_metric} {score:.4f}, best {max(curve) if bigger else min(curve):.4f}",
+                                refresh=False)
+            bar.update(epoch + 1 - bar.n)
             trial.set_user_attr("epochs", epoch + 1)
             trial.set_user_attr("curve", curve)
             if trial.should_prune():
@@ -205,6 +217,8 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
         except UserInputError as err:  # this combination is not a valid config: the search goes on
             trial.set_user_attr("error", str(err))
             raise
+        finally:
+            bar.close()
         row = _row_from_result(trial.number, values, result, valid_metric)
         for key in ("test", "epochs", "best_epoch", "seconds"):
             trial.set_user_attr(key, getattr(row, key))
@@ -381,7 +395,8 @@ def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None,
         if path:
             check_writable(os.path.dirname(os.path.abspath(path)), what="output folder",
                            fix="give --output_file / --best_config_file in a folder you can write")
-    valid_metric, bigger, epoch_cap = check_search(params, config_files, fixed)
+    valid_metric, bigger, config = check_search(params, config_files, fixed)
+    epoch_cap = config["epochs"]
     if tool == "optuna":
         rows = run_optuna(params, config_files, fixed, max_evals, algo, seed, storage, study_name, prune, on_trial)
     else:
