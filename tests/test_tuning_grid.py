@@ -84,6 +84,9 @@ def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path,
     after = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", "PRM-none"), "trials.jsonl"))
     assert len(after) == 3 and [r.record() for r in after[:2]] == [r.record() for r in before]
     assert after[2].params not in [r.params for r in before]
+    landed = [line for line in capsys.readouterr().out.splitlines() if " trial " in line]
+    assert landed == [f"ml-100k-slice PRM-none trial 2: complete, valid {after[2].best_valid:.4f}, test "
+                      f"{after[2].test:.4f}, {after[2].epochs} epochs, {after[2].seconds:.0f} s (3 of 3)"]
     G.main(["--config", grid_file, "--dry_run"])
     out = capsys.readouterr().out
     assert "PRM-none                     3/3" in out and "DNR-G                        2/3" in out

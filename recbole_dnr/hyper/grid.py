@@ -172,6 +172,10 @@ def run_search(grid, dataset, name, storage_dir="saved/tuning"):
             return  # a failed config does not count; a trial read back from history is there already
         rows[len(rows)] = TrialRow(**{**row.record(), "number": len(rows)})
         _write(where, rows, grid, dataset, name)
+        r = rows[len(rows) - 1]
+        print(f"{dataset} {name} trial {r.number}: {r.state}, valid {r.best_valid:.4f}"
+              + (f", test {r.test:.4f}" if r.state == "complete" else "")
+              + f", {r.epochs} epochs, {r.seconds:.0f} s ({len(rows)} of {budget(grid, dataset)})", flush=True)
 
     try:
         return _search(grid, dataset, name, params, rows, landed, f"sqlite:///{stem}.db")
