@@ -94,6 +94,9 @@ def test_killed_run_resumes_to_the_same_metrics(slice_root, tmp_path):
     assert resumed["test"] == plain["test"] and resumed["valid"] == plain["valid"]
     assert resumed["curve"] == plain["curve"]  # the callback (a search's pruner) sees the whole valid curve
     assert resumed["seconds"] > resumed["fit_seconds_before"] > 0  # its cost counts the killed processes' training
+    # ... once: this process's time is not counted twice (nor a whole run's)
+    assert resumed["seconds"] <= resumed["fit_seconds_before"] + resumed["wall"]
+    assert plain["seconds"] <= plain["wall"]
     assert sum(resumed["steps"].values()) < sum(steps.values())  # it did continue: fewer steps than a whole run
     assert os.listdir(resume_dir) == []  # a completed run leaves nothing to resume
 

@@ -133,8 +133,9 @@ def _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved,
     result["best_epoch"] = selected_epoch(curve) if curve else None
     result["valid_curve"] = list(curve or [])
     # a resumed run's cost includes the training of the processes before it (a trial resumed after a
-    # session ended would otherwise count its last part only)
-    result["seconds"] = time.perf_counter() - started + getattr(trainer, "fit_seconds_before", 0.0)
+    # session ended would otherwise count its last part only); fit_seconds_before would count this
+    # process's fit twice: fit adds its own time to it when it returns
+    result["seconds"] = time.perf_counter() - started + getattr(trainer, "fit_seconds_restored", 0.0)
     if saved and is_reranker(config):
         result["model_file"] = os.path.abspath(trainer.saved_model_file)  # Recommender.load(model_file) serves it
     if is_reranker(config):

@@ -61,6 +61,7 @@ class ListTrainer(Trainer):
         self.resumed_after = None  # the epoch a resumed run continued after
         self.epoch_seconds = []  # training seconds of each epoch, across a resume
         self.fit_seconds_before = 0.0  # time the processes before a resume spent in fit
+        self.fit_seconds_restored = 0.0  # what the resume state held: earlier processes' fit time only
         self._fit_started = None
         self._time_epochs()
         self.last_eval = None

@@ -162,7 +162,7 @@ class ResumeState:
         trainer.train_loss_dict.update(state["train_loss_dict"])
         trainer.valid_curve[:] = state["valid_curve"]
         trainer.epoch_seconds[:] = state.get("epoch_seconds", [])  # states written before timing was kept: none
-        trainer.fit_seconds_before = state.get("fit_seconds", 0.0)
+        trainer.fit_seconds_before = trainer.fit_seconds_restored = state.get("fit_seconds", 0.0)
         trainer.model.load_state_dict(state["state_dict"])
         trainer.model.load_other_parameter(state.get("other_parameter"))
         trainer.optimizer.load_state_dict(state["optimizer"])
