@@ -63,6 +63,17 @@ def test_only_whose_dataset_and_contender_never_meet_is_an_error(grid_file):
         G.main(["--config", grid_file, "--only", "dataset=other;contender=Caser-none"])
 
 
+def test_a_grid_trials_bar_names_the_search_and_the_row_it_lands_as(grid_file, tmp_path, capsys):
+    fixed = yaml.safe_load(open(tmp_path / "fixed.yaml"))
+    del fixed["show_progress"]
+    (tmp_path / "fixed.yaml").write_text(yaml.safe_dump(fixed))
+    spec = yaml.safe_load(open(grid_file))
+    spec["trials"] = 1
+    open(grid_file, "w").write(yaml.safe_dump(spec))
+    G.main(["--config", grid_file, "--only", "contender=PRM-none"])
+    assert "ml-100k-slice PRM-none trial 0" in capsys.readouterr().err
+
+
 def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path, capsys):
     G.main(["--config", grid_file, "--only", "contender=PRM-none,DNR-G"])
     grid = G.load_grid(grid_file)

@@ -200,7 +200,8 @@ def _search(grid, dataset, name, params, rows, landed, storage_url):
     all_rows = run_optuna(params, grid.get("config_files"), fixed_settings(grid, dataset, name), budget(grid, dataset),
                           seed=int(grid.get("seed", 2020)), storage=storage_url, study_name=f"{dataset}/{name}",
                           prune=bool(grid.get("prune", True)), on_trial=landed, history=list(rows.values()),
-                          start=warm_start(grid, dataset, name) if not rows else [])
+                          start=warm_start(grid, dataset, name) if not rows else [],
+                          label=lambda _: f"{dataset} {name} trial {len(rows)}")  # the row it will land as
     for row in sorted(all_rows, key=lambda r: r.number):  # trials the storage held that the results lack
         landed(row)
     return all_rows

@@ -112,14 +112,15 @@ def _internal(p, value, algo):
 
 
 def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, storage=None, study_name="recbole_dnr",
-               prune=True, on_trial=None, history=(), start=(), progress=True):
+               prune=True, on_trial=None, history=(), start=(), progress=True, label=None):
     """Run the search with Optuna; returns every :class:`TrialRow` of the study (earlier runs' too).
     ``history``: finished :class:`TrialRow` s of this search kept elsewhere (a grid's committed
     trials); those the study does not hold are added to it first, so a search whose storage was lost
     reruns only its unfinished trials. ``start``: ``(params, note)`` pairs a new search tries first
     (a config transferred from another dataset); a search that holds trials ignores them.
     ``progress``: a bar per trial over its epochs, with the last and best valid score (trials train
-    quietly, as in RecBole's ``objective_function``, and one can take hours)."""
+    quietly, as in RecBole's ``objective_function``, and one can take hours), named ``label(trial
+    number)`` (default ``trial <number>``, the table's numbering)."""
     try:
         import optuna
     except ImportError:
@@ -190,10 +191,8 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     def objective(trial):
         values = {p.name: suggest(trial, p) for p in params}
         started = time.perf_counter()
-        row = sum(t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
-                  for t in study.get_trials(deepcopy=False))  # its row in the table (a grid renumbers)
         bar = tqdm(total=values.get("epochs", epoch_cap) or None, unit="epoch", ncols=100, disable=not progress,
-                   desc=set_color(f"trial {row:>3}", "pink"))
+                   desc=set_color(label(trial.number) if label else f"trial {trial.number:>3}", "pink"))
 
         curve = []
 
