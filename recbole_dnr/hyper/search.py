@@ -191,7 +191,9 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     def objective(trial):
         values = {p.name: suggest(trial, p) for p in params}
         started = time.perf_counter()
-        bar = tqdm(total=values.get("epochs", epoch_cap) or None, unit="epoch", ncols=100, disable=not progress,
+        # no bar and no time left: early stopping, not the epoch cap, usually ends a trial
+        bar = tqdm(total=values.get("epochs", epoch_cap) or None, unit="epoch", disable=not progress,
+                   bar_format="{desc}: {n_fmt}/{total_fmt} epochs [{elapsed}, {rate_fmt}{postfix}]",
                    desc=set_color(label(trial.number) if label else f"trial {trial.number:>3}", "pink"))
 
         curve = []
