@@ -272,6 +272,19 @@ def test_http_service_over_loopback(prm, tmp_path):
         server.wait(timeout=30)
 
 
+def test_timings_split_recommend_into_its_stages(prm):
+    from recbole_dnr import Recommender
+
+    trainer, ds, _, _ = prm
+    rec = Recommender.load(trainer.saved_model_file)
+    users = [str(t) for t in ds.id2token(ds.uid_field, np.arange(1, 4))]
+    t = rec.timings(users, repeat=3)
+    assert list(t) == ["users", "retrieve", "lists", "rerank", "total"] and all(v > 0 for v in t.values())
+    assert t["total"] >= max(t["users"], t["retrieve"], t["lists"], t["rerank"])  # each run's total holds its parts
+    with pytest.raises(UserInputError, match="repeat must be at least 1"):
+        rec.timings(users, repeat=0)
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_reranker_equals_eager(prm, tmp_path, fmt):
     from recbole_dnr import Recommender

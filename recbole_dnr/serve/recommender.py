@@ -263,6 +263,30 @@ class Recommender:
         lists = self.score_lists(users, cand, self._logits(users, cand), hist)
         return self._top(lists, int(k), with_scores)
 
+    def timings(self, user_ids, repeat=50, histories=None):
+        """Where :meth:`recommend`'s time goes for ``user_ids`` (one batch): the median over ``repeat``
+        runs of each stage, in ms: ``users`` (ids and histories), ``retrieve`` (top-``candidate_num``
+        unseen), ``lists`` (x and the reranker's batch), ``rerank`` (the model) and ``total``."""
+        import time
+
+        if repeat < 1:
+            raise UserInputError(f"repeat must be at least 1, got {repeat}")
+        stages = {"users": [], "retrieve": [], "lists": [], "rerank": [], "total": []}
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            users, hist = self._users(user_ids, histories)
+            t1 = time.perf_counter()
+            cand = self.retrieve(users, hist)
+            t2 = time.perf_counter()
+            batch = self.batch(users, cand, self._logits(users, cand), hist)
+            t3 = time.perf_counter()
+            with torch.no_grad():
+                self.model.predict(batch.to(self.config["device"]))
+            t4 = time.perf_counter()
+            for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                stages[name].append(seconds)
+        return {name: 1000 * float(np.median(v)) for name, v in stages.items()}
+
     def _users(self, user_ids, histories):
         if histories is not None and len(histories) != len(user_ids):
             raise UserInputError(f"histories: {len(histories)} entries for {len(user_ids)} users")
