@@ -54,46 +54,47 @@ def test_recbole_quick_start_needs_ray_and_we_never_import_it():
         assert "ray" in broken.stderr or "pkg_resources" in broken.stderr or "bool8" in broken.stderr
 
 
-def test_pandas_chained_fillna_warning_is_silenced_only_from_recbole():
+def _shown_after(silence, msg, category, recbole_module):
+    """Files of the warnings still shown once ``silence`` ran: ``msg`` raised from ``recbole_module``
+    and from user code."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        compat.silence_pandas_chained_fillna()
-        msg = "A value is trying to be set on a copy ... through chained assignment using an inplace method."
-        warnings.warn_explicit(msg, FutureWarning, "dataset.py", 650, module="recbole.data.dataset.dataset")
-        warnings.warn_explicit(msg, FutureWarning, "mine.py", 1, module="mycode")
-    assert [w.filename for w in caught] == ["mine.py"]
+        silence()
+        warnings.warn_explicit(msg, category, "recbole.py", 1, module=recbole_module)
+        warnings.warn_explicit(msg, category, "mine.py", 1, module="mycode")
+    return [w.filename for w in caught]
+
+
+def _raised(call, needle, category):
+    """The message of the ``category`` warning containing ``needle`` that ``call()`` raises."""
+    with warnings.catch_warnings(record=True) as real:
+        warnings.simplefilter("always")
+        call()
+    return str(next(w.message for w in real if issubclass(w.category, category) and needle in str(w.message)))
+
+
+def test_pandas_chained_fillna_warning_is_silenced_only_from_recbole():
+    msg = "A value is trying to be set on a copy ... through chained assignment using an inplace method."
+    assert _shown_after(compat.silence_pandas_chained_fillna, msg, FutureWarning,
+                        "recbole.data.dataset.dataset") == ["mine.py"]
 
 
 def test_recbole_grad_scaler_warning_is_real_and_silenced_only_from_recbole():
     import torch
 
-    with warnings.catch_warnings(record=True) as real:
-        warnings.simplefilter("always")
-        torch.cuda.amp.GradScaler(enabled=False)  # what RecBole's trainer.py:235 calls every epoch
-    assert any(issubclass(w.category, FutureWarning) and "GradScaler" in str(w.message) for w in real)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compat.silence_recbole_grad_scaler()
-        msg = str(next(w.message for w in real if "GradScaler" in str(w.message)))
-        warnings.warn_explicit(msg, FutureWarning, "trainer.py", 235, module="recbole.trainer.trainer")
-        warnings.warn_explicit(msg, FutureWarning, "mine.py", 1, module="mycode")
-    assert [w.filename for w in caught] == ["mine.py"]
+    # what RecBole's trainer.py:235 calls every epoch
+    msg = _raised(lambda: torch.cuda.amp.GradScaler(enabled=False), "GradScaler", FutureWarning)
+    assert _shown_after(compat.silence_recbole_grad_scaler, msg, FutureWarning, "recbole.trainer.trainer") == ["mine.py"]
 
 
 def test_recbole_sparse_constructor_warning_is_real_and_silenced_only_from_recbole():
     import torch
 
-    with warnings.catch_warnings(record=True) as real:
-        warnings.simplefilter("always")  # what RecBole's lightgcn.py:125 (and 13 other graph-model lines) call
-        torch.sparse.FloatTensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), torch.Size([2, 2]))
-    msg = str(next(w.message for w in real if "torch.sparse.SparseTensor" in str(w.message)))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compat.silence_recbole_sparse_constructor()
-        warnings.warn_explicit(msg, UserWarning, "lightgcn.py", 125,
-                               module="recbole.model.general_recommender.lightgcn")
-        warnings.warn_explicit(msg, UserWarning, "mine.py", 1, module="mycode")
-    assert [w.filename for w in caught] == ["mine.py"]
+    # what RecBole's lightgcn.py:125 (and 13 other graph-model lines) call
+    msg = _raised(lambda: torch.sparse.FloatTensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), torch.Size([2, 2])),
+                  "torch.sparse.SparseTensor", UserWarning)
+    assert _shown_after(compat.silence_recbole_sparse_constructor, msg, UserWarning,
+                        "recbole.model.general_recommender.lightgcn") == ["mine.py"]
 
 
 def test_scipy_dok_update_is_gone_and_fix_restores_it():

@@ -209,9 +209,9 @@ def _search(grid, dataset, name, params, rows, landed, storage_url):
 
 def _write(where, rows, grid, dataset, name):
     ordered = [rows[k] for k in sorted(rows)]
-    space = [p.name for p in contender_space(grid, name)]
+    rank = {p.name: i for i, p in enumerate(contender_space(grid, name))}
     for r in ordered:  # the space's order, however the row was read back (trials.jsonl sorts keys)
-        r.params = {k: r.params[k] for k in sorted(r.params, key=lambda k: (k not in space, space.index(k) if k in space else 0, k))}
+        r.params = {k: r.params[k] for k in sorted(r.params, key=lambda k: (rank.get(k, len(rank)), k))}
     atomic_write_text(os.path.join(where, "trials.jsonl"),
                       "".join(json.dumps(r.record(), sort_keys=True) + "\n" for r in ordered))
     best = best_row(ordered)
@@ -302,8 +302,9 @@ def check_only(grid, path, only):
         if key not in have:
             raise UserInputError(f"--only: unknown key {key!r}; expected dataset=... and/or contender=... "
                                  "(e.g. --only 'dataset=ml-100k;contender=PRM-none')")
-        for value in sorted(values - set(have[key])):
-            raise UserInputError(f"--only: {path} has no {key} {value!r}; its {key}s: {', '.join(have[key])}")
+        missing = sorted(values - set(have[key]))
+        if missing:
+            raise UserInputError(f"--only: {path} has no {key} {missing[0]!r}; its {key}s: {', '.join(have[key])}")
     if only and not cells(grid, only):
         raise UserInputError(f"--only: no search in {path} has all of {_only_text(only)} (a contender may run "
                              "on some datasets only: see its datasets: list)")

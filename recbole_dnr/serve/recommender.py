@@ -11,6 +11,7 @@ retriever's logits over the list, history = the last ``max_history`` interaction
 """
 
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -267,8 +268,6 @@ class Recommender:
         """Where :meth:`recommend`'s time goes for ``user_ids`` (one batch): the median over ``repeat``
         runs of each stage, in ms: ``users`` (ids and histories), ``retrieve`` (top-``candidate_num``
         unseen), ``lists`` (x and the reranker's batch), ``rerank`` (the model) and ``total``."""
-        import time
-
         if repeat < 1:
             raise UserInputError(f"repeat must be at least 1, got {repeat}")
         stages = {"users": [], "retrieve": [], "lists": [], "rerank": [], "total": []}
