@@ -9,6 +9,7 @@ from conftest import smoke_config
 from recbole_dnr import options
 from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError
+from recbole_dnr.quick_start import run_recbole_dnr
 
 
 @pytest.mark.reliability("Options", "--{key}={value!r}",
@@ -77,6 +78,17 @@ def test_mistyped_key_is_warned_with_the_closest_known_key(slice_root):
     assert any("'lamda_c'" in n and "did you mean lambda_c?" in n for n in config.notes)
     assert any("'totally_new_key'" in n and "did you mean" not in n for n in config.notes)
     assert not any("'epochs'" in n for n in config.notes)
+
+
+def test_an_ignored_option_is_said_again_beneath_the_results(slice_root, in_session_dir, tmp_path, caplog):
+    """The first warning comes before a config dump of ~150 lines; the run's end repeats it."""
+    caplog.set_level("INFO")
+    run_recbole_dnr(config_dict=smoke_config(slice_root, model="PRM", epochs=1, learning_rat=0.1, state="INFO",
+                                             checkpoint_dir=str(tmp_path)), saved=False)
+    messages = [r.getMessage() for r in caplog.records]
+    said = [i for i, m in enumerate(messages) if "'learning_rat'" in m and "did you mean learning_rate?" in m]
+    table = [i for i, m in enumerate(messages) if m.lstrip().startswith("metric")]
+    assert len(said) == 2 and table and said[0] < table[0] < said[1]
 
 
 @pytest.mark.reliability("Options", "--config_files naming a file that does not exist",

@@ -121,6 +121,9 @@ def _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved,
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     logger.info("\n" + results_table(best_valid_result, test_result))
+    for note in getattr(config, "notes", []):
+        if note.startswith("unknown option"):  # said again: the first time scrolled away above the config dump
+            logger.warning(note)
     result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
