@@ -28,7 +28,8 @@ def grid_file(tmp_path):
                            "DNR-G": {"settings": {"model": "DNR_PRM"}, "knobs": ["dnr"]}},
             "seeds": {"report": {"markdown": str(tmp_path / "page.md"), "tag": "tuned", "img_dir": str(tmp_path / "img"),
                                  "prefix": "tuned"}}}
-    trials = {"PRM-none": [TrialRow(0, {"learning_rate": 0.001}, "complete", 0.40, 0.30, 10, 6, 1800.0),
+    trials = {"PRM-none": [TrialRow(0, {"learning_rate": 0.001}, "complete", 0.40, 0.30, 10, 6, 1800.0,
+                                    note="best of ml-100k (trial 4); resumed after a stop"),
                            TrialRow(1, {"learning_rate": 0.002}, "pruned", 0.20, math.nan, 3, 0, 360.0)],
               "DNR-G": [TrialRow(i, {"learning_rate": 0.001, "lambda_c": c, "lambda_m": m}, "complete", v, v - 0.1,
                                  8, 5, 900.0, note="best of ml-100k (trial 4)" if i == 0 else "")
@@ -48,7 +49,8 @@ def test_report_writes_configs_cost_and_sensitivity(grid_file, tmp_path):
     page = (tmp_path / "page.md").read_text()
     assert page.startswith("# Page\n\nkept text\n") and "<!-- BEGIN tuned-search" in page
     # best by valid, counts of done/pruned against the budget, hours = the trials' seconds
-    assert "| PRM-none | 1 / 1 of 3 | 0.4000 (trial 0) | learning_rate 0.001 | 0.60 |" in page
+    # where the best config came from (a transfer), not how its run went (resumed)
+    assert "| PRM-none | 1 / 1 of 3 | 0.4000 (trial 0: ml-100k's best) | learning_rate 0.001 | 0.60 |" in page
     assert "| DNR-G | 3 / 0 of 3 | 0.5000 (trial 2) |" in page and "1.4 h in all" in page
     # lambda_c ranks equal valid's ranks: rho +1; lambda_m ranks 2 1 3 against 1 2 3: rho 0.5
     assert "| DNR-G | +1.00 (p 0.00, n 3) | +0.50 (p 0.67, n 3) | — | — | — |" in page

@@ -12,6 +12,7 @@ searches only, which select on valid.
 import argparse
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -53,6 +54,13 @@ def _value(v):
     return str(v)
 
 
+def _origin(note):
+    """Where a best trial's config came from, from its note (``best of ml-100k (trial 3); resumed after a
+    stop`` -> ``: ml-100k's best``); the rest of a note (a resume) is the trial table's business."""
+    m = re.search(r"best of (\S+) \(trial \d+\)", note or "")
+    return f": {m[1]}'s best" if m else ""
+
+
 def configs_markdown(grid, dataset, found):
     """Best config and cost of each search on one dataset."""
     metric = None
@@ -68,9 +76,9 @@ def configs_markdown(grid, dataset, found):
         if best is None:
             lines.append(f"| {name} | {trials} | — | — | {hours:.2f} |")
             continue
-        note = f" ({best.note})" if best.note else ""
         config = ", ".join(f"{k} {_value(v)}" for k, v in best.params.items())
-        lines.append(f"| {name} | {trials} | {best.best_valid:.4f} (trial {best.number}{note}) | {config} | {hours:.2f} |")
+        lines.append(f"| {name} | {trials} | {best.best_valid:.4f} (trial {best.number}{_origin(best.note)}) | {config} "
+                     f"| {hours:.2f} |")
     head = [f"Valid {(metric or 'ndcg@6').upper()} of the best trial (selection is on valid only); search hours "
             f"are the trials' own training time, {total:.1f} h in all on this dataset.", ""]
     return head + lines + [""]
