@@ -84,6 +84,8 @@ def test_grid_runs_resumes_and_reports(tmp_path, slice_root, in_session_dir, cap
     other_path = tmp_path / "other.yaml"
     other_path.write_text(yaml.safe_dump(other))
     assert not any(rec["run_key"] in f for f in os.listdir(os.path.join("saved", "resume")))  # no state, no lock
+    main(["--config", str(other_path), "--dry_run"])  # the dry run says it is a copy, not a training
+    assert f"would copy {SLICE}/PRM-late/seed1 from {spec.cell_path(spec.cells[2])}" in capfd.readouterr().out
     holder = hold_claim(rec["resume_file"])  # as if a third grid were training this run, until the cell waits for it
     main(["--config", str(other_path)])
     out = capfd.readouterr().out

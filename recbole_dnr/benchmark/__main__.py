@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from recbole_dnr.benchmark.cell import reusable_for
 from recbole_dnr.benchmark.report import render
 from recbole_dnr.benchmark.results import write_results_csv
 from recbole_dnr.benchmark.spec import load_spec
@@ -76,7 +77,11 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
           f"{f'({len(stale)} stale) ' if stale else ''}(results: {spec.out})", flush=True)
     if dry_run:
         for c in todo:
-            print(f"  would run {c.key}: {json.dumps(spec.settings(c))}")
+            source = reusable_for(spec.settings(c), spec.config_files, spec.reuse)
+            if source:
+                print(f"  would copy {c.key} from {source} (same run key: no training)")
+            else:
+                print(f"  would run {c.key}: {json.dumps(spec.settings(c))}")
         return [], 0
     failed, walls, landed = [], [], 0
     for i, cell in enumerate(todo):
@@ -132,6 +137,7 @@ def main(argv=None):
                         help="retrain cells whose recorded settings differ from the grid's (else: an error)")
     parser.add_argument("--cell_timeout", "--cell-timeout", type=float, default=None, help="seconds before a cell is killed")
     args = parser.parse_args(argv)
+    sys.argv = sys.argv[:1]  # RecBole's Config (a dry run's run keys) reads sys.argv: these options are not config keys
     try:
         spec = load_spec(args.config)
         check_only(spec, args.only)

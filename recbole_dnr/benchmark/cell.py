@@ -185,6 +185,16 @@ def find_reusable(key, dataset, seed, folders):
     return None
 
 
+def reusable_for(settings, config_files, folders):
+    """Where a cell with these settings would be copied from (:func:`find_reusable`), or None: what
+    ``--dry_run`` says instead of "would run" for a cell that costs no training."""
+    if not folders:
+        return None
+    config = Config(config_file_list=config_files or None, config_dict=cell_settings(settings))
+    found = find_reusable(run_key(config), config["dataset"], config["seed"], folders)
+    return found[0] if found else None
+
+
 def write_cell(path, record, arrays):
     """npz first, then json: the json's presence means the cell is complete."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
