@@ -42,6 +42,8 @@ def build_parser():
         "  downloaded to --data_path (default dataset/) on first use; --download=False turns that off.\n\n"
         "serving:\n"
         "  recbole-dnr recommend --model_file=<checkpoint> --users=196,186 --k=6  (--help: more)\n\n"
+        "hyper-parameter search (RecBole's params-file format; run_hyper.py in a checkout):\n"
+        "  recbole-dnr-hyper --model=DNR_PRM --dataset=ml-100k --params_file=space.hyper  (--help: more)\n\n"
         "examples:\n"
         "  recbole-dnr --model=PRM --dataset=ml-100k\n"
         "  recbole-dnr --model=DNR_PRM --dataset=ml-1m --noise=beta\n"

@@ -91,3 +91,7 @@ def test_unpacked_wheel_runs_from_another_folder(wheel, tmp_path, slice_root):
     helped = subprocess.run([sys.executable, "-m", "recbole_dnr.cli", "--help"], cwd=work, env=env,
                             capture_output=True, text=True, check=True).stdout
     assert "DNR_PRM" in helped and "DNR-heuristic-G-shuffled" in helped and "--key=value" in helped
+    assert "recbole-dnr recommend" in helped and "recbole-dnr-hyper" in helped  # the other commands are named
+    hyper = subprocess.run([sys.executable, "-m", "recbole_dnr.hyper.cli", "--help"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert "--params_file" in hyper
