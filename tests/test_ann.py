@@ -68,7 +68,7 @@ def test_approximate_ann_recall_and_settings_are_checked():
 
 def test_missing_faiss_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
-    with pytest.raises(UserInputError, match=r"pip install -e \"\.\[ann\]\""):
+    with pytest.raises(UserInputError, match=r'ann needs FAISS: pip install faiss-cpu \(from a checkout: pip install "\.\[ann\]"\); or set'):
         ann.require_faiss()
 
 

@@ -162,6 +162,34 @@ def test_unknown_parameter_fails_before_training(search_files, tmp_path, capsys)
     assert not os.path.exists(out)
 
 
+def test_a_space_whose_edge_is_out_of_range_fails_before_training(search_files, tmp_path):
+    """The first values are valid; the search would reach lambda_c 1.9 (range [0, 1]) trials later."""
+    fixed, _, out = search_files
+    bad = tmp_path / "edge.hyper"
+    bad.write_text("lambda_c uniform 0.1,1.9\nhidden_size choice [32,64,48]\n")
+    with pytest.raises(SystemExit, match=r"edge of the space would fail: lambda_c=1.9: expected a number in "
+                                         r"\[0, 1\].* \(at lambda_c=1.9, hidden_size=64\)$"):
+        main([f"--config_files={fixed}", f"--params_file={bad}", f"--output_file={out}", "--model=DNR_PRM"])
+    assert not os.path.exists(out)
+
+
+def test_edges_are_every_choice_and_both_ends_of_a_range():
+    assert parse_line("a choice [1,'x',None]").edges() == [1, "x", None]
+    assert parse_line("a uniform 0,0.5").edges() == [0, 0.5]
+    assert parse_line("a quniform 0,9,2").edges() == [0, 8]  # the last grid point, not the bound
+    assert parse_line("a loguniform -2,0").edges() == pytest.approx([math.exp(-2), 1.0])
+
+
+def test_a_missing_search_tool_names_what_to_install(search_files, monkeypatch):
+    import sys
+
+    fixed, space, out = search_files
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(SystemExit, match=r'needs Optuna: pip install "optuna>=3.6" \(from a checkout: pip install '
+                                         r'"\.\[hyper\]"\)'):
+        main([f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}"])
+
+
 def test_stopped_run_leaves_no_resume_state(slice_root, in_session_dir):
     def stop(epoch, score):
         raise TrainingStopped("pruned")

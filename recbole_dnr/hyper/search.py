@@ -9,7 +9,7 @@ Two tools read the same RecBole params file (:mod:`recbole_dnr.hyper.space`):
   ``sqlite:///saved/hyper.db``) a killed search continues where it stopped, its unfinished trial
   from that trial's last evaluated epoch (trials run with ``resume: True``).
 - ``hyperopt``: RecBole's own ``HyperTuning`` (exhaustive, random or bayes), for users who know it;
-  needs hyperopt 0.2.5 (``pip install -e ".[hyper]"``).
+  needs hyperopt 0.2.5 (``pip install ".[hyper]"``).
 
 Every trial is selected on valid only; its test figure is the one at its best valid epoch, shown for
 reference. The search writes the trial table and the best trial's full config as a yaml
@@ -26,7 +26,7 @@ from recbole.utils import set_color
 from tqdm import tqdm
 
 from recbole_dnr.config import Config, resolve_config_file
-from recbole_dnr.errors import UserInputError
+from recbole_dnr.errors import UserInputError, missing_extra
 from recbole_dnr.hyper.space import read_params_file
 from recbole_dnr.quick_start import TrainingStopped, objective_function
 from recbole_dnr.storage import atomic_write_text, check_writable, release
@@ -62,12 +62,24 @@ def _primitive(v):
 
 
 def check_search(params, config_files, fixed):
-    """Build the config of a first trial (each parameter at its first value) before anything is
-    trained: a missing file, an unknown model or parameter, or a value out of range fails now.
-    Returns ``(valid_metric, bigger, config)``."""
-    first = {p.name: (p.args[0] if p.kind == "choice" else p.cast(p.args[0]) if p.kind == "quniform"
-                      else math.exp(p.args[0]) if p.kind == "loguniform" else p.args[0]) for p in params}
-    config = Config(config_file_list=config_files, config_dict={**fixed, **first})
+    """Build the configs a search can reach at the edges of its space (every choice, both ends of every
+    range; the first: each parameter at its first value) before anything is trained: a missing file,
+    an unknown model or parameter, or a value out of range (``lambda_c uniform 0,2``) fails now, not
+    trials later. Returns ``(valid_metric, bigger, config)`` of the first."""
+    edges = {p.name: p.edges() for p in params}
+    corners = [{name: values[k % len(values)] for name, values in edges.items()}
+               for k in range(max([len(v) for v in edges.values()] or [1]))]
+    configs = []
+    for corner in corners:
+        try:
+            configs.append(Config(config_file_list=config_files, config_dict={**fixed, **corner}))
+        except UserInputError as err:
+            if not configs:  # the first corner is the fixed config with the first values: not the space's fault
+                raise
+            raise UserInputError(f"params file: a trial at the edge of the space would fail: {err} (at "
+                                 + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in corner.items()) + ")") from None
+    config = configs[0]
     unknown = [n for n in getattr(config, "notes", []) if n.startswith("unknown option")
                and any(f"'{p.name}'" in n for p in params)]
     if unknown:
@@ -124,7 +136,7 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     try:
         import optuna
     except ImportError:
-        raise UserInputError('--tool=optuna needs Optuna: pip install -e ".[hyper]"') from None
+        raise missing_extra("--tool=optuna needs Optuna", '"optuna>=3.6"', "hyper") from None
     valid_metric, bigger, config = check_search(params, config_files, fixed)
     epoch_cap, progress = config["epochs"], progress and config["show_progress"] is not False
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -296,8 +308,8 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
     try:
         import hyperopt  # noqa: F401
     except ImportError:
-        raise UserInputError('--tool=hyperopt needs hyperopt 0.2.5 (0.3 breaks RecBole\'s exhaustive search): '
-                             'pip install -e ".[hyper]"') from None
+        raise missing_extra("--tool=hyperopt needs hyperopt 0.2.5 (0.3 breaks RecBole's exhaustive search)",
+                            '"hyperopt==0.2.5" "setuptools<81"', "hyper") from None
     from recbole.trainer.hyper_tuning import HyperTuning
 
     valid_metric, _, _ = check_search(params, config_files, fixed)

@@ -47,6 +47,18 @@ class Param:
         low, _, q = self.args
         return [self.cast(low + i * q) for i in range(self.size())]
 
+    def edges(self):
+        """The values a search can reach at the ends of the space: every choice; a range's two ends
+        (quniform's last grid point, loguniform's ``exp`` of its bounds)."""
+        if self.kind == "choice":
+            return list(self.args)
+        if self.kind == "quniform":
+            values = self.grid()
+            return [values[0], values[-1]]
+        if self.kind == "loguniform":
+            return [math.exp(a) for a in self.args]
+        return list(self.args)
+
     def cast(self, value):
         return int(round(value)) if self.integral else value
 

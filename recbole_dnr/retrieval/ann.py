@@ -1,6 +1,6 @@
 """Approximate top-k retrieval over the retriever's item vectors with FAISS (``retriever_search: ann``).
 
-FAISS is an optional extra (``pip install -e ".[ann]"``, the ``faiss-cpu`` wheel). The index holds
+FAISS is an optional extra (``pip install ".[ann]"``, the ``faiss-cpu`` wheel). The index holds
 items 1..n-1 (0 is RecBole's padding item) and searches by inner product, the retriever's score.
 Items a request must not get (what its user rated before it) are removed after the search: each
 request asks for ``k + margin`` neighbours, and the requests left with fewer than k allowed items
@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from recbole_dnr.errors import UserInputError
+from recbole_dnr.errors import UserInputError, missing_extra
 from recbole_dnr.options import CHOICES
 from recbole_dnr.retrieval.topk import range_rows
 
@@ -25,8 +25,8 @@ def require_faiss():
     try:
         import faiss
     except ImportError:
-        raise UserInputError("retriever_search: ann needs FAISS: pip install -e \".[ann]\" (the faiss-cpu wheel), "
-                             "or set retriever_search: exact") from None
+        raise missing_extra("retriever_search: ann needs FAISS", "faiss-cpu", "ann",
+                            otherwise="; or set retriever_search: exact") from None
     return faiss
 
 

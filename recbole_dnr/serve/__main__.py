@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from recbole_dnr.errors import UserInputError
+from recbole_dnr.errors import UserInputError, missing_extra
 
 
 def main(argv=None):
@@ -24,7 +24,7 @@ def main(argv=None):
         try:
             import uvicorn
         except ImportError:
-            raise UserInputError('the HTTP service needs uvicorn: pip install -e ".[serve]"') from None
+            raise missing_extra("the HTTP service needs FastAPI and uvicorn", "fastapi uvicorn", "serve") from None
         if args.threads:
             import torch
 

@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-from recbole_dnr.errors import UserInputError
+from recbole_dnr.errors import missing_extra
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 
 INPUTS = ["user_id", "item_id", SCORE, HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN]
@@ -53,7 +53,7 @@ def export_onnx(recommender, path, opset=17):
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise UserInputError('ONNX export needs onnx and onnxruntime: pip install -e ".[serve]"') from None
+        raise missing_extra("ONNX export needs onnx and onnxruntime", "onnx onnxruntime", "serve") from None
     module = InferenceForward(recommender.model, recommender.uid, recommender.iid).eval()
     inputs = example_inputs(recommender)
     args = tuple(inputs[k] for k in INPUTS)

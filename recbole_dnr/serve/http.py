@@ -12,7 +12,7 @@ import os
 import resource
 import time
 
-from recbole_dnr.errors import UserInputError
+from recbole_dnr.errors import UserInputError, missing_extra
 
 
 def _api():
@@ -20,8 +20,7 @@ def _api():
         import fastapi
         import pydantic
     except ImportError as err:
-        raise UserInputError('the HTTP service needs FastAPI and uvicorn: pip install "recbole_dnr[serve]" '
-                             '(from a checkout: pip install -e ".[serve]")') from err
+        raise missing_extra("the HTTP service needs FastAPI and uvicorn", "fastapi uvicorn", "serve") from err
     return fastapi, pydantic
 
 
