@@ -144,6 +144,14 @@ def silence_recbole_grad_scaler():
 
 
 def silence_recbole_sparse_constructor():
-    """Fix 9: drop the legacy sparse-constructor deprecation warning raised by RecBole's graph models."""
-    warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor\(indices, values, shape.*",
+    """Fix 9: drop the legacy sparse-constructor deprecation warning raised by RecBole's graph models
+    (with a shape, LightGCN; without, NGCF)."""
+    warnings.filterwarnings("ignore", message=r".*torch\.sparse\.SparseTensor\(indices, values, .*",
+                            category=UserWarning, module=r"recbole\.model\.")
+
+
+def silence_recbole_list_of_arrays():
+    """Fix 10: drop torch's "tensor from a list of numpy.ndarrays is extremely slow" warning raised by
+    RecBole's DMF (dmf.py:214, once per model: its interaction matrix)."""
+    warnings.filterwarnings("ignore", message=r"Creating a tensor from a list of numpy\.ndarrays",
                             category=UserWarning, module=r"recbole\.model\.")

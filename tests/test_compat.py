@@ -65,12 +65,17 @@ def _shown_after(silence, msg, category, recbole_module):
     return [w.filename for w in caught]
 
 
-def _raised(call, needle, category):
-    """The message of the ``category`` warning containing ``needle`` that ``call()`` raises."""
-    with warnings.catch_warnings(record=True) as real:
-        warnings.simplefilter("always")
-        call()
-    return str(next(w.message for w in real if issubclass(w.category, category) and needle in str(w.message)))
+def _raised(statement, needle, category):
+    """The message of the ``category`` warning containing ``needle`` that ``statement`` raises, run in a
+    fresh process: torch raises its C++ warnings once per process, and earlier tests may have used it."""
+    code = ("import warnings, numpy as np, torch\n"
+            "with warnings.catch_warnings(record=True) as real:\n"
+            f"    warnings.simplefilter('always')\n    {statement}\n"
+            f"print(next(str(w.message) for w in real if issubclass(w.category, {category.__name__}) "
+            f"and {needle!r} in str(w.message)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
 
 
 def test_pandas_chained_fillna_warning_is_silenced_only_from_recbole():
@@ -80,21 +85,26 @@ def test_pandas_chained_fillna_warning_is_silenced_only_from_recbole():
 
 
 def test_recbole_grad_scaler_warning_is_real_and_silenced_only_from_recbole():
-    import torch
-
     # what RecBole's trainer.py:235 calls every epoch
-    msg = _raised(lambda: torch.cuda.amp.GradScaler(enabled=False), "GradScaler", FutureWarning)
+    msg = _raised("torch.cuda.amp.GradScaler(enabled=False)", "GradScaler", FutureWarning)
     assert _shown_after(compat.silence_recbole_grad_scaler, msg, FutureWarning, "recbole.trainer.trainer") == ["mine.py"]
 
 
-def test_recbole_sparse_constructor_warning_is_real_and_silenced_only_from_recbole():
-    import torch
-
-    # what RecBole's lightgcn.py:125 (and 13 other graph-model lines) call
-    msg = _raised(lambda: torch.sparse.FloatTensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), torch.Size([2, 2])),
+@pytest.mark.parametrize("shape", [(2, 2), None], ids=["lightgcn-shape", "ngcf-no-shape"])
+def test_recbole_sparse_constructor_warning_is_real_and_silenced_only_from_recbole(shape):
+    # what RecBole's lightgcn.py:125 (with a shape) and ngcf.py:137 (without) call, and 13 other graph-model lines
+    size = f", torch.Size({shape})" if shape else ""
+    msg = _raised(f"torch.sparse.FloatTensor(torch.tensor([[0], [1]]), torch.tensor([1.0]){size})",
                   "torch.sparse.SparseTensor", UserWarning)
     assert _shown_after(compat.silence_recbole_sparse_constructor, msg, UserWarning,
-                        "recbole.model.general_recommender.lightgcn") == ["mine.py"]
+                        "recbole.model.general_recommender.ngcf") == ["mine.py"]
+
+
+def test_recbole_list_of_arrays_warning_is_real_and_silenced_only_from_recbole():
+    # what RecBole's dmf.py:214 calls: torch.LongTensor([row, col]) with two numpy arrays
+    msg = _raised("torch.LongTensor([np.arange(2), np.arange(2)])", "list of numpy.ndarrays", UserWarning)
+    assert _shown_after(compat.silence_recbole_list_of_arrays, msg, UserWarning,
+                        "recbole.model.general_recommender.dmf") == ["mine.py"]
 
 
 def test_scipy_dok_update_is_gone_and_fix_restores_it():
@@ -114,6 +124,10 @@ def test_scipy_dok_update_is_gone_and_fix_restores_it():
     finally:
         if saved is not None:
             sp.dok_matrix._update = saved
+    # in force once the package is imported, without a Config (a served LightGCN checkpoint builds none)
+    done = subprocess.run([sys.executable, "-c", "import scipy.sparse as sp, recbole_dnr; "
+                           "assert hasattr(sp.dok_matrix, '_update')"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_importing_recbole_dnr_leaves_anomaly_mode_as_it_was():

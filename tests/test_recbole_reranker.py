@@ -1,6 +1,6 @@
 """RecBole's models as rerankers: input conversion, equality with RecBole's own scoring, fusion,
-config resolution, RecBole's own pipeline for CE models, context-aware (CTR) models, smoke runs (SASRec,
-DNR_SASRec, DNR_Caser, DNR_DeepFM)."""
+config resolution, RecBole's own pipeline for CE models, context-aware (CTR) models, general models'
+caches and history matrices, smoke runs (SASRec, DNR_SASRec, DNR_Caser, DNR_DeepFM, LightGCN, MultiVAE, Pop)."""
 
 import numpy as np
 import pytest
@@ -27,6 +27,8 @@ class FakeDataset:
     uid_field, iid_field = "user_id", "item_id"
     fields = RequestSet.fields  # what context-aware models embed: the real rule, on this fake
     field2type = RequestSet.field2type
+    history_item_matrix = RequestSet.history_item_matrix  # from inter_matrix below, as on the real one
+    history_user_matrix = RequestSet.history_user_matrix
 
     def num(self, field):
         return USERS if field == "user_id" else ITEMS
@@ -76,7 +78,8 @@ def test_recbole_sequence_by_hand():
     assert seq.tolist() == [[3, 4, 5, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]] and length.tolist() == [3, 5, 1]
 
 
-@pytest.mark.parametrize("name", list(REPRESENTATION_MODELS) + ["BERT4Rec", "BPR", "NeuMF", "LightGCN"])
+@pytest.mark.parametrize("name", list(REPRESENTATION_MODELS) + ["BERT4Rec", "BPR", "NeuMF", "LightGCN", "Pop",
+                                                                  "MultiVAE", "ENMF", "DMF", "CDAE"])
 def test_scores_equal_recbole_own_prediction(name):
     """score_fusion none, no fine-tuning: the reranker's score of each candidate is RecBole's own."""
     model = build(name).eval()
@@ -94,6 +97,47 @@ def test_scores_equal_recbole_own_prediction(name):
             expected = model.model.predict(flat).view(B, N)
     assert got.shape == (B, N)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["LightGCN", "NGCF", "DMF"])
+def test_cached_embeddings_follow_the_weights(name):
+    """These models cache their embeddings between calls and clear them in their own calculate_loss."""
+    model = build(name, score_fusion="late")
+    batch = make_batch()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(2):  # the cache held the first step's graph: the second backward went through it again
+        opt.zero_grad()
+        model.calculate_loss(batch).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        before = model.predict(batch)
+        for p in model.parameters():  # as loading the best epoch's checkpoint does
+            p.add_(0.1)
+    model.eval()  # the trainer switches to eval before each evaluation
+    with torch.no_grad():
+        after = model.predict(batch)
+        model._clear_caches()
+        fresh = model.predict(batch)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, fresh)
+
+
+def test_history_matrices_by_hand():
+    import scipy.sparse as sp
+
+    m = sp.csr_matrix(np.array([[0, 0, 1, 1], [0, 0, 0, 0], [0, 1, 0, 1]], dtype=float))  # 3 users x 4 items
+    ds = RequestSet.__new__(RequestSet)
+    ds.inter_matrix = lambda form="coo", value_field=None: m.asformat(form)
+    ids, values, lens = ds.history_item_matrix()
+    assert ids.tolist() == [[2, 3], [0, 0], [1, 3]] and lens.tolist() == [2, 0, 2]
+    assert values.tolist() == [[1, 1], [0, 0], [1, 1]]
+    ids, _, lens = ds.history_item_matrix(max_history_len=1)
+    assert ids.tolist() == [[2], [0], [1]] and lens.tolist() == [1, 0, 1]
+    ids, _, lens = ds.history_user_matrix()  # items' users: item 0 none, item 1 user 2, item 2 user 0, item 3 both
+    assert ids.tolist() == [[0, 0], [2, 0], [0, 0], [0, 2]] and lens.tolist() == [0, 1, 1, 2]
+    with pytest.raises(UserInputError, match="0/1 interactions only"):
+        ds.history_item_matrix(value_field="rating")
 
 
 @pytest.mark.parametrize("name", ["SASRec", "BERT4Rec"])
@@ -201,7 +245,7 @@ def test_models_needing_item_features_are_a_clear_error():
         build("FDSA")
 
 
-@pytest.mark.parametrize("model", ["SASRec", "DNR_SASRec", "DNR_Caser", "DNR_DeepFM"])
+@pytest.mark.parametrize("model", ["SASRec", "DNR_SASRec", "DNR_Caser", "DNR_DeepFM", "LightGCN", "MultiVAE", "Pop"])
 def test_smoke_recbole_rerankers(slice_root, in_session_dir, model):
     cfg = smoke_config(slice_root, model=model, list_mode="slate", epochs=2, lambda_e=1)
     result = objective_function(cfg, saved=False)

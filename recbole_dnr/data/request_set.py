@@ -1,5 +1,6 @@
 """One split's requests (train, valid or test): the tensors a list batch is sliced from."""
 
+import numpy as np
 import torch
 from recbole.utils import FeatureSource, FeatureType
 
@@ -29,6 +30,17 @@ class RequestSet:
             raise UserInputError("a reranker's interaction matrix has no value field (value_field must be None)")
         return self.parent.training_matrix(form)
 
+    def history_item_matrix(self, value_field=None, max_history_len=None):
+        """Each user's items of the training period, as RecBole's ``Dataset.history_item_matrix`` gives
+        them to the models that read a user's history (FISM, NAIS, ENMF, MultiVAE, RecVAE, ...): items
+        ``[user_num, L]`` (ascending ids, 0-padded; the first ``max_history_len`` kept, where RecBole
+        keeps a random subset), values ``[user_num, L]`` (1) and lengths ``[user_num]``."""
+        return _history(self.inter_matrix("csr"), value_field, max_history_len)
+
+    def history_user_matrix(self, value_field=None, max_history_len=None):
+        """Each item's users of the training period ``[item_num, L]``, as :meth:`history_item_matrix`."""
+        return _history(self.inter_matrix("csc").T.tocsr(), value_field, max_history_len)
+
     @property
     def user_num(self):
         return self.parent.user_num
@@ -51,3 +63,22 @@ class RequestSet:
     @property
     def field2type(self):
         return {self.uid_field: FeatureType.TOKEN, self.iid_field: FeatureType.TOKEN}
+
+
+def _history(matrix, value_field, max_history_len):
+    """Rows of a CSR 0/1 matrix as RecBole's history tensors: ids ``[rows, L]``, values, lengths ``[rows]``."""
+    if value_field is not None:
+        raise UserInputError("a reranker's history matrices hold the training period's 0/1 interactions only "
+                             f"(value_field {value_field!r} is not available; use the model's 0/1 setting)")
+    matrix.sort_indices()
+    lens = np.diff(matrix.indptr)
+    longest = int(lens.max(initial=0))
+    width = max(1, longest if max_history_len is None else min(int(max_history_len), longest))
+    rows = np.repeat(np.arange(matrix.shape[0]), lens)
+    cols = np.arange(matrix.nnz) - matrix.indptr[rows]  # position of each entry within its row
+    keep = cols < width
+    ids = np.zeros((matrix.shape[0], width), dtype=np.int64)
+    ids[rows[keep], cols[keep]] = matrix.indices[keep]
+    values = np.zeros(ids.shape, dtype=np.float32)
+    values[rows[keep], cols[keep]] = 1.0
+    return torch.from_numpy(ids), torch.from_numpy(values), torch.from_numpy(np.minimum(lens, width).astype(np.int64))

@@ -85,6 +85,25 @@ class RecBoleReranker(ListBackbone):
             self._context = isinstance(self.model, ContextRecommender)
             own_loss = getattr(self.model, "loss", None) or getattr(self.model, "loss_fn", None)
             self._probability_forward = isinstance(own_loss, torch.nn.BCELoss)
+        if name == "Pop":  # Pop counts items in its calculate_loss, which a reranker never calls
+            counts = torch.as_tensor(dataset.inter_matrix("csr").sum(axis=0), dtype=torch.float32).view(-1, 1)
+            self.model.item_cnt, self.model.max_cnt = counts, counts.max(dim=0)[0]
+        # what RecBole's models cache between calls (other_parameter_name, still None: LightGCN's and
+        # NGCF's restore_user_e / restore_item_e, DMF's i_embedding) is cleared by their own
+        # calculate_loss, which a reranker never calls: see _clear_caches
+        self._caches = [n for n in getattr(self.model, "other_parameter_name", None) or []
+                        if getattr(self.model, n, 0) is None]
+
+    def _clear_caches(self):
+        for name in self._caches:
+            setattr(self.model, name, None)
+
+    def train(self, mode=True):
+        """Also drops the inner model's cached embeddings: a switch of mode follows training steps or a
+        checkpoint load (the best epoch's weights), and the cache holds embeddings of earlier weights."""
+        if hasattr(self, "_caches"):  # nn.Module.__init__ has not run our __init__ yet
+            self._clear_caches()
+        return super().train(mode)
 
     def recbole_interaction(self, interaction):
         """RecBole's input fields for the requests: sequence ``[B, L]``, its length ``[B]``, user ``[B]``."""
@@ -93,6 +112,8 @@ class RecBoleReranker(ListBackbone):
 
     def _recbole_scores(self, inter, items):
         """RecBole's score of every candidate ``[B, n]``, through the model's own prediction."""
+        if self.training:  # each step's embeddings come from this step's weights (and graph)
+            self._clear_caches()
         if self._full_sort:
             return self.model.full_sort_predict(inter).view(items.shape[0], -1).gather(1, items)
         n = items.shape[1]
