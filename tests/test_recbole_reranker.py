@@ -1,6 +1,6 @@
 """RecBole's models as rerankers: input conversion, equality with RecBole's own scoring, fusion,
-config resolution, RecBole's own pipeline for CE models, context-aware (CTR) models, general models'
-caches and history matrices, smoke runs (SASRec, DNR_SASRec, DNR_Caser, DNR_DeepFM, LightGCN, MultiVAE, Pop)."""
+config resolution, RecBole's own pipeline for CE models, context-aware (CTR) models, the general
+models' caches and history matrices, smoke runs (SASRec, DNR_SASRec, DNR_Caser, DNR_DeepFM, LightGCN, MultiVAE, Pop)."""
 
 import numpy as np
 import pytest
