@@ -86,7 +86,8 @@ class RecBoleReranker(ListBackbone):
             own_loss = getattr(self.model, "loss", None) or getattr(self.model, "loss_fn", None)
             self._probability_forward = isinstance(own_loss, torch.nn.BCELoss)
         if name == "Pop":  # Pop counts items in its calculate_loss, which a reranker never calls
-            counts = torch.as_tensor(dataset.inter_matrix("csr").sum(axis=0), dtype=torch.float32).view(-1, 1)
+            counts = torch.as_tensor(dataset.inter_matrix("csr").sum(axis=0), dtype=torch.float32,
+                                     device=config["device"]).view(-1, 1)  # a plain attribute: .to() skips it
             self.model.item_cnt, self.model.max_cnt = counts, counts.max(dim=0)[0]
         # what RecBole's models cache between calls (other_parameter_name, still None: LightGCN's and
         # NGCF's restore_user_e / restore_item_e, DMF's i_embedding) is cleared by their own
