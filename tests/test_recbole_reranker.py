@@ -29,6 +29,8 @@ class FakeDataset:
     field2type = RequestSet.field2type
     history_item_matrix = RequestSet.history_item_matrix  # from inter_matrix below, as on the real one
     history_user_matrix = RequestSet.history_user_matrix
+    inter_feat, inter_num = RequestSet.inter_feat, RequestSet.inter_num
+    dataset_path = "/nonexistent"  # LDiffRec reads item embeddings there only when it clusters items
 
     def num(self, field):
         return USERS if field == "user_id" else ITEMS
@@ -79,7 +81,8 @@ def test_recbole_sequence_by_hand():
 
 
 @pytest.mark.parametrize("name", list(REPRESENTATION_MODELS) + ["BERT4Rec", "BPR", "NeuMF", "LightGCN", "Pop",
-                                                                  "MultiVAE", "ENMF", "DMF", "CDAE"])
+                                                                  "MultiVAE", "ENMF", "DMF", "CDAE", "SGL", "DGCF",
+                                                                  "LINE", "LDiffRec"])
 def test_scores_equal_recbole_own_prediction(name):
     """score_fusion none, no fine-tuning: the reranker's score of each candidate is RecBole's own."""
     model = build(name).eval()
@@ -138,6 +141,9 @@ def test_history_matrices_by_hand():
     assert ids.tolist() == [[0, 0], [2, 0], [0, 0], [0, 2]] and lens.tolist() == [0, 1, 1, 2]
     with pytest.raises(UserInputError, match="0/1 interactions only"):
         ds.history_item_matrix(value_field="rating")
+    ds.uid_field, ds.iid_field = "user_id", "item_id"
+    assert ds.inter_num == 4 and sorted(zip(ds.inter_feat["user_id"].tolist(), ds.inter_feat["item_id"].tolist())) == [
+        (0, 2), (0, 3), (2, 1), (2, 3)]
 
 
 @pytest.mark.parametrize("name", ["SASRec", "BERT4Rec"])

@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
 from recbole_dnr.errors import UserInputError
@@ -40,6 +41,24 @@ class RequestSet:
     def history_user_matrix(self, value_field=None, max_history_len=None):
         """Each item's users of the training period ``[item_num, L]``, as :meth:`history_item_matrix`."""
         return _history(self.inter_matrix("csc").T.tocsr(), value_field, max_history_len)
+
+    @property
+    def inter_num(self):
+        """Interactions of the training period (DGCF sizes its batches by it)."""
+        return self.inter_matrix("coo").nnz
+
+    @property
+    def inter_feat(self):
+        """The training period's (user, item) pairs, one per interaction of :meth:`inter_matrix`, as an
+        ``Interaction`` (SGL builds its graph from them, LINE samples them)."""
+        m = self.inter_matrix("coo")
+        return Interaction({self.uid_field: torch.from_numpy(m.row.astype(np.int64)),
+                            self.iid_field: torch.from_numpy(m.col.astype(np.int64))})
+
+    @property
+    def dataset_path(self):
+        """The dataset's folder (LDiffRec looks there for item embeddings when it clusters items)."""
+        return self.parent.dataset_path
 
     @property
     def user_num(self):
