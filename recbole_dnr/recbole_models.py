@@ -61,6 +61,12 @@ def recbole_class(model_name):
     return cls
 
 
+def history_window(config):
+    """How many of a request's latest history items a RecBole model reads: ``min(MAX_ITEM_LIST_LENGTH,
+    max_history)``."""
+    return min(config["MAX_ITEM_LIST_LENGTH"], config["max_history"])
+
+
 def recbole_sequence(history, window):
     """Our left-padded history ``[B, H]`` (newest last, 0 = padding) -> RecBole's right-padded
     last ``L = min(window, H)`` items ``[B, L]`` and lengths ``[B]``.

@@ -31,6 +31,7 @@ class FakeDataset:
     history_user_matrix = RequestSet.history_user_matrix
     inter_feat, inter_num = RequestSet.inter_feat, RequestSet.inter_num
     dataset_path = "/nonexistent"  # LDiffRec reads item embeddings there only when it clusters items
+    field2seqlen = {"item_id_list": H}  # CORE's positions
 
     def num(self, field):
         return USERS if field == "user_id" else ITEMS
@@ -82,7 +83,7 @@ def test_recbole_sequence_by_hand():
 
 @pytest.mark.parametrize("name", list(REPRESENTATION_MODELS) + ["BERT4Rec", "BPR", "NeuMF", "LightGCN", "Pop",
                                                                   "MultiVAE", "ENMF", "DMF", "CDAE", "SGL", "DGCF",
-                                                                  "LINE", "LDiffRec"])
+                                                                  "LINE", "LDiffRec", "CORE"])
 def test_scores_equal_recbole_own_prediction(name):
     """score_fusion none, no fine-tuning: the reranker's score of each candidate is RecBole's own."""
     model = build(name).eval()
@@ -100,6 +101,21 @@ def test_scores_equal_recbole_own_prediction(name):
             expected = model.model.predict(flat).view(B, N)
     assert got.shape == (B, N)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["RepeatNet", "SASRecCPR", "GRU4RecCPR"])
+def test_probability_models_are_scored_by_their_log_probability(name):
+    """Their full_sort_predict is a probability over all items, their loss its NLL: the logit is log p."""
+    model = build(name, **({} if name == "RepeatNet" else {"reranker_CAN_NUM": 20})).eval()  # 40 toy items
+    batch = make_batch()
+    inter = model.recbole_interaction(batch)
+    with torch.no_grad():
+        got = model.predict(batch)
+        if name == "RepeatNet":
+            p = model.model.full_sort_predict(inter)
+        else:  # their full_sort_predict also computes the loss of a target item, which a list has not
+            p = model.model.full_sort_predict({**inter, "item_id": torch.ones(B, dtype=torch.long)})
+    torch.testing.assert_close(got, torch.log(p.gather(1, batch["item_id"]) + 1e-8), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["LightGCN", "NGCF", "DMF"])

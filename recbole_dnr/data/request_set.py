@@ -6,6 +6,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
 from recbole_dnr.errors import UserInputError
+from recbole_dnr.recbole_models import history_window
 
 
 class RequestSet:
@@ -54,6 +55,13 @@ class RequestSet:
         m = self.inter_matrix("coo")
         return Interaction({self.uid_field: torch.from_numpy(m.row.astype(np.int64)),
                             self.iid_field: torch.from_numpy(m.col.astype(np.int64))})
+
+    @property
+    def field2seqlen(self):
+        """The item sequence's length as RecBole's datasets give it: the history window a RecBole model
+        reads (CORE sizes its position embeddings by it)."""
+        config = self.parent.config
+        return {self.iid_field + config["LIST_SUFFIX"]: history_window(config)}
 
     @property
     def dataset_path(self):

@@ -27,10 +27,16 @@ from recbole_dnr.recbole_models import (
     REPRESENTATION_MODELS,
     find_recbole_class,
     forward_args,
+    history_window,
     recbole_class,
     recbole_sequence,
 )
 from recbole_dnr.registry import register_model, register_resolver
+
+# Models whose full_sort_predict is a probability over all items (their own loss is the NLL of its log):
+# scored by log p, the logit L_direct and late fusion act on. The CPR models' full_sort_predict also
+# computes their loss from the target item, which a list has not: their probability is asked for alone.
+LOG_PROBABILITY_MODELS = ("RepeatNet", "GRU4RecCPR", "SASRecCPR")
 
 # Models whose full_sort_predict is exactly forward(...) @ item_embedding.weight.T (checked for
 # each in tests/test_recbole_reranker.py). They are scored from the sequence representation u [B, D]
@@ -54,10 +60,10 @@ class RecBoleReranker(ListBackbone):
         super().__init__(config, dataset)
         name = self.recbole_model or config["recbole_model"]
         model_class = recbole_class(name)
-        self.window = min(config["MAX_ITEM_LIST_LENGTH"], config["max_history"])
+        self.window = history_window(config)
         try:
             self.model = model_class(config, dataset)
-        except (AttributeError, KeyError, TypeError, NotImplementedError) as e:
+        except (AttributeError, KeyError, TypeError, ValueError, NotImplementedError) as e:
             raise UserInputError(
                 f"RecBole's {name} cannot be built as a reranker ({type(e).__name__}: {e}). It needs more than "
                 f"user ids, item ids, item sequences and the training graph (e.g. item features); "
@@ -85,6 +91,7 @@ class RecBoleReranker(ListBackbone):
             self._context = isinstance(self.model, ContextRecommender)
             own_loss = getattr(self.model, "loss", None) or getattr(self.model, "loss_fn", None)
             self._probability_forward = isinstance(own_loss, torch.nn.BCELoss)
+            self._log_probability = name in LOG_PROBABILITY_MODELS
         if name == "Pop":  # Pop counts items in its calculate_loss, which a reranker never calls
             counts = torch.as_tensor(dataset.inter_matrix("csr").sum(axis=0), dtype=torch.float32,
                                      device=config["device"]).view(-1, 1)  # a plain attribute: .to() skips it
@@ -115,6 +122,14 @@ class RecBoleReranker(ListBackbone):
         """RecBole's score of every candidate ``[B, n]``, through the model's own prediction."""
         if self.training:  # each step's embeddings come from this step's weights (and graph)
             self._clear_caches()
+        if self._log_probability:
+            if hasattr(self.model, "calculate_loss_prob"):  # the CPR models
+                p = self.model.calculate_loss_prob(inter, only_compute_prob=True)[1]
+                if self.model.post_remove_context:
+                    p = p.scatter(1, inter[self.ITEM_SEQ], 0)
+            else:
+                p = self.model.full_sort_predict(inter)
+            return torch.log(p.view(items.shape[0], -1).gather(1, items) + 1e-8)  # 1e-8: as their own loss
         if self._full_sort:
             return self.model.full_sort_predict(inter).view(items.shape[0], -1).gather(1, items)
         n = items.shape[1]
