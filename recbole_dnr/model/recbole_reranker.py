@@ -66,7 +66,7 @@ class RecBoleReranker(ListBackbone):
         except (AttributeError, KeyError, TypeError, ValueError, NotImplementedError) as e:
             raise UserInputError(
                 f"RecBole's {name} cannot be built as a reranker ({type(e).__name__}: {e}). It needs more than "
-                f"user ids, item ids, item sequences and the training graph (e.g. item features); "
+                f"user ids, item ids, item sequences and the training graph (e.g. item features or a knowledge graph); "
                 f"use a sequential model such as {', '.join(REPRESENTATION_MODELS[:4])}, a context-aware one such "
                 f"as DeepFM or DCN, or BPR.") from e
         self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
