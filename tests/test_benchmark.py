@@ -178,6 +178,9 @@ def test_bad_grids_are_clear_errors(tmp_path, slice_root):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"colour": 1}))
     with pytest.raises(UserInputError, match="report.curves must be a list of the grid's variants"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"curves": ["PRM", "PMR"]}))
+    with pytest.raises(UserInputError, match="report.select must be the suffix of the grid's default-config twins"):
+        load_spec(grid_file(tmp_path, slice_root, ["PRM"], report={"select": "@default"}))  # no PRM@default
+    load_spec(grid_file(tmp_path, slice_root, ["PRM"], grids=two, report={"select": "@holdout"}))
     with pytest.raises(UserInputError, match="reuse: must be a list"):
         load_spec(grid_file(tmp_path, slice_root, ["PRM"], reuse="experiments/results/zoo"))
     with pytest.raises(UserInputError, match="variant 'PRM-lat' .*score_fusion='lat': expected one of"):
@@ -406,3 +409,38 @@ def test_cells_run_with_other_settings_are_stale(tmp_path, slice_root, capfd):
     assert "0 done, 1 to run (1 stale)" in capfd.readouterr().out
 
 
+
+
+def test_default_config_is_chosen_over_the_searched_one_only_on_higher_mean_valid():
+    from recbole_dnr.benchmark.selection import choose
+
+    valid = {"A": {1: 0.5, 2: 0.5}, "A@default": {1: 0.6, 2: 0.4},   # tie: the search's config stays
+             "B": {1: 0.5, 2: 0.5}, "B@default": {1: 0.6, 2: 0.41},  # 0.505 > 0.5: the default
+             "C": {1: 0.5, 2: 0.5}, "C@default": {1: 0.9},           # its twin's seeds still running
+             "D": {1: 0.5}}                                          # no twin
+    assert choose(valid) == {"A": "A", "B": "B@default"}
+
+
+def test_selected_table_and_paired_tests_use_the_chosen_configs(tmp_path):
+    from types import SimpleNamespace
+
+    from recbole_dnr.benchmark.tables import selected_markdown
+
+    def rec(variant, seed, valid, per_request):
+        path = tmp_path / f"{variant}-{seed}.npz"
+        np.savez(path, request_id=np.arange(len(per_request)), **{"ndcg@6": np.asarray(per_request)})
+        return {"variant": variant, "seed": seed, "valid": {"ndcg@6": valid},
+                "test": {"ndcg@6": float(np.mean(per_request))}, "npz": str(path)}
+
+    by_variant = {"X": [rec("X", 1, 0.50, [0.2, 0.4, 0.6])], "X@default": [rec("X@default", 1, 0.55, [0.1, 0.2, 0.3])],
+                  "DNR_X": [rec("DNR_X", 1, 0.60, [0.3, 0.3, 0.3])],
+                  "DNR_X@default": [rec("DNR_X@default", 1, 0.40, [0.9, 0.9, 0.9])]}
+    spec = SimpleNamespace(report={"select": "@default"})
+    lines = selected_markdown(spec, by_variant, [("DNR_X", "X"), ("X", "X@default")])
+    assert "| X | 0.5000 | 0.5500 | default | 0.2000 |" in lines  # the default's test, never the searched 0.4
+    assert "| DNR_X | 0.6000 | 0.4000 | searched | 0.3000 |" in lines  # its default's better test is not read
+    (row,) = [line for line in lines if line.startswith("| DNR_X − X |")]
+    # DNR_X (0.3, 0.3, 0.3) − X@default (0.1, 0.2, 0.3): +0.2, +0.1, 0 → mean +0.1000 over 3 requests
+    assert row.startswith("| DNR_X − X | searched − default | +0.1000 (n=3) |")
+    assert not any(line.startswith("| X − X@default") for line in lines)  # tuned − default is the table above
+    assert selected_markdown(SimpleNamespace(report={}), by_variant, []) == []

@@ -53,10 +53,18 @@ def test_tuned_table_means_defaults_and_seed_deltas():
     spec.loader.exec_module(readme)
     values = {("ml-100k", "Caser-none"): {1: 0.40, 2: 0.42, 3: 0.44},
               ("ml-100k", "Caser-none@default"): {1: 0.30, 2: 0.30, 3: 0.33},
-              ("ml-100k", "DNR_Caser"): {1: 0.41, 2: 0.42, 3: 0.46}}
+              ("ml-100k", "DNR_Caser"): {1: 0.41, 2: 0.42, 3: 0.46},
+              ("ml-100k", "DNR_Caser@default"): {1: 0.40, 2: 0.44, 3: 0.47}}
+    valid = {("ml-100k", "Caser-none"): {1: 0.5, 2: 0.5, 3: 0.5},
+             ("ml-100k", "Caser-none@default"): {1: 0.4, 2: 0.4, 3: 0.4},
+             ("ml-100k", "DNR_Caser"): {1: 0.5, 2: 0.5, 3: 0.5},
+             ("ml-100k", "DNR_Caser@default"): {1: 0.4, 2: 0.4, 3: 0.76}}  # mean 0.52: the default is chosen
     values[("ml-100k", "SASRec-none")] = {1: 0.41}  # a pair still running: no row until both sides have 3 seeds
-    lines = readme.tuned_table(values).splitlines()
+    lines = readme.tuned_table(values, valid).splitlines()
     assert len(lines) == 3  # head, rule, the Caser row
-    # means 0.42 (0.31) and 0.43; deltas +0.01, 0, +0.02: mean 0.01, sd 0.01, t = sqrt 3 on 2 df: p = 0.225
-    assert lines[2] == ("| ml-100k | Caser (RecBole) | 0.4200 (0.3100) |  | 0.4300 | "
-                        "+0.0100 (+0.0100, +0.0000, +0.0200), p 0.23 |")
+    # DNR_Caser@default (0.40, 0.44, 0.47: mean 0.4367) against Caser-none (0.40, 0.42, 0.44): deltas 0, +0.02,
+    # +0.03: mean 0.0167, sd 0.0153, t = 1.890 on 2 df: p = 0.199
+    assert lines[2] == ("| ml-100k | Caser (RecBole) | **0.4200** (0.3100) |  | 0.4300 (**0.4367**) | "
+                        "+0.0167 (+0.0000, +0.0200, +0.0300), p 0.20 |")
+    del values[("ml-100k", "DNR_Caser@default")]  # the default twin not landed: no row yet
+    assert len(readme.tuned_table(values, valid).splitlines()) == 2

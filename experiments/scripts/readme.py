@@ -5,8 +5,9 @@
     python experiments/scripts/readme.py check --run    # also run the README's first command and compare its table
 
 The table is computed from ``experiments/results/tuned/seeds/results.csv`` (issue 37: each contender
-at its best searched config and, in brackets, at its default; mean test NDCG@6 over seeds; DNR_X
-against the same backbone never reading x per seed, with a paired t-test over seeds). ``--run`` trains PRM on ml-100k (about
+at its best searched config and, in brackets, at its default; mean test NDCG@6 over seeds, in bold
+the one of the two chosen on mean valid NDCG@6; DNR_X against the same backbone never reading x per
+seed at the chosen configs, with a paired t-test over seeds). ``--run`` trains PRM on ml-100k (about
 3 minutes on 2 cores) and compares every figure of the table it prints with the README's, to the 4
 decimals printed.
 """
@@ -32,42 +33,47 @@ TUNED_ROWS = [("PRM, retriever's order (X-none: order only)", "PRM-none", "PRM-l
 BEGIN, END = "<!-- tuned table: python experiments/scripts/readme.py table -->", "<!-- end of tuned table -->"
 
 
-def seed_values(grid="tuned/seeds"):
-    """``{(dataset, variant): {seed: test ndcg@6}}`` over a grid's committed cells."""
+def seed_values(grid="tuned/seeds", split="test"):
+    """``{(dataset, variant): {seed: ndcg@6 on split}}`` over a grid's committed cells."""
     values = defaultdict(dict)
     path = os.path.join(RESULTS, grid, "results.csv")
     if os.path.isfile(path):
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                if row["split"] == "test":
+                if row["split"] == split:
                     values[(row["dataset"], row["variant"])][int(row["seed"])] = float(row["ndcg@6"])
     return values
 
 
-def tuned_table(values=None):
-    """Tuned (default) test NDCG@6 of each contender, and DNR_X − X-none per seed with its seed-level p."""
+def tuned_table(values=None, valid=None):
+    """Searched (default) test NDCG@6 of each contender, the one chosen on valid in bold
+    (:mod:`recbole_dnr.benchmark.selection`), and DNR_X − X-none per seed at the chosen configs with
+    its seed-level p."""
     from scipy import stats
 
+    from recbole_dnr.benchmark.selection import choose
+
     values = seed_values() if values is None else values
+    valid = seed_values(split="valid") if valid is None else valid
 
     def mean(dataset, variant):
         v = values.get((dataset, variant))
         return sum(v.values()) / len(v) if v else None
 
-    def seeds(dataset, variant):
-        n = len(values[(dataset, variant)])
-        return "" if n == 3 else f" [{n} seed{'s' if n > 1 else ''}]"
+    def pick(dataset, variant):
+        both = {v: valid.get((dataset, v), {}) for v in (variant, variant + "@default")}
+        return choose(both).get(variant, variant)
 
     def cell(dataset, variant):
         if variant is None or mean(dataset, variant) is None:
             return ""
-        default = variant + "@default"
-        text = f"{mean(dataset, variant):.4f}{seeds(dataset, variant)}"
-        return text + (f" ({mean(dataset, default):.4f}{seeds(dataset, default)})" if mean(dataset, default) is not None
-                       else "")
+        default, chosen = variant + "@default", pick(dataset, variant)
+        text = {v: f"{mean(dataset, v):.4f}" for v in (variant, default) if mean(dataset, v) is not None}
+        text = {v: f"**{t}**" if v == chosen and len(text) == 2 else t for v, t in text.items()}
+        return text[variant] + (f" ({text[default]})" if default in text else "")
 
     def delta(dataset, a, b):
-        va, vb = values.get((dataset, a), {}), values.get((dataset, b), {})
+        va, vb = values.get((dataset, pick(dataset, a)), {}), values.get((dataset, pick(dataset, b)), {})
         seeds = sorted(set(va) & set(vb))
         if not seeds:
             return ""
@@ -77,12 +83,12 @@ def tuned_table(values=None):
             text += f", p {stats.ttest_rel([va[s] for s in seeds], [vb[s] for s in seeds]).pvalue:.2f}"
         return text
 
-    lines = ["| dataset | backbone X | X-none, never reads x | X, reads x | DNR_X | DNR_X − X-none (per seed, p) |",
+    lines = ["| dataset | backbone X | X-none, never reads x | X, reads x | DNR_X | DNR_X − X-none in bold (per seed, p) |",
              "|---|---|---|---|---|---|"]
     for dataset in DATASETS:
         for label, none, reads, dnr in TUNED_ROWS:
-            if len(values.get((dataset, none), {})) < 3 or len(values.get((dataset, dnr), {})) < 3:
-                continue  # the README answers with finished pairs only: both sides at their 3 seeds
+            if not all(len(values.get((dataset, v), {})) == 3 for v in (none, dnr, none + "@default", dnr + "@default")):
+                continue  # the README answers with finished pairs only: both sides, searched and default, at 3 seeds
             lines.append(f"| {dataset} | {label} | {cell(dataset, none)} | {cell(dataset, reads)} | "
                          f"{cell(dataset, dnr)} | {delta(dataset, dnr, none)} |")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ Example (abridged from experiments/grids/zoo.yaml and corr.yaml)::
       tag: corr                            # rewrites what lies between <!-- BEGIN corr ... --> and <!-- END corr -->
       pairs: [[CoRR, BPR+PRM]]             # paired tests beside DNR_X − X
       curves: [BPR+PRM, CoRR]              # valid curves drawn (default: every variant without an @suffix)
+      select: "@default"                   # X against its twin X@default on valid (benchmark/selection.py)
       metrics: [h@6, ndcg@6, retriever_auc]  # table columns (test split)
       strata: {floor: Retriever, bins: 5,  # Δ per bin of x's quality (benchmark/strata.py); a third
                pairs: [[DNR_PRM, PRM, "DNR over the x reader"]]}  # element names the plot panel
@@ -40,7 +41,7 @@ from recbole_dnr.registry import get_backbone, get_model
 
 TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse"}
 REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics",
-               "strata", "curves"}
+               "strata", "curves", "select"}
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,10 @@ def load_spec(path):
     if curves is not None and (not isinstance(curves, list) or any(v not in variants for v in curves)):
         raise UserInputError(f"{path}: report.curves must be a list of the grid's variants (the valid curves drawn), "
                              f"got {curves!r}")
+    select = report.get("select")
+    if select is not None and (not isinstance(select, str) or not any(v.endswith(select) for v in variants)):
+        raise UserInputError(f"{path}: report.select must be the suffix of the grid's default-config twins (e.g. "
+                             f"'@default': X is chosen against X@default on valid), got {select!r}")
     strata = report.get("strata")
     if strata is not None:
         if not isinstance(strata, dict) or set(strata) - {"floor", "bins", "pairs"}:

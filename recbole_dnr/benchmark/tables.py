@@ -8,6 +8,7 @@ import numpy as np
 
 from recbole_dnr.benchmark import strata
 from recbole_dnr.benchmark.results import metrics_of, peak_cell
+from recbole_dnr.benchmark.selection import choose, valid_by_seed
 from recbole_dnr.benchmark.stats import paired
 from recbole_dnr.storage import replace_block
 
@@ -68,15 +69,55 @@ def dataset_markdown(spec, dataset, runs):
         for v, b in pairs:
             p = paired(by_variant[v], by_variant[b])
             if p:
-                seed_p = "—" if np.isnan(p["t_seed"]) else f"{p['t_seed']:.3g}"
-                lines.append(f"| {v} − {b} | {p['delta']:+.4f} (n={p['n']}) | {p['t_req']:.3g} | {p['w_req']:.3g} | "
-                             f"{', '.join(f'{d:+.4f}' for d in p['seed_deltas'])} | {seed_p} |")
+                lines.append(f"| {v} − {b} | {pair_cells(p)} |")
         lines.append("")
+    lines += selected_markdown(spec, by_variant, pairs)
     if paper:
         lines += [f"Paper figures ({spec.report.get('paper_note', 'DNR paper, its own protocol')}) are on a "
                   "different protocol (their split, candidate lists, metric scope and model selection), so only "
                   "the order of the rows is comparable, not the values.", ""]
     return lines
+
+
+def pair_cells(p):
+    """Δ over requests (n) | t p | Wilcoxon p | Δ per seed | t p over seeds, of a :func:`paired` result."""
+    seed_p = "—" if np.isnan(p["t_seed"]) else f"{p['t_seed']:.3g}"
+    return (f"{p['delta']:+.4f} (n={p['n']}) | {p['t_req']:.3g} | {p['w_req']:.3g} | "
+            f"{', '.join(f'{d:+.4f}' for d in p['seed_deltas'])} | {seed_p}")
+
+
+def selected_markdown(spec, by_variant, pairs):
+    """With ``report: select: <suffix>``: each variant's searched config against its twin ``X<suffix>``
+    (the default it started from) on mean valid NDCG@6 (:mod:`.selection`), and the paired tests of the
+    grid's pairs at the configs chosen."""
+    suffix = spec.report.get("select")
+    if not suffix:
+        return []
+    valid = valid_by_seed(by_variant)
+    chosen = choose(valid, suffix)
+    if not chosen:
+        return []
+
+    def kind(name):
+        return "default" if chosen[name] != name else "searched"
+
+    lines = [f"**Selected on valid**: each contender's search best against its default config (`{suffix}`), by "
+             "mean valid NDCG@6 over the same seeds (a tie keeps the search's); test NDCG@6 of the one chosen",
+             "", "| contender | valid, searched | valid, default | chosen | test NDCG@6 |", "|---|---|---|---|---|"]
+    for name, pick in chosen.items():
+        lines.append(f"| {name} | {fmt(list(valid[name].values()))} | {fmt(list(valid[name + suffix].values()))} | "
+                     f"{kind(name)} | {fmt([r['test']['ndcg@6'] for r in by_variant[pick]])} |")
+    rows = []
+    for a, b in pairs:
+        if a in chosen and b in chosen and not (a.endswith(suffix) or b.endswith(suffix)):
+            p = paired(by_variant[chosen[a]], by_variant[chosen[b]])
+            if p:
+                rows.append(f"| {a} − {b} | {kind(a)} − {kind(b)} | {pair_cells(p)} |")
+    if rows:
+        lines += ["", "**Paired tests at the chosen configs, A − B** (test NDCG@6)", "",
+                  "| pair | configs | Δ over requests | t p | Wilcoxon p | Δ per seed | t p (seeds; — for one seed) |",
+                  "|---|---|---|---|---|---|---|"] + rows
+    return lines + [""]
 
 
 def probe_markdown(runs):
