@@ -144,13 +144,20 @@ def test_each_trial_shows_a_bar_over_its_epochs_unless_progress_is_off(search_fi
     assert "Train " not in err  # RecBole's per-batch bars stay off inside a search
 
 
-def test_hyperopt_tool_runs_recboles_hypertuning(search_files):
+def test_hyperopt_tool_runs_recboles_hypertuning(search_files, monkeypatch):
+    import importlib
+
     pytest.importorskip("hyperopt")
+    search = importlib.import_module("recbole_dnr.hyper.search")  # the package exports a function of that name
     fixed, space, out = search_files
+    calls = []
+    checked = search.check_search
+    monkeypatch.setattr(search, "check_search", lambda *a: calls.append(a) or checked(*a))
     rows, best = main([f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=2",
                        "--tool=hyperopt", "--algo=random"])
     assert len(rows) == 2 and best is not None and len(_table_rows(out)) == 2
     assert rows[0].result["model"] == "PRM"  # the key HyperTuning reads
+    assert len(calls) == 1  # the space's corners are built once per search, not again by the tool's runner
 
 
 def test_unknown_parameter_fails_before_training(search_files, tmp_path, capsys):

@@ -124,7 +124,7 @@ def _internal(p, value, algo):
 
 
 def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, storage=None, study_name="recbole_dnr",
-               prune=True, on_trial=None, history=(), start=(), progress=True, label=None):
+               prune=True, on_trial=None, history=(), start=(), progress=True, label=None, checked=None):
     """Run the search with Optuna; returns every :class:`TrialRow` of the study (earlier runs' too).
     ``history``: finished :class:`TrialRow` s of this search kept elsewhere (a grid's committed
     trials); those the study does not hold are added to it first, so a search whose storage was lost
@@ -132,12 +132,13 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     (a config transferred from another dataset); a search that holds trials ignores them.
     ``progress``: a bar per trial over its epochs, with the last and best valid score (trials train
     quietly, as in RecBole's ``objective_function``, and one can take hours), named ``label(trial
-    number)`` (default ``trial <number>``, the table's numbering)."""
+    number)`` (default ``trial <number>``, the table's numbering). ``checked``: :func:`check_search`'s
+    result where the caller has it already."""
     try:
         import optuna
     except ImportError:
         raise missing_extra("--tool=optuna needs Optuna", '"optuna>=3.6"', "hyper") from None
-    valid_metric, bigger, config = check_search(params, config_files, fixed)
+    valid_metric, bigger, config = checked or check_search(params, config_files, fixed)
     epoch_cap, progress = config["epochs"], progress and config["show_progress"] is not False
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if algo == "grid":
@@ -303,8 +304,9 @@ def trial_note(start_note, resumed):
     return "; ".join(n for n in (start_note, "resumed after a stop" if resumed else "") if n)
 
 
-def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed=2020, on_trial=None):
-    """Run the search with RecBole's ``HyperTuning`` (hyperopt); returns the :class:`TrialRow` list."""
+def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed=2020, on_trial=None, checked=None):
+    """Run the search with RecBole's ``HyperTuning`` (hyperopt); returns the :class:`TrialRow` list
+    (``checked`` as in :func:`run_optuna`)."""
     try:
         import hyperopt  # noqa: F401
     except ImportError:
@@ -312,7 +314,7 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
                             '"hyperopt==0.2.5" "setuptools<81"', "hyper") from None
     from recbole.trainer.hyper_tuning import HyperTuning
 
-    valid_metric, _, _ = check_search(params, config_files, fixed)
+    valid_metric, _, _ = checked or check_search(params, config_files, fixed)
     space = {}
     for p in params:
         args = list(p.args)
@@ -408,12 +410,14 @@ def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None,
         if path:
             check_writable(os.path.dirname(os.path.abspath(path)), what="output folder",
                            fix="give --output_file / --best_config_file in a folder you can write")
-    valid_metric, bigger, config = check_search(params, config_files, fixed)
+    checked = check_search(params, config_files, fixed)  # every corner of the space, before any trial trains
+    valid_metric, bigger, config = checked
     epoch_cap = config["epochs"]
     if tool == "optuna":
-        rows = run_optuna(params, config_files, fixed, max_evals, algo, seed, storage, study_name, prune, on_trial)
+        rows = run_optuna(params, config_files, fixed, max_evals, algo, seed, storage, study_name, prune, on_trial,
+                          checked=checked)
     else:
-        rows = run_hyperopt(params, config_files, fixed, max_evals, algo, seed, on_trial)
+        rows = run_hyperopt(params, config_files, fixed, max_evals, algo, seed, on_trial, checked=checked)
     best = best_row(rows, bigger)
     write_results(rows, best, valid_metric, config_files, fixed, output_file, best_file or default_best_file(output_file),
                   command=dict(tool=tool, algo=algo, max_evals=max_evals, seed=seed, params_file=params_file),
