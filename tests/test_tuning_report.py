@@ -14,7 +14,11 @@ from recbole_dnr.hyper.search import TrialRow
 def test_spearman_against_hand_computed_ranks():
     # ranks x: 1 2 3 4, y: 1 3 2 4 -> d^2 = 0+1+1+0 = 2, rho = 1 - 6*2/(4*15) = 0.8
     rho, p = R.spearman([0.1, 0.2, 0.3, 0.4], [1.0, 3.0, 2.0, 4.0])
-    assert rho == pytest.approx(0.8) and 0 < p < 1
+    # exact p over the 24 pairings: |rho| >= 0.8 where d^2 <= 2 (1 + 3 adjacent swaps) or >= 18 (their reverses)
+    assert rho == pytest.approx(0.8) and p == pytest.approx(8 / 24)
+    assert R.spearman([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx((1.0, 2 / 24))  # not scipy's t-approximation 0
+    rho, p = R.spearman(range(10), [0, 2, 1, 3, 4, 6, 5, 7, 9, 8])  # beyond 8 points: the t approximation
+    assert 0 < p < 1e-4 and rho == pytest.approx(1 - 6 * 6 / (10 * 99))
     assert math.isnan(R.spearman([1, 1, 1], [1, 2, 3])[0])  # a constant knob says nothing
     assert math.isnan(R.spearman([1, 2], [1, 2])[0])
 
@@ -53,7 +57,7 @@ def test_report_writes_configs_cost_and_sensitivity(grid_file, tmp_path):
     assert "| PRM-none | 1 / 1 of 3 | 0.4000 (trial 0: ml-100k's best) | learning_rate 0.001 | 0.60 |" in page
     assert "| DNR-G | 3 / 0 of 3 | 0.5000 (trial 2) |" in page and "1.4 h in all" in page
     # lambda_c ranks equal valid's ranks: rho +1; lambda_m ranks 2 1 3 against 1 2 3: rho 0.5
-    assert "| DNR-G | +1.00 (p 0.00, n 3) | +0.50 (p 0.67, n 3) | — | — | — |" in page
+    assert "| DNR-G | +1.00 (p 0.33, n 3) | +0.50 (p 1.00, n 3) | — | — | — |" in page  # exact: 2 and 6 of 6 pairings
     png = tmp_path / "img" / "tuned_sensitivity_toy.png"
     assert png.is_file() and "(img/tuned_sensitivity_toy.png)" in page
     before = (png.read_bytes(), os.stat(png).st_mtime_ns, page)
