@@ -8,6 +8,7 @@ compat.silence_pandas_chained_fillna()
 compat.silence_recbole_grad_scaler()
 compat.silence_recbole_sparse_constructor()
 compat.silence_recbole_list_of_arrays()
+compat.interaction_argsort()
 compat.keep_anomaly_mode()  # before anything imports RecBole's sequential models
 compat.race_free_ensure_dir()  # two runs starting together both create ./log/<Model>
 

@@ -32,6 +32,14 @@ one that the problem is real on the installed versions and that the fix removes 
 9. torch deprecates the ``torch.sparse.FloatTensor(indices, values, shape)`` constructor that RecBole's graph
    models (LightGCN, NGCF, ..., as CoRR's ``retriever_model``) build their adjacency with; the call still works.
    :func:`silence_recbole_sparse_constructor` hides that UserWarning, only when raised from RecBole's models.
+10. torch's "tensor from a list of numpy.ndarrays is extremely slow" UserWarning from RecBole's DMF:
+   :func:`silence_recbole_list_of_arrays`.
+11. RecBole's ``Interaction.sort`` (interaction.py:347; the general models' full-sort data loader uses it)
+   calls ``np.argsort`` on a torch tensor: numpy 2 falls back to wrapping the result with the tensor's
+   one-argument ``__array_wrap__``, deprecated (DeprecationWarning) and due to fail in a later numpy.
+   :func:`interaction_argsort` gives that module an ``np`` whose ``argsort`` sorts the tensor's numpy view.
+   (Its descending sort fails on today's torch either way, a reversed array's negative stride; RecBole
+   sorts ascending only.)
 
 Atomic, checksummed writes of our own files live in :mod:`recbole_dnr.storage` (not a compat fix).
 """
@@ -155,3 +163,25 @@ def silence_recbole_list_of_arrays():
     RecBole's DMF (dmf.py:214, once per model: its interaction matrix)."""
     warnings.filterwarnings("ignore", message=r"Creating a tensor from a list of numpy\.ndarrays",
                             category=UserWarning, module=r"recbole\.model\.")
+
+
+class _TensorArgsortNumpy:
+    """numpy, except ``argsort`` of a torch tensor sorts its numpy view and returns a tensor (as
+    numpy 2's fallback does today, through ``Tensor.__array_wrap__``)."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def argsort(a, *args, **kwargs):
+        if isinstance(a, torch.Tensor):
+            return torch.from_numpy(np.argsort(a.detach().cpu().numpy(), *args, **kwargs))
+        return np.argsort(a, *args, **kwargs)
+
+
+def interaction_argsort():
+    """Fix 11: ``recbole.data.interaction`` uses ``np`` for one call, ``np.argsort(<tensor>)``."""
+    from recbole.data import interaction
+
+    if not isinstance(interaction.np, _TensorArgsortNumpy):
+        interaction.np = _TensorArgsortNumpy()

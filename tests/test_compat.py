@@ -163,3 +163,19 @@ def test_recbole_ensure_dir_survives_a_folder_made_between_check_and_create(tmp_
     exec(original, scope)  # RecBole 1.2.1's body (recbole/utils/utils.py): the race is real
     with pytest.raises(FileExistsError):
         scope["ensure_dir"](str(made))
+
+
+def test_recbole_interaction_sort_argsorts_a_tensor_and_fix_sorts_its_numpy_view():
+    from recbole.data.interaction import Interaction
+
+    key = torch.tensor([3, 1, 2, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        with pytest.raises((DeprecationWarning, TypeError)):  # numpy 2: the tensor's old __array_wrap__
+            np.argsort(key, kind="stable")
+        inter = Interaction({"user_id": key.clone(), "item_id": torch.tensor([10, 11, 12, 13]),
+                             "t": torch.tensor([5.0, 9.0, 1.0, 2.0])})
+        inter.sort(by="user_id")  # under the fix: no warning, and the stable order of the ties kept
+        assert inter["item_id"].tolist() == [11, 13, 12, 10] and isinstance(inter["user_id"], torch.Tensor)
+        inter.sort(by=["user_id", "t"])  # as RecBole's sequential datasets sort: by user, then time
+        assert inter["item_id"].tolist() == [13, 11, 12, 10]
