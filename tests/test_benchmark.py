@@ -444,3 +444,16 @@ def test_selected_table_and_paired_tests_use_the_chosen_configs(tmp_path):
     assert row.startswith("| DNR_X − X | searched − default | +0.1000 (n=3) |")
     assert not any(line.startswith("| X − X@default") for line in lines)  # tuned − default is the table above
     assert selected_markdown(SimpleNamespace(report={}), by_variant, []) == []
+
+
+def test_a_cell_records_the_cpu_its_figures_depend_on():
+    import torch
+
+    from recbole_dnr.benchmark.cell import machine
+    from recbole_dnr.benchmark.tables import cpu_text
+
+    m = machine()
+    assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and isinstance(m["cpu_model"], str)
+    assert cpu_text({"cpu_model": "AMD EPYC", "cpu_capability": "AVX512"}) == " (AMD EPYC, AVX512)"
+    assert cpu_text({"cpu_model": "", "cpu_capability": "AVX2"}) == " (AVX2)"
+    assert cpu_text({"platform": "Linux"}) == ""  # a cell written before the CPU was recorded

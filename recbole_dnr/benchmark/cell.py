@@ -68,8 +68,20 @@ def hwm_mb():
 
 
 def machine():
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+    """Where a cell ran. The CPU's model and the SIMD level torch's kernels dispatch to matter: the same
+    seed and config give the same figures only where both (and the thread count) are the same."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_model": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def cpu_model():
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` is empty on Linux), or ''."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
 
 
 def run_cell(settings, config_files=None, label=""):

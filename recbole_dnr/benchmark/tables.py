@@ -26,6 +26,12 @@ def fmt(values, bold=False):
     return f"**{text}**" if bold else text
 
 
+def cpu_text(m):
+    """`` (AMD EPYC, AVX512)`` where a cell recorded its CPU (cells from 2026-12-07 on)."""
+    known = [m[k] for k in ("cpu_model", "cpu_capability") if m.get(k)]
+    return f" ({', '.join(known)})" if known else ""
+
+
 def backbone_variant(variant, by_variant):
     """X for a variant DNR_X (same name without the prefix), if the grid has it."""
     return variant[len("DNR_"):] if variant.startswith("DNR_") and variant[len("DNR_"):] in by_variant else None
@@ -40,7 +46,8 @@ def dataset_markdown(spec, dataset, runs):
     m0 = runs[0]["machine"]
     lines = [f"### {dataset}", "",
              f"Command: `python -m recbole_dnr.benchmark --config {spec.path}`; seeds per row as listed; "
-             f"machine: {m0['platform']}, {m0['cpu_count']} CPUs, torch {m0['torch']} ({m0['torch_threads']} threads). "
+             f"machine: {m0['platform']}, {m0['cpu_count']} CPUs{cpu_text(m0)}, torch {m0['torch']} "
+             f"({m0['torch_threads']} threads). "
              "Test metrics at the best valid epoch (early stopping on valid NDCG@6).", ""]
     # valid beside test: whether model selection (on valid) would pick the row test ranks first, and how
     # far a gap moves between the splits (x's quality differs between them, docs/protocol.md)
