@@ -4,10 +4,7 @@ from recbole_dnr import compat
 
 compat.numpy_aliases()  # before any RecBole metric or dataset code runs
 compat.scipy_dok_update()  # here too, not only in Config: a served checkpoint builds its model without one
-compat.silence_pandas_chained_fillna()
-compat.silence_recbole_grad_scaler()
-compat.silence_recbole_sparse_constructor()
-compat.silence_recbole_list_of_arrays()
+compat.silence_recbole_warnings()
 compat.interaction_argsort()
 compat.keep_anomaly_mode()  # before anything imports RecBole's sequential models
 compat.race_free_ensure_dir()  # two runs starting together both create ./log/<Model>

@@ -165,6 +165,14 @@ def silence_recbole_list_of_arrays():
                             category=UserWarning, module=r"recbole\.model\.")
 
 
+def silence_recbole_warnings():
+    """Fixes 4, 8, 9 and 10 together: the warnings raised from RecBole's code that the user cannot change."""
+    silence_pandas_chained_fillna()
+    silence_recbole_grad_scaler()
+    silence_recbole_sparse_constructor()
+    silence_recbole_list_of_arrays()
+
+
 class _TensorArgsortNumpy:
     """numpy, except ``argsort`` of a torch tensor sorts its numpy view and returns a tensor (as
     numpy 2's fallback does today, through ``Tensor.__array_wrap__``)."""

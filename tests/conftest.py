@@ -145,3 +145,11 @@ def hold_claim(path, seconds=None):
     proc = subprocess.Popen([sys.executable, "-c", code, str(path), arg], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
+
+
+def pytest_configure(config):
+    # compat.py's warning filters again: pytest imports the package (this file's import of it) inside a
+    # warnings context of its own, which drops the filters set at import when it ends
+    from recbole_dnr import compat
+
+    compat.silence_recbole_warnings()
