@@ -67,7 +67,7 @@ def dataset_markdown(spec, dataset, runs):
                      f"{np.mean([r['infer_us_per_list'] for r in rs]):.1f} | {peak_cell(rs)} |")
     lines += ["", "`*` = stopped by the epoch cap, not by early stopping. Peak MB: the cell process's peak resident "
               "memory, building or loading the lists included; in brackets its peak while training and evaluating "
-              "(the lists already in memory), recorded by cells written from 2026-11-24 on.", ""]
+              "(the lists already in memory), where the cell recorded it.", ""]
     pairs = [(v, backbone_variant(v, by_variant)) for v in by_variant if backbone_variant(v, by_variant)]
     pairs += [(a, b) for a, b in spec.report.get("pairs", []) if a in by_variant and b in by_variant]
     if pairs:
