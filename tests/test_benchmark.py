@@ -449,8 +449,8 @@ def test_selected_table_and_paired_tests_use_the_chosen_configs(tmp_path):
 def test_a_cell_records_the_cpu_its_figures_depend_on():
     import torch
 
-    from recbole_dnr.benchmark.cell import machine
     from recbole_dnr.benchmark.tables import cpu_text
+    from recbole_dnr.machine import machine
 
     m = machine()
     assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and isinstance(m["cpu_model"], str)

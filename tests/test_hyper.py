@@ -46,6 +46,19 @@ def test_trial_table_marks_trials_the_epoch_cap_ended():
     assert [line.split(" | ")[-2] for line in uncapped[2:6]] == ["200 (191)", "40 (29)", "40‡ (38)", "200"]
 
 
+def test_trial_table_names_the_machines_its_trials_trained_on():
+    amd = {"cpu_model": "AMD EPYC 7B13", "cpu_capability": "AVX512", "torch_threads": 1}
+    rows = [TrialRow(0, {"lr": 1e-3}, "complete", 0.5, 0.4, 9, 6, 9.0),  # a trial from before the record
+            TrialRow(1, {"lr": 2e-3}, "complete", 0.6, 0.5, 9, 6, 2.0, machine=amd),
+            TrialRow(2, {"lr": 3e-3}, "pruned", 0.3, math.nan, 3, 0, 1.0, machine={**amd, "torch_threads": 2})]
+    assert trial_table(rows, "ndcg@6").splitlines()[-1] == (
+        "Trained on: not recorded (trial 0); AMD EPYC 7B13, AVX512, 1 thread (trial 1); "
+        "AMD EPYC 7B13, AVX512, 2 threads (trial 2).")
+    assert "Trained on" not in trial_table(rows[:1], "ndcg@6")  # nothing recorded: nothing to say
+    # the record keeps the machine where there is one, and committed rows without one stay as they were
+    assert rows[1].record()["machine"] == amd and "machine" not in rows[0].record()
+
+
 def test_params_file_errors(tmp_path):
     with pytest.raises(UserInputError, match="cannot be read"):
         read_params_file(str(tmp_path / "none.hyper"))

@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+import torch
 import yaml
 
 from conftest import smoke_config
@@ -81,6 +82,7 @@ def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path,
         rows = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", name), "trials.jsonl"))
         assert [r.number for r in rows] == [0, 1] and all(r.state == "complete" for r in rows)
         assert all(len(r.curve) == r.epochs for r in rows)
+        assert all(r.machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability() for r in rows)
         best = yaml.safe_load(open(os.path.join(G.folder(grid, "ml-100k-slice", name), "best.yaml")))
         assert best["model"] == ("PRM" if name == "PRM-none" else "DNR_PRM")
         assert best["learning_rate"] == max(rows, key=lambda r: r.best_valid).params["learning_rate"]

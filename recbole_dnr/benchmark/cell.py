@@ -11,7 +11,6 @@ is complete. Also callable directly::
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -24,6 +23,7 @@ from recbole_dnr.config import Config
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.evaluator.retrieval import retriever_means
 from recbole_dnr.fields import LABEL, REQUEST_ID, SLATE_MASK
+from recbole_dnr.machine import machine
 from recbole_dnr.quick_start import build
 from recbole_dnr.trainer.list_trainer import selected_epoch
 from recbole_dnr.trainer.resume import ResumeState, key_of, run_key
@@ -65,23 +65,6 @@ def hwm_mb():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0  # kB
     return None
-
-
-def machine():
-    """Where a cell ran. The CPU's model and the SIMD level torch's kernels dispatch to matter: the same
-    seed and config give the same figures only where both (and the thread count) are the same."""
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_model": cpu_model(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-
-
-def cpu_model():
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` is empty on Linux), or ''."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        return platform.processor()
 
 
 def run_cell(settings, config_files=None, label=""):

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from recbole_dnr import machine
 from recbole_dnr.benchmark import strata
 from recbole_dnr.benchmark.results import metrics_of, peak_cell
 from recbole_dnr.benchmark.selection import choose, valid_by_seed
@@ -27,9 +28,9 @@ def fmt(values, bold=False):
 
 
 def cpu_text(m):
-    """`` (AMD EPYC, AVX512)`` where a cell recorded its CPU (cells from 2026-12-07 on)."""
-    known = [m[k] for k in ("cpu_model", "cpu_capability") if m.get(k)]
-    return f" ({', '.join(known)})" if known else ""
+    """`` (AMD EPYC, AVX512)`` where a cell recorded its CPU, else ''."""
+    known = machine.cpu_text(m)
+    return f" ({known})" if known else ""
 
 
 def backbone_variant(variant, by_variant):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from recbole_dnr.config import Config, resolve_config_file
 from recbole_dnr.errors import UserInputError, missing_extra
 from recbole_dnr.hyper.space import read_params_file
+from recbole_dnr.machine import cpu_text, machine
 from recbole_dnr.quick_start import TrainingStopped, objective_function
 from recbole_dnr.storage import atomic_write_text, check_writable, release
 
@@ -50,11 +51,13 @@ class TrialRow:
     note: str = ""
     curve: list = field(default_factory=list, repr=False)  # valid score after each evaluated epoch
     result: dict = field(default_factory=dict, repr=False)
+    machine: dict = field(default_factory=dict, repr=False)  # where it trained (recbole_dnr.machine)
 
     def record(self):
-        """The row as JSON-able dict (a grid's committed trials)."""
-        return {k: getattr(self, k) for k in ("number", "params", "state", "best_valid", "test", "epochs",
-                                              "best_epoch", "seconds", "note", "curve")}
+        """The row as JSON-able dict (a grid's committed trials); ``machine`` where it was recorded."""
+        row = {k: getattr(self, k) for k in ("number", "params", "state", "best_valid", "test", "epochs",
+                                             "best_epoch", "seconds", "note", "curve")}
+        return {**row, "machine": self.machine} if self.machine else row
 
 
 def _primitive(v):
@@ -92,7 +95,7 @@ def _row_from_result(number, params, result, valid_metric):
                     test=float((result.get("test_result") or {}).get(valid_metric, math.nan)),
                     epochs=result.get("epochs") or 0, best_epoch=result.get("best_epoch") or 0,
                     seconds=result.get("seconds") or 0.0, curve=list(result.get("valid_curve") or []),
-                    result=dict(result))
+                    result=dict(result), machine=machine())
 
 
 def distribution(p, algo="tpe"):
@@ -204,6 +207,7 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     def objective(trial):
         values = {p.name: suggest(trial, p) for p in params}
         started = time.perf_counter()
+        trial.set_user_attr("machine", machine())  # figures drift apart across CPU kinds (docs/tuning.md)
         # no bar and no time left: early stopping, not the epoch cap, usually ends a trial
         bar = tqdm(total=values.get("epochs", epoch_cap) or None, unit="epoch", disable=not progress,
                    bar_format="{desc}: {n_fmt}/{total_fmt} epochs [{elapsed}, {rate_fmt}{postfix}]",
@@ -294,7 +298,7 @@ def _row_from_trial(trial, params):
     return TrialRow(number=trial.number, params=values, state=state, best_valid=best, curve=curve,
                     test=attrs.get("test", math.nan), epochs=attrs.get("epochs", len(curve)),
                     best_epoch=attrs.get("best_epoch", 0), seconds=attrs.get("seconds", 0.0),
-                    result={"kept_files": attrs.get("kept_files") or []},
+                    result={"kept_files": attrs.get("kept_files") or []}, machine=attrs.get("machine") or {},
                     note=attrs.get("error", "") or trial_note(attrs.get("start_note", ""), "requeued_from" in attrs))
 
 
@@ -368,6 +372,12 @@ def trial_table(rows, valid_metric, best=None, epoch_cap=None):
         lines.append("| " + " | ".join(cells) + " |")
     if capped:
         lines += ["", "‡ stopped by the epoch cap, not by early stopping: look at its valid curve before trusting it."]
+    trained_on = {}
+    for r in sorted(rows, key=lambda r: r.number):
+        trained_on.setdefault(cpu_text(r.machine, threads=True) or "not recorded", []).append(str(r.number))
+    if len(trained_on) > 1 or "not recorded" not in trained_on:
+        lines += ["", "Trained on: " + "; ".join(f"{where} (trial{'s' if len(n) > 1 else ''} {', '.join(n)})"
+                                                for where, n in trained_on.items()) + "."]
     return "\n".join(lines)
 
 
