@@ -55,6 +55,7 @@ def test_trial_table_names_the_machines_its_trials_trained_on():
         "Trained on: not recorded (trial 0); AMD EPYC 7B13, AVX512, 1 thread (trial 1); "
         "AMD EPYC 7B13, AVX512, 2 threads (trial 2).")
     assert "Trained on" not in trial_table(rows[:1], "ndcg@6")  # nothing recorded: nothing to say
+    assert "Trained on" not in trial_table([], "ndcg@6")
     # the record keeps the machine where there is one, and committed rows without one stay as they were
     assert rows[1].record()["machine"] == amd and "machine" not in rows[0].record()
 

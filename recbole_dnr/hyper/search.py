@@ -90,12 +90,12 @@ def check_search(params, config_files, fixed):
     return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"]), config
 
 
-def _row_from_result(number, params, result, valid_metric):
+def _row_from_result(number, params, result, valid_metric, where):
     return TrialRow(number=number, params=params, state="complete", best_valid=float(result["best_valid_score"]),
                     test=float((result.get("test_result") or {}).get(valid_metric, math.nan)),
                     epochs=result.get("epochs") or 0, best_epoch=result.get("best_epoch") or 0,
                     seconds=result.get("seconds") or 0.0, curve=list(result.get("valid_curve") or []),
-                    result=dict(result), machine=machine())
+                    result=dict(result), machine=where)
 
 
 def distribution(p, algo="tpe"):
@@ -207,7 +207,8 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
     def objective(trial):
         values = {p.name: suggest(trial, p) for p in params}
         started = time.perf_counter()
-        trial.set_user_attr("machine", machine())  # figures drift apart across CPU kinds (docs/tuning.md)
+        where = machine()  # figures drift apart across CPU kinds (docs/tuning.md)
+        trial.set_user_attr("machine", where)
         # no bar and no time left: early stopping, not the epoch cap, usually ends a trial
         bar = tqdm(total=values.get("epochs", epoch_cap) or None, unit="epoch", disable=not progress,
                    bar_format="{desc}: {n_fmt}/{total_fmt} epochs [{elapsed}, {rate_fmt}{postfix}]",
@@ -237,7 +238,7 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
             raise
         finally:
             bar.close()
-        row = _row_from_result(trial.number, values, result, valid_metric)
+        row = _row_from_result(trial.number, values, result, valid_metric, where)
         for key in ("test", "epochs", "best_epoch", "seconds"):
             trial.set_user_attr(key, getattr(row, key))
         trial.set_user_attr("params", values)
@@ -329,7 +330,7 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
     def objective(config_dict, config_file_list):
         values = {k: by_name[k].cast(v) if k in by_name else v for k, v in config_dict.items()}  # quniform -> int
         result = objective_function({**fixed, **values}, config_file_list, keep_model=False)
-        row = _row_from_result(len(rows), values, result, valid_metric)
+        row = _row_from_result(len(rows), values, result, valid_metric, machine())
         rows.append(row)
         if on_trial:
             on_trial(row)
@@ -363,7 +364,9 @@ def trial_table(rows, valid_metric, best=None, epoch_cap=None):
             capped.add(r.number)
     head = ["trial", *names, "state", f"valid {valid_metric}", f"test {valid_metric}", "epochs (best)", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    trained_on = {}  # where each trial ran: CPU text -> trial numbers
     for r in sorted(rows, key=lambda r: r.number):
+        trained_on.setdefault(cpu_text(r.machine, threads=True) or "not recorded", []).append(str(r.number))
         cells = [f"{r.number}{' *' if best is not None and r.number == best.number else ''}"]
         cells += [_fmt(r.params.get(n)) for n in names]
         cells += [r.state + (f" ({r.note})" if r.note else ""), _num(r.best_valid), _num(r.test),
@@ -372,10 +375,7 @@ def trial_table(rows, valid_metric, best=None, epoch_cap=None):
         lines.append("| " + " | ".join(cells) + " |")
     if capped:
         lines += ["", "‡ stopped by the epoch cap, not by early stopping: look at its valid curve before trusting it."]
-    trained_on = {}
-    for r in sorted(rows, key=lambda r: r.number):
-        trained_on.setdefault(cpu_text(r.machine, threads=True) or "not recorded", []).append(str(r.number))
-    if len(trained_on) > 1 or "not recorded" not in trained_on:
+    if trained_on.keys() - {"not recorded"}:  # some trial recorded its machine
         lines += ["", "Trained on: " + "; ".join(f"{where} (trial{'s' if len(n) > 1 else ''} {', '.join(n)})"
                                                 for where, n in trained_on.items()) + "."]
     return "\n".join(lines)
