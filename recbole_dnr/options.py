@@ -56,6 +56,12 @@ SPECS = {
     "n_heads": ("int", 1, None, "attention heads"),
     "dropout_prob": ("float", 0, 1, "dropout probability in [0, 1)"),
     "attn_dropout_prob": ("float", 0, 1, "attention dropout probability in [0, 1)"),
+    "history_feedback": ("bool", None, None, "history tokens carry each earlier item's feedback"),
+    "history_layers": ("int", 1, None, "layers of the transformer history encoder"),
+    "token_norm": ("bool", None, None, "LayerNorm the item embedding and the user state before they meet"),
+    "embedding_init_std": ("float", 0, None, "std of the N(0, std) embedding init, > 0 (~ = torch's N(0, 1))"),
+    "list_context": ("bool", None, None, "run the backbone's list encoder (False: each candidate alone)"),
+    "position_embedding": ("bool", None, None, "add the retriever-order position embedding (~ = backbone's choice)"),
     # DNR
     "lambda_c": ("float", 0, 1, "noise share of x' = (1 - lambda_c) z + lambda_c eps, in [0, 1]"),
     "lambda_m": ("float", 0, None, "weight of L_z, >= 0"),
@@ -88,8 +94,10 @@ CHOICES = {
     "corr_ranker_loss": ("softmax", "own"),
     "ann_index": ("ivf", "hnsw"),
     "noise_squash": ("clamp", "minmax"),
+    "history_encoder": ("mean", "gru", "transformer"),
+    "user_interaction": ("add", "product"),
 }
-_STRICTLY_POSITIVE = {"download_timeout", "learning_rate", "retriever_learning_rate", "generator_learning_rate"}
+_STRICTLY_POSITIVE = {"download_timeout", "embedding_init_std", "learning_rate", "retriever_learning_rate", "generator_learning_rate"}
 _BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
 
 # keys RecBole or our launcher put in a config that no yaml declares

@@ -30,7 +30,9 @@ def make_config(**over):
         "lambda_c": 0.4, "lambda_m": 0.5, "lambda_adv": 1.0, "lambda_x": 1.0, "kl_bins": 10,
         "generator_hidden_size": 8, "backbone": None, "fast_path": True, "attn_dropout_prob": 0.0,
         "list_loss": "bce", "predict_without_score": False, "generator_form": "residual",
-        "score_train_noise": 0.0,
+        "score_train_noise": 0.0, "history_encoder": "mean", "history_feedback": True, "history_layers": 1,
+        "user_interaction": "add", "token_norm": False, "embedding_init_std": None, "list_context": True,
+        "position_embedding": None, "max_history": H,
     }
     cfg.update(over)
     return cfg

@@ -86,6 +86,8 @@ def run_cell(settings, config_files=None, label=""):
     epoch_times = list(trainer.epoch_seconds)
     curve = list(trainer.valid_curve)  # every evaluation, also those before a resume
     epochs_run = len(trainer.train_loss_dict)
+    # the training loss per epoch (a tuple sums its terms): with the valid curve, whether a run under- or over-fits
+    train_curve = [float(np.sum(trainer.train_loss_dict[e])) for e in sorted(trainer.train_loss_dict)]
     test_result = trainer.evaluate(test, load_best_model=True)
     out = trainer.last_eval
     train_peak = hwm_mb() if measured_train_peak else None  # training + evaluation, data in memory included
@@ -111,6 +113,7 @@ def run_cell(settings, config_files=None, label=""):
         "valid": {k: float(v) for k, v in (best_valid or {}).items()},
         "test": {k: float(v) for k, v in test_result.items()},
         "slate_scope": slate, "score_corruption": probe, "valid_curve": curve, "best_epoch": best_epoch,
+        "train_loss_curve": train_curve,
         "epochs_run": epochs_run, "epoch_cap": config["epochs"], "resumed_after_epoch": trainer.resumed_after,
         "hit_epoch_cap": bool(config["epochs"]) and epochs_run >= config["epochs"],
         "train_sec_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0, "epoch_times": epoch_times,

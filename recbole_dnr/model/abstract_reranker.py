@@ -2,9 +2,8 @@
 
 Shared parts live here, once: the retriever-score feature (:class:`ScoreFeature`, how x
 enters a backbone), the backbone contract DNR relies on (:class:`ListBackbone`: ``encode`` ->
-``head_logits``, the list loss L_direct), and for our own backbones the personalised vector
-from history (:class:`HistoryEncoder`), the candidate tokens and the scoring head
-(:class:`NeuralReranker`). Such a backbone only says how it encodes a list of tokens
+``head_logits``, the list loss L_direct), and for our own backbones the candidate tokens, the
+user state from history (``model/history.py``) and the scoring head (:class:`NeuralReranker`). Such a backbone only says how it encodes a list of tokens
 (``encode_list``).
 """
 
@@ -18,6 +17,7 @@ from recbole.utils import InputType
 
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.model.history import make_history_encoder
 from recbole_dnr.model.layers import make_dropout
 from recbole_dnr.model.noise import perturb_scores
 from recbole_dnr.options import CHOICES
@@ -130,21 +130,6 @@ class ScoreFeature(nn.Module):
             self._ignore_x = False
 
 
-class HistoryEncoder(nn.Module):
-    """Personalised vector from the request's history: masked mean of item + feedback embeddings ``[B, D]``."""
-
-    def __init__(self, item_embedding, hidden):
-        super().__init__()
-        self.item_embedding = item_embedding
-        self.label_embedding = nn.Embedding(2, hidden)
-        self.out = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU())
-
-    def forward(self, hist_items, hist_labels):
-        mask = (hist_items > 0).float().unsqueeze(-1)
-        e = (self.item_embedding(hist_items) + self.label_embedding(hist_labels)) * mask
-        return self.out(e.sum(1) / mask.sum(1).clamp(min=1))
-
-
 class ListBackbone(ListRecommender):
     """A reranker DNR can wrap: ``encode(interaction, x) -> h`` then ``head_logits(h, x) -> [B, n]``.
 
@@ -226,8 +211,13 @@ def attention_rank_loss(logits, z):
 class NeuralReranker(ListBackbone):
     """Base of our trainable backbones. q_θ(z | x, u): tokens -> ``encode_list`` -> head -> logits ``[B, n]``.
 
-    Token of candidate i: item embedding + personalised vector + position embedding of the
-    retriever's order (unless ``uses_position`` is False) (+ x when ``score_fusion: early``).
+    Token of candidate i from its item embedding e_i and the user state u ``[B, D]`` (``history_encoder``):
+    ``user_interaction: add`` gives e_i + u, ``product`` gives e_i ⊙ u (SASRec's u·e_i is its sum, which
+    the head adds to its MLP); ``token_norm`` layer-normalises e_i and u first (the DNR group's PV).
+    Then + the position embedding of the retriever's order (``position_embedding``; default the
+    backbone's ``uses_position``) (+ x when ``score_fusion: early``). ``list_context: False`` skips
+    ``encode_list`` (each candidate scored alone: an ablation). ``embedding_init_std``: N(0, std)
+    embeddings (RecBole's models use 0.02; ~ keeps torch's N(0, 1)).
     """
 
     uses_position = True
@@ -237,26 +227,47 @@ class NeuralReranker(ListBackbone):
         d = config["hidden_size"]
         self.hidden_size = self.h_dim = d
         self.n_candidates = config["candidate_num"]
+        given = config["position_embedding"]
+        self.uses_position = self.uses_position if given is None else given
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.n_candidates, d) if self.uses_position else None
-        self.history_encoder = HistoryEncoder(self.item_embedding, d)
+        self.history_encoder = make_history_encoder(config, self.item_embedding, d)
         self.score_feature = ScoreFeature(d, config["score_fusion"])
         self.dropout = make_dropout(config["dropout_prob"], config["fast_path"])
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
+        self.interaction = config["user_interaction"]
+        self.list_context = config["list_context"]
+        self.token_norm = nn.ModuleList([nn.LayerNorm(d), nn.LayerNorm(d)]) if config["token_norm"] else None
+        std = config["embedding_init_std"]
+        if std is not None:
+            for module in self.modules():
+                if isinstance(module, nn.Embedding):
+                    nn.init.normal_(module.weight, 0.0, std)
+            with torch.no_grad():
+                self.item_embedding.weight[0].zero_()
 
     def encode_list(self, tokens):
         """Backbone-specific list encoder: ``[B, n, D] -> [B, n, D]``."""
         raise NotImplementedError
 
+    def user_state(self, interaction):
+        """u ``[B, D]`` from the request's history."""
+        return self.history_encoder(interaction[HISTORY_ITEM], interaction[HISTORY_LABEL])
+
     def encode(self, interaction, x):
         """h ``[B, n, D]``; x ``[B, n]`` is used here only with early fusion."""
         items = interaction[self.ITEM_ID]
-        pv = self.history_encoder(interaction[HISTORY_ITEM], interaction[HISTORY_LABEL])
-        tokens = self.item_embedding(items) + pv.unsqueeze(1)
+        e, u = self.item_embedding(items), self.user_state(interaction).unsqueeze(1)
+        if self.token_norm is not None:
+            e, u = self.token_norm[0](e), self.token_norm[1](u)
+        tokens = e + u if self.interaction == "add" else e * u
         if self.uses_position:
             tokens = tokens + self.position_embedding(torch.arange(items.shape[1], device=items.device))
-        return self.encode_list(self.dropout(self.score_feature.early(tokens, x)))
+        tokens = self.dropout(self.score_feature.early(tokens, x))
+        return self.encode_list(tokens) if self.list_context else tokens
 
     def score_head(self, h, x):
         """Logits ``[B, n]`` from h ``[B, n, D]``; x ``[B, n]`` is used here only with late fusion."""
-        return self.head(self.score_feature.late(h, x)).squeeze(-1)
+        h = self.score_feature.late(h, x)
+        logits = self.head(h).squeeze(-1)
+        return logits + h.sum(-1) if self.interaction == "product" else logits

@@ -42,7 +42,9 @@ VOLATILE = {"device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", 
 
 # options added after runs were keyed: at this value they change nothing, so they are left out of the
 # hash and the runs keyed before them (resume files, finished benchmark cells) keep their keys
-NEUTRAL = {"score_train_noise": 0.0}
+NEUTRAL = {"score_train_noise": 0.0, "history_encoder": "mean", "history_feedback": True, "history_layers": 2,
+           "user_interaction": "add", "token_norm": False, "embedding_init_std": None, "list_context": True,
+           "position_embedding": None}
 
 
 def portable_data_path(path):
