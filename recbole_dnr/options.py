@@ -60,6 +60,7 @@ SPECS = {
     "history_layers": ("int", 1, None, "layers of the transformer history encoder"),
     "token_norm": ("bool", None, None, "LayerNorm the item embedding and the user state before they meet"),
     "embedding_init_std": ("float", 0, None, "std of the N(0, std) embedding init, > 0 (~ = torch's N(0, 1))"),
+    "side_features": ("bool", None, None, "embed the loaded .item/.user fields into e_i and u"),
     "list_context": ("bool", None, None, "run the backbone's list encoder (False: each candidate alone)"),
     "position_embedding": ("bool", None, None, "add the retriever-order position embedding (~ = backbone's choice)"),
     # DNR

@@ -32,7 +32,7 @@ def make_config(**over):
         "list_loss": "bce", "predict_without_score": False, "generator_form": "residual",
         "score_train_noise": 0.0, "history_encoder": "mean", "history_feedback": True, "history_layers": 1,
         "user_interaction": "add", "token_norm": False, "embedding_init_std": None, "list_context": True,
-        "position_embedding": None, "max_history": H,
+        "position_embedding": None, "side_features": False, "max_history": H,
     }
     cfg.update(over)
     return cfg

@@ -79,6 +79,16 @@ class RequestSet:
     def num(self, field):
         return self.parent.num(field)
 
+    def side_features(self, source):
+        """``(table, {field: FeatureType})`` of the ``source`` (``item`` | ``user``) side features RecBole
+        loaded (``load_col``), id field excluded; ``(None, {})`` when none are loaded."""
+        table = getattr(self.parent, f"{source}_feat", None)
+        if table is None:
+            return None, {}
+        id_field = self.iid_field if source == "item" else self.uid_field
+        columns = table.columns if hasattr(table, "columns") else table.interaction
+        return table, {f: self.parent.field2type[f] for f in columns if f != id_field}
+
     # RecBole's context-aware models (DeepFM, DCN, ...) build one embedding per field they are shown:
     # a request's candidates carry the user id and the item id only (its rating and time are the label)
     def fields(self, ftype=None, source=None):

@@ -17,6 +17,7 @@ from recbole.utils import InputType
 
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.model.features import side_features
 from recbole_dnr.model.history import make_history_encoder
 from recbole_dnr.model.layers import make_dropout
 from recbole_dnr.model.noise import perturb_scores
@@ -208,6 +209,17 @@ def attention_rank_loss(logits, z):
     return (per_list * has_pos).sum() / logits.shape[0]
 
 
+class ItemVectors(nn.Module):
+    """e_i + the item's side features ``[...] -> [..., D]`` (what the history reader and the tokens embed)."""
+
+    def __init__(self, embedding, features):
+        super().__init__()
+        self.embedding, self.features = embedding, features
+
+    def forward(self, ids):
+        return self.embedding(ids) + self.features(ids)
+
+
 class NeuralReranker(ListBackbone):
     """Base of our trainable backbones. q_θ(z | x, u): tokens -> ``encode_list`` -> head -> logits ``[B, n]``.
 
@@ -217,7 +229,9 @@ class NeuralReranker(ListBackbone):
     Then + the position embedding of the retriever's order (``position_embedding``; default the
     backbone's ``uses_position``) (+ x when ``score_fusion: early``). ``list_context: False`` skips
     ``encode_list`` (each candidate scored alone: an ablation). ``embedding_init_std``: N(0, std)
-    embeddings (RecBole's models use 0.02; ~ keeps torch's N(0, 1)).
+    embeddings (RecBole's models use 0.02; ~ keeps torch's N(0, 1)). ``side_features``: the loaded
+    ``.item`` fields join e_i (candidates and history alike) and the ``.user`` fields join u
+    (``model/features.py``).
     """
 
     uses_position = True
@@ -231,7 +245,13 @@ class NeuralReranker(ListBackbone):
         self.uses_position = self.uses_position if given is None else given
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.n_candidates, d) if self.uses_position else None
-        self.history_encoder = make_history_encoder(config, self.item_embedding, d)
+        self.item_features = self.user_features = None
+        if config["side_features"]:
+            self.item_features, self.user_features = side_features(dataset, config, d)
+        # the history reader embeds its items as the candidates are embedded
+        vectors = self.item_embedding if self.item_features is None else ItemVectors(self.item_embedding,
+                                                                                      self.item_features)
+        self.history_encoder = make_history_encoder(config, vectors, d)
         self.score_feature = ScoreFeature(d, config["score_fusion"])
         self.dropout = make_dropout(config["dropout_prob"], config["fast_path"])
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
@@ -243,21 +263,39 @@ class NeuralReranker(ListBackbone):
             for module in self.modules():
                 if isinstance(module, nn.Embedding):
                     nn.init.normal_(module.weight, 0.0, std)
-            with torch.no_grad():
-                self.item_embedding.weight[0].zero_()
+                    if module.padding_idx is not None:
+                        with torch.no_grad():
+                            module.weight[module.padding_idx].zero_()
+
+    def item_vectors(self, ids):
+        """ids ``[...] -> [..., D]``: the item embedding (+ its side features with ``side_features``)."""
+        e = self.item_embedding(ids)
+        return e if self.item_features is None else e + self.item_features(ids)
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        load_col = cfg.get("load_col") or {}
+        if cfg.get("side_features") and not (isinstance(load_col, dict) and ({"item", "user"} & set(load_col))):
+            raise UserInputError(
+                "side_features: True needs the .item/.user fields to embed in load_col, e.g. load_col: {inter: "
+                "[user_id, item_id, rating, timestamp], item: [item_id, release_year, class], user: [user_id, age, "
+                "gender, occupation]}; the shipped variants features-ml-100k and features-ml-1m-u1to2999 set it "
+                "(--config_files=features-ml-100k)")
 
     def encode_list(self, tokens):
         """Backbone-specific list encoder: ``[B, n, D] -> [B, n, D]``."""
         raise NotImplementedError
 
     def user_state(self, interaction):
-        """u ``[B, D]`` from the request's history."""
-        return self.history_encoder(interaction[HISTORY_ITEM], interaction[HISTORY_LABEL])
+        """u ``[B, D]`` from the request's history (+ the user's side features)."""
+        u = self.history_encoder(interaction[HISTORY_ITEM], interaction[HISTORY_LABEL])
+        return u if self.user_features is None else u + self.user_features(interaction[self.USER_ID])
 
     def encode(self, interaction, x):
         """h ``[B, n, D]``; x ``[B, n]`` is used here only with early fusion."""
         items = interaction[self.ITEM_ID]
-        e, u = self.item_embedding(items), self.user_state(interaction).unsqueeze(1)
+        e, u = self.item_vectors(items), self.user_state(interaction).unsqueeze(1)
         if self.token_norm is not None:
             e, u = self.token_norm[0](e), self.token_norm[1](u)
         tokens = e + u if self.interaction == "add" else e * u

@@ -44,6 +44,7 @@ VOLATILE = {"device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", 
 # hash and the runs keyed before them (resume files, finished benchmark cells) keep their keys
 NEUTRAL = {"score_train_noise": 0.0, "history_encoder": "mean", "history_feedback": True, "history_layers": 2,
            "user_interaction": "add", "token_norm": False, "embedding_init_std": None, "list_context": True,
+           "side_features": False,
            "position_embedding": None}
 
 
