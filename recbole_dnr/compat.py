@@ -40,6 +40,10 @@ one that the problem is real on the installed versions and that the fix removes 
    :func:`interaction_argsort` gives that module an ``np`` whose ``argsort`` sorts the tensor's numpy view.
    (Its descending sort fails on today's torch either way, a reversed array's negative stride; RecBole
    sorts ascending only.)
+12. pandas 2.1+ warns (FutureWarning) that ``Series.agg(len)`` "cannot aggregate" when RecBole splits
+   a ``token_seq`` side feature (dataset.py:1217, any ``.item``/``.user`` field such as ml-100k's
+   ``class``); on pandas < 3 the call still returns the lengths RecBole wants.
+   :func:`silence_recbole_agg_len` hides that one warning from RecBole's dataset module.
 
 Atomic, checksummed writes of our own files live in :mod:`recbole_dnr.storage` (not a compat fix).
 """
@@ -165,8 +169,15 @@ def silence_recbole_list_of_arrays():
                             category=UserWarning, module=r"recbole\.model\.")
 
 
+def silence_recbole_agg_len():
+    """Fix 12: drop pandas' ``Series.agg(len)`` FutureWarning raised from RecBole's dataset module."""
+    warnings.filterwarnings("ignore", message=r".*in Series\.agg cannot aggregate.*", category=FutureWarning,
+                            module=r"recbole\.data\.dataset")
+
+
 def silence_recbole_warnings():
-    """Fixes 4, 8, 9 and 10 together: the warnings raised from RecBole's code that the user cannot change."""
+    """Fixes 4, 8, 9, 10 and 12 together: the warnings raised from RecBole's code that the user cannot change."""
+    silence_recbole_agg_len()
     silence_pandas_chained_fillna()
     silence_recbole_grad_scaler()
     silence_recbole_sparse_constructor()

@@ -84,6 +84,18 @@ def test_pandas_chained_fillna_warning_is_silenced_only_from_recbole():
                         "recbole.data.dataset.dataset") == ["mine.py"]
 
 
+def test_pandas_agg_len_warning_is_real_and_silenced_only_from_recbole():
+    code = ("import warnings, pandas as pd\nwith warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n    pd.Series([[1, 2], [3]]).agg(len)\n"
+            "print(next(str(x.message) for x in w if issubclass(x.category, FutureWarning)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    msg = done.stdout.strip()
+    assert "Series.agg cannot aggregate" in msg
+    assert _shown_after(compat.silence_recbole_agg_len, msg, FutureWarning,
+                        "recbole.data.dataset.dataset") == ["mine.py"]
+
+
 def test_recbole_grad_scaler_warning_is_real_and_silenced_only_from_recbole():
     # what RecBole's trainer.py:235 calls every epoch
     msg = _raised("torch.cuda.amp.GradScaler(enabled=False)", "GradScaler", FutureWarning)
