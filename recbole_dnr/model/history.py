@@ -84,8 +84,7 @@ class TransformerHistory(HistoryReader):
         # the newest slot of an empty history is padding: unmask it so no row is all-masked (its output
         # is zeroed below), which would give NaN attention
         has = real.any(1)
-        pad = ~real
-        pad[:, -1] &= has
+        pad = torch.cat([~real[:, :-1], (~real[:, -1:]) & has.unsqueeze(1)], 1)  # no in-place op: ONNX export
         h = self.encoder(x, src_key_padding_mask=pad)
         return h[:, -1] * has.unsqueeze(-1).float()
 
