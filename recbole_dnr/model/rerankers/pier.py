@@ -7,13 +7,14 @@ import torch.nn.functional as F
 
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
+from recbole_dnr.model.generative import GenerativeReranker
 from recbole_dnr.model.layers import make_transformer_layer
 from recbole_dnr.model.rerankers.prm import PRM
 from recbole_dnr.registry import register_model
 
 
 @register_model
-class PIER(PRM):
+class PIER(PRM, GenerativeReranker):
     """Generator (FPSM) proposes top-k permutations, a context-aware evaluator (OCPM) picks one.
 
     Implemented (k = ``slate_size``, M = ``pier_permutations``, m = ``pier_selected``):
@@ -33,7 +34,8 @@ class PIER(PRM):
       value is Σ_j σ(q_j) / log2(j + 2), and the best one is the output.
 
     ``predict`` gives a score per candidate so list metrics and DNR apply: the chosen
-    permutation's items come first in its order (max_i s_i + k - j), the others keep s_i.
+    permutation's items come first in its order (max_i s_i + k - j), the others keep s_i
+    (``GenerativeReranker.score``; PRM's encoder, the generative base's scoring).
 
     Differs from the paper: no item side features or time-aware interest attention (u is our
     history encoder's PV); permutations drawn from the top-``pier_top`` by s rather than the
@@ -133,9 +135,3 @@ class PIER(PRM):
         value = (torch.sigmoid(self.evaluate_permutations(slots[rows, keep])) * self.slot_discount).sum(-1)
         best = keep.gather(1, value.argmax(1, keepdim=True)).squeeze(1)
         return s, idx[rows.squeeze(1), best]
-
-    def score(self, interaction):
-        s, perm = self.choose(interaction)
-        lead = s.max(1, keepdim=True).values + torch.arange(self.k, 0, -1, device=s.device, dtype=s.dtype)
-        return s.scatter(1, perm, lead)
-

@@ -1,0 +1,73 @@
+"""Base of the generative rerankers: models that output a sequence of k candidates, not one score each.
+
+A generator-evaluator reranker (PIER, EGRerank, NAR4Rec, DCDR) keeps, beside its generator, a
+per-candidate scorer s = ``head_logits(h, x)`` ``[B, n]``: the BCE scorer L_direct trains and the
+part DNR wraps (the generator's own objective is not a likelihood q_θ(z | x)). Our evaluator sorts
+one score per candidate, so a generated sequence becomes scores by :func:`sequence_scores`: the
+generated items first, in their order, the others by s (AUC over the whole list stays meaningful).
+Decoding at evaluation is deterministic (:func:`pointer_decode` greedy); sampling is for training.
+"""
+
+import torch
+
+from recbole_dnr.model.abstract_reranker import NeuralReranker
+
+NEG_INF = float("-inf")
+
+
+def sequence_scores(s, seq, valid=None):
+    """Scores ``[B, n]`` that sort the generated ``seq [B, k]`` (candidate indices) first, in order.
+
+    Generated rank r gets max_j s_j + (k − r), so the k are strictly ordered and above every other
+    candidate, which keeps its own s_i (no ties among the rest); padding (``valid`` False) gets −∞.
+    """
+    if valid is not None:
+        s = s.masked_fill(~valid, NEG_INF)
+    k = seq.shape[1]
+    lead = s.max(1, keepdim=True).values + torch.arange(k, 0, -1, device=s.device, dtype=s.dtype)
+    return s.scatter(1, seq, lead)
+
+
+def pointer_decode(step_logits, k, valid, sample=False, generator=None):
+    """k distinct candidates ``[B, k]`` and their log-probabilities ``[B, k]``, one step at a time.
+
+    ``step_logits(r, chosen)`` gives the logits ``[B, n]`` of step r given the indices chosen so far
+    ``[B, r]``; candidates already chosen and padding (``valid [B, n]`` False) are masked with −∞ at
+    every step, so padding is never generated (each list needs k valid candidates). ``sample``:
+    draw from the softmax (training; ``generator`` for a fixed stream), else argmax (evaluation).
+    """
+    B, n = valid.shape
+    taken = ~valid
+    chosen, logps = [], []
+    for r in range(k):
+        logits = step_logits(r, torch.stack(chosen, 1) if chosen else valid.new_zeros((B, 0), dtype=torch.long))
+        logp = torch.log_softmax(logits.masked_fill(taken, NEG_INF), dim=-1)
+        if sample:
+            pick = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+        else:
+            pick = logp.argmax(-1)
+        chosen.append(pick)
+        logps.append(logp.gather(1, pick[:, None]).squeeze(1))
+        taken = taken.scatter(1, pick[:, None], True)
+    return torch.stack(chosen, 1), torch.stack(logps, 1)
+
+
+class GenerativeReranker(NeuralReranker):
+    """A backbone whose evaluation order is a generated sequence of k = ``slate_size`` candidates.
+
+    Subclasses implement :meth:`choose`: ``(s [B, n], seq [B, k])`` with s the per-candidate logits
+    (``head_logits``) and seq the chosen candidate indices, deterministic when not training.
+    ``score`` turns them into per-candidate scores (:func:`sequence_scores`).
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.k = config["slate_size"]
+
+    def choose(self, interaction):
+        """(per-candidate logits s ``[B, n]``, generated candidate indices ``[B, k]``)."""
+        raise NotImplementedError
+
+    def score(self, interaction):
+        s, seq = self.choose(interaction)
+        return sequence_scores(s, seq, interaction[self.ITEM_ID] > 0)
