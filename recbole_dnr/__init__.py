@@ -10,6 +10,14 @@ compat.keep_anomaly_mode()  # before anything imports RecBole's sequential model
 compat.race_free_ensure_dir()  # two runs starting together both create ./log/<Model>
 
 from recbole_dnr import evaluator  # noqa: E402,F401  (registers the list metrics with RecBole)
+from recbole_dnr import registry  # noqa: E402
+
+
+def _builtin_models():
+    from recbole_dnr import model  # noqa: F401  (its classes register themselves and the DNR_<X> resolvers)
+
+
+registry.add_model_source(_builtin_models)  # loaded on the first look-up, so the registry imports no model
 
 from recbole_dnr.version import VERSION as __version__  # noqa: E402,F401
 

@@ -1,6 +1,7 @@
 """Config: RecBole's Config that knows our models, yamls and list metrics."""
 
 import difflib
+import inspect
 import os
 
 import recbole
@@ -12,11 +13,7 @@ from recbole_dnr import compat, distributed, options
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.evaluator import LIST_METRICS
 from recbole_dnr.recbole_models import recbole_class
-from recbole_dnr.registry import get_backbone, get_model, model_name
-
-# User keys that ask for the list pipeline: with one of them a RecBole model name
-# (``--model=SASRec --list_mode=slate``) means that model as a reranker of our lists.
-LIST_KEYS = ("list_mode", "candidate_num", "slate_size", "score_fusion")
+from recbole_dnr.registry import get_backbone, model_name, resolve_model
 
 
 def properties_dir():
@@ -57,6 +54,17 @@ def resolve_config_file(path):
     return None
 
 
+def model_yaml(name, model_class):
+    """The defaults of model ``name``: ``properties/model/<name>.yaml``, else (a model defined in
+    another package) ``<name>.yaml`` beside the module that defines ``model_class``."""
+    ours = os.path.join(properties_dir(), "model", name + ".yaml")
+    try:
+        beside = os.path.join(os.path.dirname(inspect.getfile(model_class)), name + ".yaml")
+    except (TypeError, OSError):  # a class with no source file
+        return ours
+    return beside if not os.path.isfile(ours) and os.path.isfile(beside) else ours
+
+
 def _misspelt(key, given):
     """'; <given key> was given: did you mean <key>?' when a given key looks like ``key`` mistyped."""
     close = difflib.get_close_matches(key, [k for k in given if k != key], n=1, cutoff=0.6)
@@ -72,22 +80,19 @@ class Config(RecBoleConfig):
         compat.numpy_aliases()
         compat.scipy_dok_update()
 
+    def derived(self, model, config_dict):
+        """The config of a run this one starts (the list retriever's: ``model``, a RecBole class), from
+        ``config_dict`` and the yamls only: the command line belongs to this run (``--epochs`` means
+        *its* epochs)."""
+        return _DerivedConfig(model=model, dataset=self["dataset"], config_dict=config_dict)
+
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
             model = self.external_config_dict.get("model")
             if model is None:
                 raise UserInputError("no model given: pass --model=<Model>, or model: in a config file or config dict"
                                      + _misspelt("model", self.external_config_dict))
-        ext = self.external_config_dict
-        if isinstance(model, str) and model == "DNR" and "backbone" in ext:
-            model = f"DNR_{ext['backbone']}"
-        if isinstance(model, str) and model == "RecBoleReranker":
-            if not ext.get("recbole_model"):
-                raise UserInputError("model RecBoleReranker needs recbole_model: <RecBole model> (e.g. SASRec)")
-            model = get_backbone(ext["recbole_model"], role="recbole_model")
-        model_class = model if not isinstance(model, str) else get_model(model)
-        if model_class.type != ModelType.RERANK and any(k in ext for k in LIST_KEYS):
-            model_class = get_backbone(model_class.__name__, role=f"--model={model_class.__name__} with list keys")
+        model_class = resolve_model(model, self.external_config_dict)
         name = model_name(model_class)
         if dataset is None:
             dataset = self.external_config_dict.get("dataset")
@@ -98,8 +103,8 @@ class Config(RecBoleConfig):
 
     def _model_yamls(self, model, model_class):
         backbone = getattr(model_class, "backbone_name", None)
-        names = [backbone, "DNR", model] if backbone else [model]
-        return [os.path.join(properties_dir(), "model", n + ".yaml") for n in names]
+        named = [(backbone, get_backbone(backbone)), ("DNR", model_class)] if backbone else []
+        return [model_yaml(n, cls) for n, cls in named + [(model, model_class)]]
 
     @staticmethod
     def _recbole_properties():
@@ -133,7 +138,7 @@ class Config(RecBoleConfig):
             self.internal_config_dict["recbole_model"] = wrapped
         files += [f for f in self._model_yamls(yaml_model, yaml_class) if f not in files]
         if yaml_class is not model_class:
-            files.append(os.path.join(root, "model", model + ".yaml"))
+            files.append(model_yaml(model, model_class))
         dataset_file = os.path.join(root, "dataset", dataset + ".yaml")
         files.append(dataset_file)
         for file in files:
@@ -178,7 +183,8 @@ class Config(RecBoleConfig):
                               "RecBole always reads ml-100k from its wheel (recbole/dataset_example/ml-100k); "
                               "give your own copy another dataset name to use it")
         # the launcher's --model reaches Config as an argument, not as a key: the checks need its resolved name
-        options.check({**self.final_config_dict, "model": self.model})  # types and ranges, before any data is read
+        # types and ranges of the pipeline's and the model's own options, before any data is read
+        options.check({**self.final_config_dict, "model": self.model}, self.model_class)
         known = (set(self.internal_config_dict) | {k for keys in self.parameters.values() for k in keys}
                  | options.declared_keys(properties_dir(), self._recbole_properties()))
         self.notes += options.unknown_keys(self.external_config_dict, known)
@@ -238,3 +244,10 @@ class Config(RecBoleConfig):
             cfg["train_neg_sample_args"] = None
             self.notes.append(f"{self.model} uses loss_type CE: train_neg_sample_args set to None "
                               f"(RecBole's default samples one negative, which CE does not use)")
+
+
+class _DerivedConfig(Config):
+    """A config built by :meth:`Config.derived`: the command line is not read."""
+
+    def _load_cmd_line(self):
+        return {}

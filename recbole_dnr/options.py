@@ -10,96 +10,90 @@ import functools
 import math
 import numbers
 import os
+from typing import NamedTuple
 
 import yaml
 
 from recbole_dnr.errors import UserInputError
 
-INF = math.inf
 
-# key: (kind, low, high, what); kind int | float | bool | int_list; bounds inclusive (None = no bound)
-SPECS = {
+class Option(NamedTuple):
+    """An option's spec: ``kind`` int | float | bool | int_list | choice; ``lo``/``hi`` bounds (None =
+    none), inclusive unless ``open_lo``/``open_hi``; ``choices`` the allowed strings of a choice."""
+
+    kind: str
+    what: str = ""
+    lo: object = None
+    hi: object = None
+    open_lo: bool = False
+    open_hi: bool = False
+    choices: tuple = ()
+
+
+def integer(what, lo=None, hi=None):
+    return Option("int", what, lo, hi)
+
+
+def integers(what, lo=None):
+    """A list of integers (a single integer is read as a list of one)."""
+    return Option("int_list", what, lo)
+
+
+def number(what, lo=None, hi=None, open_lo=False, open_hi=False):
+    return Option("float", what, lo, hi, open_lo, open_hi)
+
+
+def flag(what):
+    return Option("bool", what)
+
+
+def choice(*allowed):
+    return Option("choice", choices=tuple(allowed))
+
+
+# The pipeline's keys (training loop, list protocol, retriever). A model's own keys are declared by
+# its class (``options = {...}``, merged along the class hierarchy by ``option_specs``).
+OPTIONS = {
     # RecBole's training keys that our trainers use
-    "epochs": ("int", 0, None, "training epochs; 0 only for the parameter-free Retriever"),
-    "train_batch_size": ("int", 1, None, "lists per training batch"),
-    "eval_batch_size": ("int", 1, None, "lists per evaluation batch"),
-    "learning_rate": ("float", 0, None, "Adam's step size, > 0"),
-    "weight_decay": ("float", 0, None, "L2 weight decay"),
-    "stopping_step": ("int", 1, None, "evaluations without improvement before early stopping"),
-    "eval_step": ("int", 0, None, "epochs between evaluations (0: none)"),
-    "seed": ("int", 0, None, "random seed"),
-    "topk": ("int_list", 1, None, "cut-offs k of the metrics"),
-    "reproducibility": ("bool", None, None, "deterministic torch kernels"),
-    "resume": ("bool", None, None, "continue this run from its last saved epoch (docs/reliability.md)"),
-    "resume_state": ("bool", None, None, "write the per-epoch resume state"),
-    "download": ("bool", None, None, "fetch a missing dataset named in RecBole's url.yaml"),
-    "download_timeout": ("float", 0, None, "seconds without data before a download fails, > 0"),
+    "epochs": integer("training epochs; 0 only for the parameter-free Retriever", 0),
+    "train_batch_size": integer("lists per training batch", 1),
+    "eval_batch_size": integer("lists per evaluation batch", 1),
+    "learning_rate": number("Adam's step size, > 0", 0, open_lo=True),
+    "weight_decay": number("L2 weight decay", 0),
+    "stopping_step": integer("evaluations without improvement before early stopping", 1),
+    "eval_step": integer("epochs between evaluations (0: none)", 0),
+    "seed": integer("random seed", 0),
+    "topk": integers("cut-offs k of the metrics", 1),
+    "reproducibility": flag("deterministic torch kernels"),
+    "resume": flag("continue this run from its last saved epoch (docs/reliability.md)"),
+    "resume_state": flag("write the per-epoch resume state"),
+    "download": flag("fetch a missing dataset named in RecBole's url.yaml"),
+    "download_timeout": number("seconds without data before a download fails, > 0", 0, open_lo=True),
     # list protocol and retriever
-    "candidate_num": ("int", 2, None, "candidates per request"),
-    "slate_size": ("int", 1, None, "interactions per request"),
-    "label_window": ("int", 1, None, "ratings after a request that define its positives"),
-    "valid_slates": ("int", 0, None, "held-out requests per user for validation"),
-    "test_slates": ("int", 1, None, "held-out requests per user for test"),
-    "max_history": ("int", 1, None, "history items per request"),
-    "filler_pool": ("int", 1, None, "retriever top items fillers are drawn from"),
-    "crossfit_folds": ("int", 2, None, "folds of the cross-fitted retriever"),
-    "retriever_embedding_size": ("int", 1, None, "retriever dimension"),
-    "retriever_epochs": ("int", 1, None, "retriever training epochs"),
-    "retriever_learning_rate": ("float", 0, None, "retriever step size, > 0"),
-    "retriever_batch_size": ("int", 1, None, "retriever batch size"),
-    "list_seed": ("int", 0, None, "seed of the list build"),
-    "label_threshold": ("float", None, None, "rating from which an item counts as liked"),
-    # rerankers
-    "hidden_size": ("int", 1, None, "model dimension"),
-    "inner_size": ("int", 1, None, "feed-forward dimension"),
-    "n_layers": ("int", 1, None, "encoder layers"),
-    "n_heads": ("int", 1, None, "attention heads"),
-    "dropout_prob": ("float", 0, 1, "dropout probability in [0, 1)"),
-    "attn_dropout_prob": ("float", 0, 1, "attention dropout probability in [0, 1)"),
-    "history_feedback": ("bool", None, None, "history tokens carry each earlier item's feedback"),
-    "history_layers": ("int", 1, None, "layers of the transformer history encoder"),
-    "token_norm": ("bool", None, None, "LayerNorm the item embedding and the user state before they meet"),
-    "embedding_init_std": ("float", 0, None, "std of the N(0, std) embedding init, > 0 (~ = torch's N(0, 1))"),
-    "side_features": ("bool", None, None, "embed the loaded .item/.user fields into e_i and u"),
-    "list_context": ("bool", None, None, "run the backbone's list encoder (False: each candidate alone)"),
-    "position_embedding": ("bool", None, None, "add the retriever-order position embedding (~ = backbone's choice)"),
-    # DNR
-    "lambda_c": ("float", 0, 1, "noise share of x' = (1 - lambda_c) z + lambda_c eps, in [0, 1]"),
-    "lambda_m": ("float", 0, None, "weight of L_z, >= 0"),
-    "lambda_e": ("int", 0, None, "heuristic-noise epochs, >= 0"),
-    "lambda_adv": ("float", 0, None, "weight of L_adv, >= 0"),
-    "lambda_x": ("float", 0, None, "weight of L_x, >= 0"),
-    "generator_hidden_size": ("int", 1, None, "generator MLP width"),
-    "generator_learning_rate": ("float", 0, None, "generator step size, > 0"),
-    "generator_steps": ("int", 0, None, "φ steps per θ step"),
-    "kl_bins": ("int", 2, None, "histogram bins of L_x"),
-    "use_learned_generator": ("bool", None, None, "learned noise after lambda_e"),
-    "score_train_noise": ("float", 0, None, "σ of the training-time noise on x, >= 0 (0 = off)"),
+    "candidate_num": integer("candidates per request", 2),
+    "slate_size": integer("interactions per request", 1),
+    "label_window": integer("ratings after a request that define its positives", 1),
+    "valid_slates": integer("held-out requests per user for validation", 0),
+    "test_slates": integer("held-out requests per user for test", 1),
+    "max_history": integer("history items per request", 1),
+    "filler_pool": integer("retriever top items fillers are drawn from", 1),
+    "crossfit_folds": integer("folds of the cross-fitted retriever", 2),
+    "retriever_embedding_size": integer("retriever dimension", 1),
+    "retriever_epochs": integer("retriever training epochs", 1),
+    "retriever_learning_rate": number("retriever step size, > 0", 0, open_lo=True),
+    "retriever_batch_size": integer("retriever batch size", 1),
+    "list_seed": integer("seed of the list build", 0),
+    "label_threshold": number("rating from which an item counts as liked"),
+    "list_mode": choice("slate", "retrieve"),
+    "retriever_fit": choice("holdout", "crossfit"),
+    "list_order": choice("retriever", "shuffled"),
+    "eval_positives": choice("candidates", "window"),
+    "retriever_loader": choice("fast", "recbole"),
+    "retriever_search": choice("exact", "ann"),
+    "filler_sampling": choice("uniform", "popularity", "retriever"),
+    "score_norm": choice("minmax", "sigmoid"),
+    "ann_index": choice("ivf", "hnsw"),
 }
-# string options: key -> allowed values; the modules that act on them read their tuples from here
-# (corr_sampler's registry maps names to classes: a test checks that it and this list agree)
-CHOICES = {
-    "list_mode": ("slate", "retrieve"),
-    "retriever_fit": ("holdout", "crossfit"),
-    "list_order": ("retriever", "shuffled"),
-    "eval_positives": ("candidates", "window"),
-    "retriever_loader": ("fast", "recbole"),
-    "retriever_search": ("exact", "ann"),
-    "filler_sampling": ("uniform", "popularity", "retriever"),
-    "score_norm": ("minmax", "sigmoid"),
-    "score_fusion": ("none", "early", "late", "weight"),
-    "noise": ("gaussian", "beta"),
-    "generator_form": ("residual", "direct", "conditioned"),
-    "corr_mode": ("joint", "alternating"),
-    "corr_sampler": ("exact", "uniform"),
-    "corr_ranker_loss": ("softmax", "own"),
-    "ann_index": ("ivf", "hnsw"),
-    "noise_squash": ("clamp", "minmax"),
-    "history_encoder": ("mean", "gru", "transformer"),
-    "user_interaction": ("add", "product"),
-}
-_STRICTLY_POSITIVE = {"download_timeout", "embedding_init_std", "learning_rate", "retriever_learning_rate", "generator_learning_rate"}
-_BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
 
 # keys RecBole or our launcher put in a config that no yaml declares
 EXTRA_KNOWN = {"model", "dataset", "config_files", "local_rank", "world_size", "nproc", "offset", "ip", "port",
@@ -114,45 +108,55 @@ def _is_number(v):
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def check(cfg):
+def model_options(model_class, cfg):
+    """The options ``model_class`` declares (its ``option_specs(cfg)``); none for a class without
+    (RecBole's own models)."""
+    specs = getattr(model_class, "option_specs", None)
+    return specs(cfg) if specs is not None else {}
+
+
+def check(cfg, model_class=None):
     """Raise :class:`UserInputError` on the first option of ``cfg`` (a dict-like) whose type or
-    range is wrong; options absent from ``cfg`` are not checked."""
-    for key, (kind, lo, hi, what) in SPECS.items():
-        if key not in cfg or cfg[key] is None:
-            continue
-        value = cfg[key]
-        values = value if kind == "int_list" else [value]
-        if kind == "int_list" and isinstance(value, numbers.Integral):
-            values = [value]
-        ok = isinstance(values, (list, tuple)) and len(values) > 0
-        for v in values if ok else []:
-            if kind == "bool":
-                ok = isinstance(v, bool)
-            elif kind in ("int", "int_list"):
-                ok = _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
-            else:
-                ok = (_is_number(v) and math.isfinite(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
-                      and not (key in _STRICTLY_POSITIVE and v <= 0) and not (key in _BELOW_ONE and v >= 1))
-            if not ok:
-                break
-        if not ok:
-            raise UserInputError(f"{key}={value!r}: expected {_describe(key, kind, lo, hi)} ({what})")
-    for key, allowed in CHOICES.items():
-        if key in cfg and cfg[key] is not None and cfg[key] not in allowed:
-            close = difflib.get_close_matches(str(cfg[key]), allowed, n=1, cutoff=0.5)
+    range is wrong: the pipeline's keys, and those ``model_class`` declares; options absent from
+    ``cfg`` are not checked."""
+    for key, spec in {**OPTIONS, **model_options(model_class, cfg)}.items():
+        if key in cfg and cfg[key] is not None:
+            check_value(key, spec, cfg[key])
+    _check_together(cfg, model_class)
+
+
+def _in_range(v, spec):
+    return ((spec.lo is None or (v > spec.lo if spec.open_lo else v >= spec.lo))
+            and (spec.hi is None or (v < spec.hi if spec.open_hi else v <= spec.hi)))
+
+
+def check_value(key, spec, value):
+    """Raise :class:`UserInputError` naming ``key``, ``value`` and what ``spec`` allows, unless it fits."""
+    if spec.kind == "choice":
+        if value not in spec.choices:
+            close = difflib.get_close_matches(str(value), spec.choices, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise UserInputError(f"{key}={cfg[key]!r}: expected one of {', '.join(allowed)}{hint}")
-    _check_together(cfg)
+            raise UserInputError(f"{key}={value!r}: expected one of {', '.join(spec.choices)}{hint}")
+        return
+    values = [value] if spec.kind != "int_list" or isinstance(value, numbers.Integral) else value
+    ok = isinstance(values, (list, tuple)) and len(values) > 0
+    for v in values if ok else []:
+        if spec.kind == "bool":
+            ok = isinstance(v, bool)
+        elif spec.kind in ("int", "int_list"):
+            ok = _is_int(v) and _in_range(v, spec)
+        else:
+            ok = _is_number(v) and math.isfinite(v) and _in_range(v, spec)
+        if not ok:
+            break
+    if not ok:
+        raise UserInputError(f"{key}={value!r}: expected {_describe(spec)} ({spec.what})")
 
 
-def _check_together(cfg):
+def _check_together(cfg, model_class):
     """Options whose allowed values depend on each other."""
-    if cfg.get("epochs") == 0 and cfg.get("model") != "Retriever":
+    if cfg.get("epochs") == 0 and getattr(model_class, "trainable", True):
         raise UserInputError(f"epochs=0: {cfg.get('model')} has parameters to train; set epochs >= 1")
-    if (cfg.get("score_train_noise") or 0) > 0 and str(cfg.get("model", "")).startswith("DNR"):
-        raise UserInputError(f"score_train_noise={cfg['score_train_noise']}: it is a baseline for DNR (a plain backbone "
-                             f"trained on noisy x); {cfg['model']} trains on its own synthetic x'. Set "
-                             "score_train_noise: 0, or use the backbone alone (e.g. --model=PRM)")
     if cfg.get("resume") and cfg.get("resume_state") is False:
         raise UserInputError("resume: True continues from the per-epoch resume state, which resume_state: False "
                              "turns off: set resume_state: True")
@@ -170,17 +174,16 @@ def _check_together(cfg):
                              f"set filler_pool >= {n - size}")
 
 
-def _describe(key, kind, lo, hi):
+def _describe(spec):
     name = {"int": "an integer", "float": "a number", "bool": "True or False",
-            "int_list": "a list of integers"}[kind]
-    if key in _STRICTLY_POSITIVE:
-        return f"{name} > 0"
-    if key in _BELOW_ONE:
-        return f"{name} in [0, 1)"
+            "int_list": "a list of integers"}[spec.kind]
+    lo, hi = spec.lo, spec.hi
     if lo is not None and hi is not None:
-        return f"{name} in [{lo}, {hi}]"
+        return f"{name} in {'(' if spec.open_lo else '['}{lo}, {hi}{')' if spec.open_hi else ']'}"
     if lo is not None:
-        return f"{name} >= {lo}"
+        return f"{name} {'>' if spec.open_lo else '>='} {lo}"
+    if hi is not None:
+        return f"{name} {'<' if spec.open_hi else '<='} {hi}"
     return name
 
 

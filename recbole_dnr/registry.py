@@ -1,20 +1,28 @@
-"""Model and trainer look-up: ours first, then RecBole's (RecBole-GNN's ``get_model``/``get_trainer``).
+"""Model look-up: ours first, then RecBole's (RecBole-GNN's ``get_model``).
 
 Rerankers live in an explicit registry (a test or a user adds a backbone with
 :func:`register_model`, and ``DNR_<Backbone>`` works for it at once); names no class was
 registered under go to the *resolvers* the model package registers (``DNR_<X>``, a RecBole model
-as a reranker). The built-in models are found by importlib, as RecBole and RecBole-GNN find theirs,
-so this floor module imports nothing above it. An unknown name fails with every known name instead
-of RecBole's lightgbm import crash.
+as a reranker). This floor module imports nothing above it: the models are loaded, on the first
+look-up, by the *sources* added with :func:`add_model_source` (``recbole_dnr/__init__`` adds the
+built-in model package) and by the entry points of the group ``recbole_dnr.models`` (a
+third-party package's rerankers). An unknown name fails with every known name instead of
+RecBole's lightgbm import crash. The trainer look-up lives above the models: ``recbole_dnr.trainer``.
 """
 
-import importlib
+from importlib import metadata
 
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.recbole_models import find_recbole_class, recbole_model_names
 
+ENTRY_POINT_GROUP = "recbole_dnr.models"
+# User keys that ask for the list pipeline: with one of them a RecBole model name
+# (``--model=SASRec --list_mode=slate``) means that model as a reranker of our lists.
+LIST_KEYS = ("list_mode", "candidate_num", "slate_size", "score_fusion")
 _MODELS = {}
 _RESOLVERS = {}  # kind -> fn(name) -> class or None; kinds: "model" (full names), "backbone"
+_SOURCES = []  # callables that register models when first needed
+_loaded = {"sources": 0, "entry_points": False}
 
 
 def register_model(cls):
@@ -37,8 +45,31 @@ def register_resolver(kind, fn):
     _RESOLVERS.setdefault(kind, []).append(fn)
 
 
+def add_model_source(load):
+    """``load()`` registers models (imports a package whose classes use :func:`register_model`);
+    called once, before the first look-up."""
+    _SOURCES.append(load)
+
+
+def _entry_points():
+    found = metadata.entry_points()
+    if hasattr(found, "select"):
+        return found.select(group=ENTRY_POINT_GROUP)
+    return found.get(ENTRY_POINT_GROUP, [])  # Python 3.9
+
+
 def _ensure_builtin_models():
-    importlib.import_module("recbole_dnr.model")  # registers our models and the resolvers
+    while _loaded["sources"] < len(_SOURCES):  # a source added later (a plug-in imported late) runs too
+        _loaded["sources"] += 1
+        _SOURCES[_loaded["sources"] - 1]()
+    if not _loaded["entry_points"]:
+        _loaded["entry_points"] = True
+        for entry in _entry_points():
+            loaded = entry.load()  # a module (importing it registers), a model class, or a function
+            if isinstance(loaded, type):
+                register_model(loaded)
+            elif callable(loaded):
+                loaded()
 
 
 def _resolve(kind, name):
@@ -83,18 +114,20 @@ def get_model(model_name):
     )
 
 
-def get_trainer(model_type, model_name, model_class=None):
-    """Trainer class: ``<Model>Trainer`` in recbole_dnr.trainer, the list trainer for rerankers
-    (``model_class.trainer_name``), else RecBole's choice."""
-    trainer_module = importlib.import_module("recbole_dnr.trainer")
-    if model_type == ModelType.RERANK:
-        model_class = model_class or get_model(model_name)
-        return getattr(trainer_module, getattr(model_class, "trainer_name", "ListTrainer"))
-    if hasattr(trainer_module, model_name + "Trainer"):
-        return getattr(trainer_module, model_name + "Trainer")
-    from recbole.utils import get_trainer as recbole_get_trainer
-
-    return trainer_module.with_trusted_checkpoints(recbole_get_trainer(model_type, model_name))
+def resolve_model(model, given):
+    """The class a run's ``model`` (a name or a class) means, given the user's keys ``given``:
+    ``DNR`` + ``backbone: X`` is ``DNR_X``; ``RecBoleReranker`` + ``recbole_model: X`` and a RecBole
+    model with a list key (:data:`LIST_KEYS`) are that RecBole model as a reranker; else :func:`get_model`."""
+    if model == "DNR" and "backbone" in given:
+        model = f"DNR_{given['backbone']}"
+    if model == "RecBoleReranker":
+        if not given.get("recbole_model"):
+            raise UserInputError("model RecBoleReranker needs recbole_model: <RecBole model> (e.g. SASRec)")
+        return get_backbone(given["recbole_model"], role="recbole_model")
+    model_class = model if not isinstance(model, str) else get_model(model)
+    if model_class.type != ModelType.RERANK and any(k in given for k in LIST_KEYS):
+        return get_backbone(model_class.__name__, role=f"--model={model_class.__name__} with list keys")
+    return model_class
 
 
 def is_reranker(config):

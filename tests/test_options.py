@@ -10,6 +10,7 @@ from recbole_dnr import options
 from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.quick_start import run_recbole_dnr
+from recbole_dnr.registry import get_model
 
 
 @pytest.mark.reliability("Options", "--{key}={value!r}",
@@ -65,10 +66,35 @@ def test_good_values_pass(slice_root):
     Config(model="DNR_PRM", config_dict=smoke_config(slice_root, lambda_c=1.0, lambda_e=0))
 
 
-def test_sampler_choices_agree_with_the_sampler_registry():
+def test_sampler_choices_agree_with_the_sampler_registry(slice_root):
     from recbole_dnr.retrieval.sampler import SAMPLERS
 
-    assert set(options.CHOICES["corr_sampler"]) == set(SAMPLERS)
+    assert set(options.model_options(get_model("CoRR"), {})["corr_sampler"].choices) == set(SAMPLERS)
+    with pytest.raises(UserInputError, match="corr_sampler='exakt': expected one of exact, uniform; did you mean"):
+        Config(model="CoRR", config_dict=smoke_config(slice_root, corr_sampler="exakt"))
+
+
+@pytest.mark.parametrize("model, key, value, message", [
+    ("PRM", "history_encoder", "lstm", "history_encoder='lstm': expected one of mean, gru, transformer"),
+    ("PRM", "embedding_init_std", 0, r"embedding_init_std=0: expected a number > 0"),
+    ("DNR_DLCM", "hidden_size", 0, "hidden_size=0: expected an integer >= 1"),  # the backbone's, under DNR
+    ("CoRR", "lambda_c", -1, r"lambda_c=-1: expected a number in \[0, 1\]"),  # ranker: DNR_PRM's, under CoRR
+    ("PIER", "pier_top", 60, "PIER needs slate_size <= pier_top <= candidate_num"),
+    ("MiDNN", "midnn_layers", [64, 0], r"midnn_layers=\[64, 0\]: expected a list of integers >= 1"),
+])
+def test_each_model_checks_the_options_it_declares(model, key, value, message, slice_root):
+    cfg = smoke_config(slice_root, **{key: value})
+    if model == "CoRR":
+        cfg["ranker"] = "DNR_PRM"
+    with pytest.raises(UserInputError, match=message):
+        Config(model=model, config_dict=cfg)
+
+
+def test_a_model_checks_only_the_options_it_declares(slice_root):
+    """DNR's keys are DNR's: a plain backbone's run ignores them, as their yaml is not loaded."""
+    assert "lambda_c" not in options.OPTIONS and "hidden_size" not in options.OPTIONS
+    assert "lambda_c" in get_model("DNR_PRM").option_specs() and "lambda_c" not in get_model("PRM").option_specs()
+    Config(model="PRM", config_dict=smoke_config(slice_root, lambda_c=5))
 
 
 @pytest.mark.reliability("Options", "a mistyped key (--lamda_c=0.3)",

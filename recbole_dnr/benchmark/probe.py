@@ -46,6 +46,9 @@ class _ConfigView:
     def __getitem__(self, key):
         return self.overrides[key] if key in self.overrides else self.config[key]
 
+    def derived(self, model, config_dict):
+        return self.config.derived(model, config_dict)
+
 
 def weak_retriever_scores(config, dataset, split, overrides):
     """x ``[R, n]`` of the split's own candidates from a weaker BPR: the retriever settings with

@@ -207,7 +207,8 @@ def load_spec(path):
                                      f"{ds}; variants there: {', '.join(dict.fromkeys(c.variant for c in cells if c.dataset == ds))}")
     for ds, variant in dict.fromkeys((c.dataset, c.variant) for c in cells):  # a typo fails now, not hours in
         try:
-            options.check(layered(datasets, variants, dataset_variants, ds, variant))
+            settings = layered(datasets, variants, dataset_variants, ds, variant)
+            options.check(settings, get_model(settings["model"]))
         except UserInputError as e:
             raise UserInputError(f"{path}: variant '{variant}' on {ds}: {e}") from None
     report = raw.get("report") or {}

@@ -18,11 +18,11 @@ from recbole.utils import InputType
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
 from recbole_dnr.model.features import side_features
-from recbole_dnr.model.history import make_history_encoder
+from recbole_dnr.model.history import HISTORY_ENCODERS, make_history_encoder
 from recbole_dnr.model.layers import make_dropout
 from recbole_dnr.model.noise import perturb_scores
-from recbole_dnr.options import CHOICES
-from recbole_dnr.retrieval import recbole_retriever
+from recbole_dnr.options import choice, flag, integer, number
+from recbole_dnr.retrieval.spec import RETRIEVER_KEYS, retriever_class
 
 
 class ListRecommender(AbstractRecommender):
@@ -31,6 +31,9 @@ class ListRecommender(AbstractRecommender):
     type = ModelType.RERANK
     input_type = InputType.LISTWISE
     is_backbone = False
+    trainable = True  # False: nothing to train, so epochs: 0 is allowed (the Retriever floor)
+    # this class's own option specs (recbole_dnr.options), beside its yaml; option_specs merges them
+    options = {}
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -46,12 +49,26 @@ class ListRecommender(AbstractRecommender):
         :class:`~recbole_dnr.config.Config` is built (before any data is read); raise
         :class:`UserInputError`. ``cfg``: the final config dict."""
         if cfg.get("retriever_model") is not None:
-            recbole_retriever.retriever_class(cfg["retriever_model"])  # a RecBole model that can retrieve
+            retriever_class(cfg["retriever_model"])  # a RecBole model that can retrieve
         weak = cfg.get("probe_weak_retriever")
-        keys = recbole_retriever.RETRIEVER_KEYS
-        if weak and (not isinstance(weak, dict) or set(weak) - set(keys)):
+        if weak and (not isinstance(weak, dict) or set(weak) - set(RETRIEVER_KEYS)):
             raise UserInputError(f"probe_weak_retriever must be a dict of retriever settings "
-                                 f"({sorted(keys)}), e.g. {{retriever_embedding_size: 8}}; got {weak}")
+                                 f"({sorted(RETRIEVER_KEYS)}), e.g. {{retriever_embedding_size: 8}}; got {weak}")
+
+    @classmethod
+    def option_specs(cls, cfg=None):
+        """{key: :class:`~recbole_dnr.options.Option`} Config checks this model's settings against:
+        the ``options`` of its classes (base first, a subclass may redeclare a key), after those of
+        its ``defaults_class`` (CoRR's ranker). ``cfg``: the config's keys."""
+        specs = {}
+        for klass in reversed(cls.__mro__):
+            specs.update(vars(klass).get("options", {}))
+        defaults = cls.defaults_class(cfg or {})
+        return specs if defaults is cls else {**defaults.option_specs(cfg), **specs}
+
+    @classmethod
+    def prepare_for_serving(cls, config):
+        """Change ``config`` (a trained run's) before the model is rebuilt to load its checkpoint."""
 
     @classmethod
     def defaults_class(cls, given):
@@ -84,7 +101,7 @@ class ScoreFeature(nn.Module):
     acts as ``none`` (``predict_without_score``).
     """
 
-    FUSIONS = CHOICES["score_fusion"]
+    FUSIONS = ("none", "early", "late", "weight")
 
     def __init__(self, hidden, fusion, width=None):
         super().__init__()
@@ -142,6 +159,10 @@ class ListBackbone(ListRecommender):
 
     is_backbone = True
     h_dim = None  # width of h's last axis (read by DNR's conditioned generator); set by subclasses
+    options = {
+        "score_fusion": choice(*ScoreFeature.FUSIONS),
+        "score_train_noise": number("σ of the training-time noise on x, >= 0 (0 = off)", 0),
+    }
 
     def encode(self, interaction, x):
         """h ``[B, n, ...]``; x ``[B, n]`` may be used only through ``score_feature.early``."""
@@ -235,6 +256,24 @@ class NeuralReranker(ListBackbone):
     """
 
     uses_position = True
+    options = {
+        "hidden_size": integer("model dimension", 1),
+        "inner_size": integer("feed-forward dimension", 1),
+        "n_layers": integer("encoder layers", 1),
+        "n_heads": integer("attention heads", 1),
+        "dropout_prob": number("dropout probability in [0, 1)", 0, 1, open_hi=True),
+        "attn_dropout_prob": number("attention dropout probability in [0, 1)", 0, 1, open_hi=True),
+        "history_encoder": choice(*HISTORY_ENCODERS),
+        "history_feedback": flag("history tokens carry each earlier item's feedback"),
+        "history_layers": integer("layers of the transformer history encoder", 1),
+        "user_interaction": choice("add", "product"),
+        "token_norm": flag("LayerNorm the item embedding and the user state before they meet"),
+        "embedding_init_std": number("std of the N(0, std) embedding init, > 0 (~ = torch's N(0, 1))", 0,
+                                     open_lo=True),
+        "list_context": flag("run the backbone's list encoder (False: each candidate alone)"),
+        "side_features": flag("embed the loaded .item/.user fields into e_i and u"),
+        "position_embedding": flag("add the retriever-order position embedding (~ = backbone's choice)"),
+    }
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -24,21 +24,20 @@ from recbole.data.interaction import Interaction
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.model.abstract_reranker import ListRecommender
-from recbole_dnr.options import CHOICES
+from recbole_dnr.options import choice, integer, number
 from recbole_dnr.registry import get_backbone, get_model, register_model
 from recbole_dnr.retrieval import (
     MFRetriever,
     SequentialRetriever,
     distillation_kl,
     get_sampler,
-    recbole_retriever,
     sampled_softmax_loss,
 )
-from recbole_dnr.retrieval.sampler import exclusion_mask
-from recbole_dnr.retrieval.sequential import is_sequential
+from recbole_dnr.retrieval.sampler import SAMPLERS, exclusion_mask
+from recbole_dnr.retrieval.spec import is_sequential, retriever_class
 
 WINDOW_POSITIVE, PRIOR_LO, PRIOR_HI = "window_positive", "prior_lo", "prior_hi"
-MODES = CHOICES["corr_mode"]
+MODES = ("joint", "alternating")
 
 
 def ranker_class(name):
@@ -58,7 +57,7 @@ def corr_retriever_class(config):
     from recbole.model.general_recommender import BPR
 
     name = config["retriever_model"] or "BPR"
-    model_class = recbole_retriever.retriever_class(name)
+    model_class = retriever_class(name)
     if is_sequential(model_class):
         if config["corr_retriever_init"] == "pretrained":
             raise UserInputError(f"corr_retriever_init: pretrained copies the list retriever's user and item vectors "
@@ -78,6 +77,21 @@ class CoRR(ListRecommender):
     (plus one retrieval per request, done by the trainer)."""
 
     trainer_name = "CoRRTrainer"
+    options = {
+        "corr_mode": choice(*MODES),
+        "corr_alternate_epochs": integer("alternating: epochs of each stage", 1),
+        "corr_sampler": choice(*SAMPLERS),
+        "corr_sampler_temperature": number("T of q ∝ exp(s_re / T), > 0", 0, open_lo=True),
+        "corr_kd_weight": number("lambda_KD, >= 0", 0),
+        "corr_retriever_weight": number("w_re, >= 0", 0),
+        "corr_ranker_loss": choice("softmax", "own"),
+        "corr_retriever_init": choice("scratch", "pretrained"),
+        "corr_retriever_learning_rate": number("the retriever's step size, > 0", 0, open_lo=True),
+    }
+
+    @classmethod
+    def prepare_for_serving(cls, config):
+        config["corr_retriever_init"] = "scratch"  # the weights come from the checkpoint: nothing to fit
 
     @classmethod
     def check_config(cls, cfg):
@@ -94,10 +108,6 @@ class CoRR(ListRecommender):
         if config["list_mode"] != "retrieve":
             raise UserInputError("CoRR trains the retriever that builds the lists, so it needs list_mode: retrieve "
                                  f"(got {config['list_mode']})")
-        if config["corr_mode"] not in MODES:
-            raise UserInputError(f"corr_mode must be one of {list(MODES)}, got '{config['corr_mode']}'")
-        if config["corr_ranker_loss"] not in ("softmax", "own"):
-            raise UserInputError(f"corr_ranker_loss must be softmax or own, got '{config['corr_ranker_loss']}'")
         if config["probe_sigmas"] or config["probe_weak_retriever"]:
             raise UserInputError("the robustness probes corrupt the stored lists' x, but CoRR retrieves its lists anew "
                                  "at every evaluation: unset probe_sigmas and probe_weak_retriever for CoRR")
@@ -106,9 +116,6 @@ class CoRR(ListRecommender):
         if self.is_dnr and config["corr_ranker_loss"] != "own":
             raise UserInputError(f"ranker {config['ranker']} trains by DNR's own loss (L_direct + λ_m L_z): set "
                                  "corr_ranker_loss: own")
-        if config["corr_retriever_init"] not in ("scratch", "pretrained"):
-            raise UserInputError(f"corr_retriever_init must be scratch or pretrained, got "
-                                 f"'{config['corr_retriever_init']}'")
         lists = getattr(dataset, "parent", dataset)  # the ListDataset behind a split
         self.retriever = self._build_retriever(config, dataset, lists)
         self.sampler = get_sampler(config)

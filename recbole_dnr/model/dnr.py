@@ -11,8 +11,17 @@ import torch
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import LABEL, SCORE
 from recbole_dnr.model.abstract_reranker import ListRecommender
-from recbole_dnr.model.noise import LearnedNoise, base_noise, score_kl, synthesize
-from recbole_dnr.registry import get_backbone, get_model, register_model, register_resolver
+from recbole_dnr.model.noise import (
+    GENERATOR_FORMS,
+    NOISES,
+    SQUASHES,
+    LearnedNoise,
+    base_noise,
+    score_kl,
+    synthesize,
+)
+from recbole_dnr.options import choice, flag, integer, number
+from recbole_dnr.registry import get_backbone, get_model, model_name, register_model, register_resolver
 
 HEURISTIC, LEARNED = "heuristic", "learned"
 
@@ -27,6 +36,36 @@ class DNR(ListRecommender):
 
     backbone_name = None
     trainer_name = "DNRTrainer"
+    options = {
+        "noise": choice(*NOISES),
+        "noise_squash": choice(*SQUASHES),
+        "lambda_c": number("noise share of x' = (1 - lambda_c) z + lambda_c eps, in [0, 1]", 0, 1),
+        "lambda_m": number("weight of L_z, >= 0", 0),
+        "lambda_e": integer("heuristic-noise epochs, >= 0", 0),
+        "lambda_adv": number("weight of L_adv, >= 0", 0),
+        "lambda_x": number("weight of L_x, >= 0", 0),
+        "use_learned_generator": flag("learned noise after lambda_e"),
+        "generator_form": choice(*GENERATOR_FORMS),
+        "generator_hidden_size": integer("generator MLP width", 1),
+        "generator_learning_rate": number("generator step size, > 0", 0, open_lo=True),
+        "generator_steps": integer("φ steps per θ step", 0),
+        "kl_bins": integer("histogram bins of L_x", 2),
+    }
+
+    @classmethod
+    def option_specs(cls, cfg=None):
+        """The backbone's options, then DNR's."""
+        name = cls.backbone_name or (cfg or {}).get("backbone")
+        own = super().option_specs(cfg)
+        return {**get_backbone(name).option_specs(cfg), **own} if name else own
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        if (cfg.get("score_train_noise") or 0) > 0:
+            raise UserInputError(f"score_train_noise={cfg['score_train_noise']}: it is a baseline for DNR (a plain "
+                                 f"backbone trained on noisy x); {model_name(cls)} trains on its own synthetic x'. "
+                                 "Set score_train_noise: 0, or use the backbone alone (e.g. --model=PRM)")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -117,15 +156,14 @@ class DNR(ListRecommender):
 _DNR_CLASSES = {}
 
 
-def dnr_class(model_name):
-    """The class ``DNR_<Backbone>`` for ``model_name`` of that form (made once per backbone), else None."""
-    if not model_name.startswith("DNR_"):
+def dnr_class(name):
+    """The class ``DNR_<Backbone>`` for ``name`` of that form (made once per backbone), else None."""
+    if not name.startswith("DNR_"):
         return None
-    backbone_name = model_name[len("DNR_"):]
+    backbone_name = name[len("DNR_"):]
     if backbone_name not in _DNR_CLASSES:
         get_backbone(backbone_name)  # fails with the list of backbones
-        _DNR_CLASSES[backbone_name] = type(model_name, (DNR,), {"backbone_name": backbone_name,
-                                                                "__module__": __name__})
+        _DNR_CLASSES[backbone_name] = type(name, (DNR,), {"backbone_name": backbone_name, "__module__": __name__})
     return _DNR_CLASSES[backbone_name]
 
 

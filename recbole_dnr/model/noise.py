@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 
 from recbole_dnr.errors import UserInputError
-from recbole_dnr.options import CHOICES
 
 
 def base_noise(kind, like):
@@ -45,7 +44,9 @@ def synthesize(z, eps, lambda_c, squash="clamp"):
     raise UserInputError(f"noise_squash must be 'clamp' or 'minmax', got '{squash}'")
 
 
-GENERATOR_FORMS = CHOICES["generator_form"]
+NOISES = ("gaussian", "beta")  # base noise u
+SQUASHES = ("clamp", "minmax")  # how x' is kept in [0, 1]
+GENERATOR_FORMS = ("residual", "direct", "conditioned")
 
 
 class LearnedNoise(nn.Module):

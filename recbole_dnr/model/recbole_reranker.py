@@ -55,6 +55,7 @@ class RecBoleReranker(ListBackbone):
     """
 
     recbole_model = None  # set on the per-model classes made by recbole_reranker_class
+    recbole_pretrainable = True  # recbole_pretrain: True trains its RecBole model first (trainer/recbole_pretrain.py)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

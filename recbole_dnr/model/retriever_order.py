@@ -12,6 +12,7 @@ class RetrieverOrder(ListRecommender):
     Registered as ``Retriever``: the name every config, grid and result table uses."""
 
     registry_name = "Retriever"
+    trainable = False
 
     def calculate_loss(self, interaction):
         raise RuntimeError("the Retriever floor has nothing to train")

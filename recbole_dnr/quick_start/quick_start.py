@@ -19,7 +19,8 @@ from recbole_dnr.data import create_dataset, data_preparation
 from recbole_dnr.data.download import download_dataset, download_source
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import LABEL, REQUEST_ID, SCORE
-from recbole_dnr.registry import get_trainer, is_reranker
+from recbole_dnr.registry import is_reranker
+from recbole_dnr.trainer import get_trainer
 from recbole_dnr.trainer.list_trainer import selected_epoch
 
 MIN_FREE = 16 << 20  # bytes: headroom for logs and small files on the checkpoint disk

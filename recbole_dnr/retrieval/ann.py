@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from recbole_dnr.errors import UserInputError, missing_extra
-from recbole_dnr.options import CHOICES
+from recbole_dnr.options import OPTIONS
 from recbole_dnr.retrieval.topk import range_rows
 
-KINDS = CHOICES["ann_index"]
+KINDS = OPTIONS["ann_index"].choices
 
 
 def require_faiss():

@@ -19,75 +19,11 @@ from recbole.sampler import Sampler
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
-from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError
-from recbole_dnr.recbole_models import recbole_class
-from recbole_dnr.retrieval.sequential import check_sequential, is_sequential, train_sequential
-
-RETRIEVER_KEYS = {
-    "retriever_embedding_size": "embedding_size",
-    "retriever_epochs": "epochs",
-    "retriever_learning_rate": "learning_rate",
-    "retriever_batch_size": "train_batch_size",
-}
-# Keys added after the lists' cache format was fixed, with the value that reproduces the lists of
-# before: hashed into the cache key only when set otherwise, so existing caches stay valid.
-LATER_KEYS = {"retriever_loader": "recbole", "retriever_model": "BPR", "retriever_search": "exact",
-              "ann_index": "ivf", "ann_nlist": 0, "ann_nprobe": 16, "ann_hnsw_m": 32, "ann_ef_search": 128,
-              "ann_ef_construction": 200}
-_COPIED_KEYS = ["seed", "reproducibility", "gpu_id", "use_gpu", "checkpoint_dir", "state", "show_progress",
-                "USER_ID_FIELD", "ITEM_ID_FIELD", "RATING_FIELD", "TIME_FIELD", "data_path", "worker"]
-
-
-class RetrieverConfig(Config):
-    """Config of the retriever run: built from the reranker's ``retriever_*`` keys only.
-
-    The command line belongs to the reranker (``--epochs`` means *its* epochs), so it is ignored.
-    """
-
-    def _load_cmd_line(self):
-        return {}
-
-
-def retriever_class(name):
-    """The RecBole general model ``name`` (``retriever_model``), checked before any training."""
-    from recbole.utils import ModelType as RecBoleModelType
-
-    try:
-        cls = recbole_class(name)
-    except UserInputError:
-        cls = None
-    if cls is not None and is_sequential(cls):
-        check_sequential(name)
-    elif cls is None or cls.type != RecBoleModelType.GENERAL:
-        raise UserInputError(f"retriever_model must be a RecBole general model scoring by an inner product of user "
-                             f"and item vectors (BPR, LightGCN, NGCF, ...) or a sequential one (SASRec, GRU4Rec, "
-                             f"NARM, ...); got '{name}'")
-    return cls
-
-
-def queries(vectors, requests, users):
-    """``(query [R, d], item vectors)`` of a retriever's vectors for requests ``requests`` of users
-    ``users``: per request for a sequential retriever (``{"request", "item"}``), per user for a
-    two-tower one (``(user_vectors, item_vectors)``)."""
-    if isinstance(vectors, dict):
-        return vectors["request"][torch.as_tensor(requests)], vectors["item"]
-    return vectors[0][torch.as_tensor(users)], vectors[1]
-
-
-def retriever_config(config, model_class=BPR):
-    values = {dst: config[src] for src, dst in RETRIEVER_KEYS.items()}
-    values.update({k: config[k] for k in _COPIED_KEYS if config[k] is not None})
-    values["retriever_loader"] = config["retriever_loader"]
-    values["data_path"] = "."  # the dataset object is passed in; nothing is read from disk
-    values["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
-    if is_sequential(model_class):
-        values["train_neg_sample_args"] = None  # CE over all items: RecBole's sequential default
-        values["MAX_ITEM_LIST_LENGTH"] = config["max_history"]
-        values["hidden_size"] = config["retriever_embedding_size"]  # RecBole's sequential models size by it
-    values["eval_step"] = 0
-    values["eval_args"] = {"split": {"RS": [1.0, 0.0, 0.0]}, "order": "RO", "group_by": "user", "mode": "full"}
-    return RetrieverConfig(model=model_class, dataset=config["dataset"], config_dict=values)
+from recbole_dnr.retrieval.sequential import train_sequential
+# LATER_KEYS, RETRIEVER_KEYS and queries: also read from here by the list dataset and the probes
+from recbole_dnr.retrieval.spec import LATER_KEYS, RETRIEVER_KEYS, is_sequential, queries  # noqa: F401
+from recbole_dnr.retrieval.spec import retriever_class, retriever_config
 
 
 class PairDataLoader(AbstractDataLoader):

@@ -18,19 +18,8 @@ from recbole.data.interaction import Interaction
 from recbole_dnr import protocol
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_ITEM
-from recbole_dnr.recbole_models import REPRESENTATION_MODELS, SequenceLoader, recbole_sequence, sequence_forward
-
-
-def is_sequential(model_class):
-    from recbole.utils import ModelType as RecBoleModelType
-
-    return model_class.type == RecBoleModelType.SEQUENTIAL
-
-
-def check_sequential(name):
-    if name not in REPRESENTATION_MODELS:
-        raise UserInputError(f"retriever_model {name}: a sequential retriever must score by <sequence vector, item "
-                             f"vector>; supported: {', '.join(REPRESENTATION_MODELS)}")
+from recbole_dnr.recbole_models import SequenceLoader, recbole_sequence, sequence_forward
+from recbole_dnr.retrieval.spec import check_sequential, retriever_config
 
 
 def train_sequential(rconf, dataset, log, requests, model_class, rows, trainer_class, show_progress=False):
@@ -89,8 +78,6 @@ class SequentialRetriever(torch.nn.Module):
 
     def __init__(self, config, dataset, log, requests, model_class):
         super().__init__()
-        from recbole_dnr.retrieval.recbole_retriever import retriever_config
-
         check_sequential(model_class.__name__)
         rconf = retriever_config(config, model_class)
         self.model = model_class(rconf, dataset)

@@ -96,8 +96,7 @@ class Recommender:
             raise UserInputError(f"the atomic files in {config['data_path']} differ from those {model_file} was "
                                  "trained on (sizes or contents): pass data_path= of the training data")
         dataset.log_arrays()  # RecBole's raw log, before it becomes tensors
-        if config["model"] == "CoRR":
-            config["corr_retriever_init"] = "scratch"  # the weights come from the checkpoint: nothing to fit
+        config.model_class.prepare_for_serving(config)
         model = config.model_class(config, dataset.model_view()).to(config["device"])
         model.load_state_dict(checkpoint["state_dict"])
         model.load_other_parameter(checkpoint.get("other_parameter"))

@@ -3,6 +3,8 @@ for the jointly trained retriever and ranker, and a
 checkpoint-loading fix for RecBole's own trainers."""
 
 from recbole_dnr import compat
+from recbole_dnr.errors import ModelType
+from recbole_dnr.registry import get_model
 from recbole_dnr.trainer.corr_trainer import CoRRTrainer
 from recbole_dnr.trainer.dnr_trainer import DNRTrainer
 from recbole_dnr.trainer.list_trainer import ListTrainer
@@ -25,4 +27,18 @@ def with_trusted_checkpoints(trainer_class):
     return type(trainer_class.__name__, (TrustedCheckpointMixin, trainer_class), {})
 
 
-__all__ = ["ListTrainer", "DNRTrainer", "CoRRTrainer", "TrustedCheckpointMixin", "with_trusted_checkpoints"]
+def get_trainer(model_type, model_name, model_class=None):
+    """Trainer class: a list model's ``trainer_name`` (``ListTrainer`` unless it sets one), else
+    ``<Model>Trainer`` here, else RecBole's choice (with trusted checkpoint loading)."""
+    if model_type == ModelType.RERANK:
+        model_class = model_class or get_model(model_name)
+        return globals()[getattr(model_class, "trainer_name", "ListTrainer")]
+    if model_name + "Trainer" in globals():
+        return globals()[model_name + "Trainer"]
+    from recbole.utils import get_trainer as recbole_get_trainer
+
+    return with_trusted_checkpoints(recbole_get_trainer(model_type, model_name))
+
+
+__all__ = ["ListTrainer", "DNRTrainer", "CoRRTrainer", "TrustedCheckpointMixin", "with_trusted_checkpoints",
+           "get_trainer"]

@@ -22,7 +22,6 @@ from recbole_dnr import distributed, storage
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.fields import LABEL, REQUEST_ID, SCORE, SLATE_MASK
-from recbole_dnr.model.recbole_reranker import RecBoleReranker
 from recbole_dnr.trainer.recbole_pretrain import recbole_pretrain
 from recbole_dnr.trainer.resume import ResumeState
 
@@ -182,7 +181,7 @@ class ListTrainer(Trainer):
     def _recbole_pretrain(self, train_data):
         """Pre-train every RecBole model inside the reranker (also under DNR) the RecBole way."""
         for module in self.model.modules():
-            if isinstance(module, RecBoleReranker):
+            if getattr(module, "recbole_pretrainable", False):
                 recbole_pretrain(self.config, module, train_data._dataset.parent)
 
     def _after_theta_step(self, interaction, epoch_idx):

@@ -4,6 +4,7 @@ import torch
 import torch.nn as nn
 
 from recbole_dnr.model.abstract_reranker import NeuralReranker
+from recbole_dnr.options import integers
 from recbole_dnr.registry import register_model
 
 
@@ -16,6 +17,8 @@ class MiDNN(NeuralReranker):
     projected to ``hidden_size`` for the shared head. The features f_i ``[B, n, D]`` are our
     candidate tokens (LibRerank's miDNN takes raw item features; ours are learned embeddings).
     """
+
+    options = {"midnn_layers": integers("hidden widths of the MLP", 1)}
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -10,6 +10,7 @@ from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, LABEL, SCORE
 from recbole_dnr.model.generative import GenerativeReranker
 from recbole_dnr.model.layers import make_transformer_layer
 from recbole_dnr.model.rerankers.prm import PRM
+from recbole_dnr.options import integer, number
 from recbole_dnr.registry import register_model
 
 
@@ -45,14 +46,30 @@ class PIER(PRM, GenerativeReranker):
     are the logged z (offline data has no counterfactual context feedback).
     """
 
+    options = {
+        "pier_permutations": integer("permutations proposed per request", 1),
+        "pier_top": integer("permutations are drawn from the top pier_top candidates", 1),
+        "pier_selected": integer("permutations kept by SimHash for the evaluator", 1),
+        "pier_hash_bits": integer("SimHash code length", 1),
+        "pier_hinge_margin": number("FPSM hinge margin, >= 0", 0),
+        "pier_hinge_weight": number("weight of the FPSM hinge, >= 0", 0),
+        "pier_evaluator_weight": number("weight of the OCPM click BCE, >= 0", 0),
+    }
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        k, top, n = cfg["slate_size"], cfg["pier_top"], cfg["candidate_num"]
+        keep, perms = cfg["pier_selected"], cfg["pier_permutations"]
+        if not k <= top <= n or not 1 <= keep <= perms:
+            raise UserInputError(
+                f"PIER needs slate_size <= pier_top <= candidate_num and 1 <= pier_selected <= pier_permutations; "
+                f"got {k}, {top}, {n}, {keep}, {perms}")
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         d, self.k = self.hidden_size, config["slate_size"]
         self.n_perm, self.top, self.n_keep = config["pier_permutations"], config["pier_top"], config["pier_selected"]
-        if not self.k <= self.top <= self.n_candidates or not 1 <= self.n_keep <= self.n_perm:
-            raise UserInputError(
-                f"PIER needs slate_size <= pier_top <= candidate_num and 1 <= pier_selected <= pier_permutations; "
-                f"got {self.k}, {self.top}, {self.n_candidates}, {self.n_keep}, {self.n_perm}")
         self.margin, self.hinge_weight = config["pier_hinge_margin"], config["pier_hinge_weight"]
         self.eval_weight = config["pier_evaluator_weight"]
         self.perm_proj = nn.Linear(self.k * d, d)
