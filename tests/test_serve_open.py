@@ -2,6 +2,7 @@
 or the popularity order), custom model classes (``--import``), ``recbole-dnr serve`` and the
 ONNX inputs docs/serving.md lists."""
 
+import io
 import json
 import os
 import re
@@ -187,6 +188,20 @@ def test_a_custom_reranker_serves_with_import(slice_root, tmp_path):
     assert exported.returncode == 0, exported.stderr[-2000:]
     from_bundle = _cli(["recommend", "--model_file=b", "--users=1", f"--import={module}"], elsewhere)
     assert from_bundle.returncode == 0 and from_bundle.stdout == served.stdout, from_bundle.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module, name, hint", [
+    ("no_such_module_here", "MyReranker", "--import no_such_module_here (or its .py file)"),
+    ("__main__", "MyReranker", "--import <the module or .py file that defines it"),
+    ("recbole_dnr.model.dnr", "DNR_NoSuchBackbone", "--import <the module or .py file that defines it"),
+])
+def test_a_model_class_that_cannot_be_imported_is_named_with_the_fix(module, name, hint):
+    from recbole_dnr.serve import model_import
+
+    pickled = b"\x80\x04c" + f"{module}\n{name}\n".encode() + b"."  # a pickled reference to module.name
+    with pytest.raises(UserInputError, match=f"model class {name} .*{re.escape(hint)}"):
+        model_import.PICKLE.load(io.BytesIO(pickled))
+    assert model_import.PICKLE.load(io.BytesIO(b"\x80\x04cos.path\njoin\n.")) is os.path.join
 
 
 def test_serve_subcommand_from_a_bundle_over_http(prm, bundle, tmp_path):

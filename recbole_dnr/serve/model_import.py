@@ -54,11 +54,14 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module, name):
         try:
             return super().find_class(module, name)
-        except (ImportError, AttributeError):
+        except (ImportError, AttributeError, UserInputError):  # UserInputError: a DNR_<X> of an unknown X
             found = _registered(name)
             if found is not None:  # registered by an --import of another module (e.g. a script's class)
                 return found
-            hint = "the file that defines it" if module == "__main__" else f"{module} (or its .py file)"
+            if module == "__main__" or module.startswith("recbole_dnr."):  # a script's class, or a wrapper of one
+                hint = "<the module or .py file that defines it (for DNR_<X>: X)>"
+            else:
+                hint = f"{module} (or its .py file)"
             raise UserInputError(f"the model class {name} (from {module}) is not importable in this process: pass "
                                  f"--import {hint} to the command, or import it before Recommender.load") from None
 
@@ -72,12 +75,13 @@ def _registered(name):
         return None
 
 
-_PICKLE = types.ModuleType("recbole_dnr_checkpoint_pickle")
-_PICKLE.Unpickler = _Unpickler
-_PICKLE.load = lambda f, **kw: _Unpickler(f, **kw).load()
+# what torch.load uses to unpickle (its ``pickle_module``): pickle, with the missing class named
+PICKLE = types.ModuleType("recbole_dnr_checkpoint_pickle")
+PICKLE.Unpickler = _Unpickler
+PICKLE.load = lambda f, **kw: _Unpickler(f, **kw).load()
 
 
 def read(path):
     """The object saved at ``path`` by :func:`recbole_dnr.storage.save` (checksum checked); a model
     class this process cannot import is a :class:`UserInputError` naming the fix."""
-    return storage.load(path, pickle_module=_PICKLE)
+    return storage.load(path, pickle_module=PICKLE)

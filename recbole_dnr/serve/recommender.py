@@ -136,8 +136,8 @@ class Recommender:
         u = self.data.user_ids.get(token, 0)
         if u == 0 and not new_ok:
             raise UserInputError(f"unknown user '{user}': not a {self.uid} of {self.config['dataset']} (after its "
-                                 "filters); a new user is served from the history you pass (histories=[[item ids]], "
-                                 "or [] for the most popular items)")
+                                 "filters); a new user is served from the history you pass for it (histories: its item ids, "
+                                 "or [] for the most rated items)")
         return u
 
     def item_index(self, items, what="item_ids"):
