@@ -182,7 +182,6 @@ def serve_main(argv=None, prog="recbole-dnr serve"):
                 access_log=args.access_log)
 
 
-
 def run_subcommand(argv):
     """``recbole-dnr recommend|serve|export <options>``."""
     return {"recommend": main, "serve": serve_main, "export": export_main}[argv[0]](argv[1:])
