@@ -1,5 +1,5 @@
 """The ``recbole-dnr`` command (= ``python run_recbole_dnr.py``): train and evaluate one model;
-``recbole-dnr recommend ...`` serves a trained one (:mod:`recbole_dnr.serve.cli`).
+``recbole-dnr recommend|serve|export ...`` serve a trained one (:mod:`recbole_dnr.serve`).
 
 RecBole's command-line convention: ``--model``, ``--dataset``, ``--config_files`` are the
 launcher's own; every other ``--key=value`` enters the config (yaml syntax, e.g.
@@ -41,7 +41,9 @@ def build_parser():
         "  ml-100k ships with RecBole; any other dataset in RecBole's url.yaml (ml-1m, ...) is\n"
         "  downloaded to --data_path (default dataset/) on first use; --download=False turns that off.\n\n"
         "serving:\n"
-        "  recbole-dnr recommend --model_file=<checkpoint> --users=196,186 --k=6  (--help: more)\n\n"
+        "  recbole-dnr recommend --model_file=<checkpoint> --users=196,186 --k=6  (--help: more)\n"
+        "  recbole-dnr serve --model_file=<checkpoint> --port=8080               (HTTP, extra [serve])\n"
+        "  recbole-dnr export --model_file=<checkpoint> --bundle=<folder>        (serves with no dataset)\n\n"
         "hyper-parameter search (RecBole's params-file format; run_hyper.py in a checkout):\n"
         "  recbole-dnr-hyper --model=DNR_PRM --dataset=ml-100k --params_file=space.hyper  (--help: more)\n\n"
         "examples:\n"
@@ -75,10 +77,10 @@ def main(argv=None):
     from recbole_dnr.errors import UserInputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "recommend":
-        from recbole_dnr.serve.cli import main as recommend_main
+    if argv and argv[0] in ("recommend", "serve", "export"):
+        from recbole_dnr.serve.cli import run_subcommand
 
-        return recommend_main(argv[1:])
+        return run_subcommand(argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     bad = [a for a in rest if not a.startswith("--") or "=" not in a]

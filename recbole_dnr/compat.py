@@ -75,9 +75,10 @@ def numpy_aliases():
         setattr(np, name, target)
 
 
-def load_checkpoint(path, map_location="cpu"):
+def load_checkpoint(path, map_location="cpu", pickle_module=None):
     """Fix 2: ``torch.load`` of a RecBole checkpoint (pickles a Config) on torch >= 2.6."""
-    return torch.load(path, map_location=map_location, weights_only=False)
+    extra = {} if pickle_module is None else {"pickle_module": pickle_module}
+    return torch.load(path, map_location=map_location, weights_only=False, **extra)
 
 
 @contextlib.contextmanager

@@ -108,12 +108,14 @@ def verify(path):
     return False
 
 
-def load(path, map_location="cpu"):
-    """The object saved at ``path``, after :func:`verify`."""
+def load(path, map_location="cpu", pickle_module=None):
+    """The object saved at ``path``, after :func:`verify`; ``pickle_module``: as ``torch.load``'s."""
     path = str(path)
     verify(path)
     try:
-        return compat.load_checkpoint(path, map_location=map_location)
+        return compat.load_checkpoint(path, map_location=map_location, pickle_module=pickle_module)
+    except UserInputError:  # raised by pickle_module (a class it cannot import): not a damaged file
+        raise
     except Exception as err:  # an old, trailer-less file that is damaged: torch raises several types
         raise CorruptFileError(f"{path} cannot be read ({type(err).__name__}: {str(err)[:120]})") from err
 

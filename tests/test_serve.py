@@ -85,8 +85,17 @@ def test_rerank_and_its_onnx_export_give_the_evaluators_scores(slice_root, in_se
         batch = rec.batch_tensors([str(t) for t in ds.id2token(ds.uid_field, np.arange(1, 40))])
         with torch.no_grad():
             eager = rec.model.predict(batch)
-        got = export.OnnxReranker(export.export_onnx(rec, str(tmp_path / "model.onnx"))).scores(batch)
-        torch.testing.assert_close(torch.as_tensor(got), eager, rtol=0, atol=1e-5)
+        session = export.OnnxReranker(export.export_onnx(rec, str(tmp_path / "model.onnx")))
+        torch.testing.assert_close(torch.as_tensor(session.scores(batch)), eager, rtol=0, atol=1e-5)
+        # the exporter drops the inputs a model never reads: docs/serving.md lists each model's real ones
+        assert session.names == documented_onnx_inputs()[overrides["model"]], session.names
+
+
+def documented_onnx_inputs():
+    """docs/serving.md's table of the exported graph's inputs: ``{model: [input names]}``."""
+    text = open(os.path.join(REPO, "docs", "serving.md"), encoding="utf-8").read()
+    table = text[text.index("<!-- onnx inputs -->"):]
+    return {m: re.findall(r"`(\w+)`", cells) for m, cells in re.findall(r"^\| (\w+) \| (.*) \|$", table, re.M)}
 
 
 def _floor(slice_root):

@@ -2,9 +2,11 @@
 backend) or TorchScript (TorchServe).
 
 The exported graph takes the batch a :class:`~recbole_dnr.serve.Recommender` builds, as named
-tensors: ``user_id [B]``, ``item_id [B, n]`` (retriever order), ``score [B, n]`` (x), ``history_item
-[B, H]``, ``history_label [B, H]``, ``history_len [B]`` (int64 but x), and returns the reranker's
-scores ``[B, n]``. Retrieval (the FAISS or exact top-k) stays outside: a server runs it first.
+tensors, those of :data:`INPUTS` the model reads (the exporter drops the others; docs/serving.md
+lists them per model): ``user_id [B]``, ``item_id [B, n]`` (retriever order), ``score [B, n]`` (x),
+``history_item [B, H]``, ``history_label [B, H]``, ``history_len [B]`` (int64 but x), and returns
+the reranker's scores ``[B, n]``. Retrieval (the FAISS or exact top-k) stays outside: a server runs
+it first.
 """
 
 import contextlib
@@ -44,8 +46,7 @@ class _Batch(dict):
 
 def example_inputs(recommender, batch=4):
     """A real batch of ``batch`` users (their recommend() lists) as the exported inputs."""
-    users = [str(t) for t in recommender.dataset.id2token(recommender.uid, range(1, batch + 1))]
-    return recommender.batch_tensors(users)
+    return recommender.batch_tensors(recommender.user_ids[:batch])
 
 
 def export_onnx(recommender, path, opset=17):

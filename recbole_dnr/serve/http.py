@@ -3,8 +3,10 @@
 The model is loaded once per process. Concurrent ``/recommend`` requests are batched: a request
 joins the batch of the requests that arrived while the previous batch was being scored
 (at most ``max_batch`` users), so under load one reranker call serves many clients; alone, a
-request is scored at once. Bad input is a 422 naming the field (FastAPI's validation) or a 400
-with the library's message (unknown user or item, too many candidates).
+request is scored at once. A user the run does not know is served from the ``histories`` the
+body gives (``{"items": [...], "liked": [...]}`` per user; ``{"items": []}``: the most rated
+items). Bad input is a 422 naming the field (FastAPI's validation) or a 400 with the library's
+message (unknown user or item, too many candidates).
 """
 
 import asyncio
@@ -13,6 +15,7 @@ import resource
 import time
 
 from recbole_dnr.errors import UserInputError, missing_extra
+from recbole_dnr.version import VERSION
 
 
 def _api():
@@ -41,9 +44,9 @@ class _Batcher:
         if self.task is not None:
             self.task.cancel()
 
-    async def submit(self, user_ids, k):
+    async def submit(self, user_ids, k, histories=None):
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((user_ids, k, future))
+        await self.queue.put((user_ids, k, histories, future))
         return await future
 
     async def _run(self):
@@ -56,20 +59,23 @@ class _Batcher:
             await asyncio.to_thread(self._score, jobs)
 
     def _score(self, jobs):
-        users = [u for user_ids, _, _ in jobs for u in user_ids]
-        k_max = max(k for _, k, _ in jobs)
+        users = [u for user_ids, _, _, _ in jobs for u in user_ids]
+        k_max = max(k for _, k, _, _ in jobs)
+        histories = None
+        if any(h is not None for _, _, h, _ in jobs):
+            histories = [e for user_ids, _, h, _ in jobs for e in (h if h is not None else [None] * len(user_ids))]
         try:
-            lists = self.recommender.recommend(users, k=k_max, with_scores=True)
+            lists = self.recommender.recommend(users, k=k_max, with_scores=True, histories=histories)
         except UserInputError:  # one bad request must not fail the others: score each alone
-            for user_ids, k, future in jobs:
+            for user_ids, k, h, future in jobs:
                 try:
-                    result = self.recommender.recommend(user_ids, k=k, with_scores=True)
+                    result = self.recommender.recommend(user_ids, k=k, with_scores=True, histories=h)
                     self._resolve(future, result)
                 except UserInputError as err:
                     self._resolve(future, err)
             return
         at = 0
-        for user_ids, k, future in jobs:
+        for user_ids, k, _, future in jobs:
             self._resolve(future, [row[:k] for row in lists[at:at + len(user_ids)]])
             at += len(user_ids)
 
@@ -97,19 +103,29 @@ def create_app(recommender, max_batch=512):
         yield
         await batcher.stop()
 
-    app = fastapi.FastAPI(title="recbole_dnr", lifespan=lifespan)
+    app = fastapi.FastAPI(title="recbole_dnr", version=VERSION, lifespan=lifespan)
     n = recommender.n
+
+    class History(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        items: list[str]
+        liked: list[int] | None = None
+
+    def as_history(h):
+        return None if h is None else (h.items, h.liked)
 
     class RecommendBody(pydantic.BaseModel):
         model_config = pydantic.ConfigDict(extra="forbid")
         user_ids: list[str] = pydantic.Field(min_length=1, max_length=4096)
         k: int = pydantic.Field(6, ge=1, le=n)
+        histories: list[History | None] | None = None
 
     class RerankBody(pydantic.BaseModel):
         model_config = pydantic.ConfigDict(extra="forbid")
         user_id: str
         item_ids: list[str] = pydantic.Field(min_length=1, max_length=n)
         scores: list[float] | None = None
+        history: History | None = None
 
     def bad(err):
         return fastapi.HTTPException(status_code=400, detail=str(err))
@@ -124,7 +140,8 @@ def create_app(recommender, max_batch=512):
     @app.post("/recommend")
     async def recommend(body: RecommendBody):
         try:
-            lists = await batcher.submit(body.user_ids, body.k)
+            histories = None if body.histories is None else [as_history(h) for h in body.histories]
+            lists = await batcher.submit(body.user_ids, body.k, histories)
         except UserInputError as err:
             raise bad(err) from None
         served["recommend"] += 1
@@ -136,7 +153,8 @@ def create_app(recommender, max_batch=512):
             raise fastapi.HTTPException(status_code=422, detail=f"scores: {len(body.scores)} values for "
                                                                 f"{len(body.item_ids)} item_ids")
         try:
-            row = recommender.rerank(body.user_id, body.item_ids, body.scores, with_scores=True)
+            row = recommender.rerank(body.user_id, body.item_ids, body.scores, with_scores=True,
+                                     history=as_history(body.history))
         except UserInputError as err:
             raise bad(err) from None
         served["rerank"] += 1

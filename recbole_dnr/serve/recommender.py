@@ -1,9 +1,11 @@
 """A trained two-stage pipeline as recommendations: :class:`Recommender`.
 
-``Recommender.load(model_file)`` rebuilds the run from its checkpoint alone (config, weights, the
-retriever's vectors, the data files' fingerprint); the dataset's atomic files give the id maps and
-each user's history, as at training. ``recommend`` retrieves the top-``candidate_num`` unseen items
-of the whole catalogue (exact, or FAISS with ``retriever_search: ann``) and reranks them;
+``Recommender.load(model_file)`` rebuilds the run from its checkpoint (config, weights, the
+retriever's vectors, the data files' fingerprint) and the dataset's atomic files (the id maps and
+each user's history, as at training), or from a bundle folder written by ``save`` (all of it, no
+data needed: :mod:`.bundle`). A user the run does not know is served from a given history.
+``recommend`` retrieves the top-``candidate_num`` unseen items of the whole catalogue (exact, or
+FAISS with ``retriever_search: ann``) and reranks them;
 ``rerank`` reorders candidates the caller brings. Both present a list to the reranker exactly as
 training did: in retriever order (x descending, ties by item id), x = ``score_norm`` of the
 retriever's logits over the list, history = the last ``max_history`` interactions (z = rating >=
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_dnr import protocol, storage
+from recbole_dnr import protocol
 from recbole_dnr.data import create_dataset
 from recbole_dnr.data.candidates import ann_index, topk_unseen
 from recbole_dnr.data.dataset import SERVING_FORMAT
@@ -26,6 +28,8 @@ from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.registry import is_reranker
 from recbole_dnr.retrieval import topk
+from recbole_dnr.serve import bundle, model_import
+from recbole_dnr.serve.snapshot import ServingData
 
 
 @dataclass
@@ -41,34 +45,34 @@ class Lists:
 class Recommender:
     """Retriever -> reranker of one trained run. Build it with :meth:`load`."""
 
-    def __init__(self, config, dataset, model, vectors, model_file):
-        self.config, self.dataset, self.model, self.model_file = config, dataset, model, model_file
+    def __init__(self, config, data, model, vectors, model_file):
+        self.config, self.data, self.model, self.model_file = config, data, model, model_file
         self.vectors = vectors  # (user [n_users, d], item [n_items, d]) or None (a sequential retriever)
         self.n = config["candidate_num"]
         self.max_history = config["max_history"]
-        self.uid, self.iid = dataset.uid_field, dataset.iid_field
-        self._user_ids = dataset.field2token_id[self.uid]
-        self._item_ids = dataset.field2token_id[self.iid]
-        self._user_tokens = dataset.field2id_token[self.uid]
-        self._item_tokens = dataset.field2id_token[self.iid]
-        log = dataset.log_arrays()
-        self._log_items = log.items
-        self._log_z = (log.ratings >= config["label_threshold"]).astype(np.int64)
-        self._first = protocol.user_bounds(log.users)
-        self._end = protocol.user_end(log.users)
+        self.uid, self.iid = data.uid_field, data.iid_field
         self._scorer = None  # None: the eager model (use_scorer)
         self._index = None  # FAISS index (retriever_search: ann), built at the first search
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def load(cls, model_file, data_path=None, device="cpu"):
-        """The pipeline saved in ``model_file`` (a best checkpoint of ``recbole-dnr`` training).
-        ``data_path``: the folder holding the dataset's atomic files when they moved since training
-        (default: where training read them)."""
+    def load(cls, model_file, data_path=None, device="cpu", imports=None):
+        """The pipeline saved in ``model_file``: a best checkpoint of ``recbole-dnr`` training (which
+        reads the dataset's atomic files again), or a bundle folder written by :meth:`save` (which
+        needs no data). ``data_path``: the folder holding the atomic files when they moved since
+        training (default: where training read them). ``imports``: modules or ``.py`` files to
+        import first (those defining a custom model class)."""
+        model_import.import_modules(imports)
+        if bundle.is_bundle(model_file):
+            _, checkpoint, data, vectors = bundle.read(model_file)
+            config = checkpoint["config"]
+            config["device"] = torch.device(device)
+            return cls._assemble(config, data, data.model_view(), checkpoint, vectors, model_file)
         if not os.path.isfile(model_file):
             raise UserInputError(f"model_file {model_file} does not exist: pass the checkpoint a run saved "
-                                 "(training prints 'model saved: <path>' last; default folder saved/)")
-        checkpoint = storage.load(model_file)  # CorruptFileError for a damaged file
+                                 "(training prints 'model saved: <path>' last; default folder saved/) or a bundle "
+                                 "folder")
+        checkpoint = model_import.read(model_file)  # CorruptFileError for a damaged file
         serving = checkpoint.get("serving") if isinstance(checkpoint, dict) else None
         config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
         if serving is None or config is None or "state_dict" not in checkpoint:
@@ -90,58 +94,70 @@ class Recommender:
         inter = os.path.join(config["data_path"], f"{config['dataset']}.inter")
         if not os.path.isfile(inter):
             raise UserInputError(f"{inter} not found: the model reads histories and id maps from the atomic files "
-                                 f"it was trained on; pass data_path=<the folder holding {config['dataset']}/{config['dataset']}.inter>")
+                                 f"it was trained on; pass data_path=<the folder holding "
+                                 f"{config['dataset']}/{config['dataset']}.inter>, "
+                                 "or serve a bundle ('recbole-dnr export --bundle=<folder>' where the data is)")
         dataset = create_dataset(config)
         if dataset.source_fingerprint() != serving["fingerprint"]:
             raise UserInputError(f"the atomic files in {config['data_path']} differ from those {model_file} was "
                                  "trained on (sizes or contents): pass data_path= of the training data")
-        dataset.log_arrays()  # RecBole's raw log, before it becomes tensors
+        data = ServingData.from_dataset(dataset, config)  # RecBole's raw log, before it becomes tensors
+        return cls._assemble(config, data, dataset.model_view(), checkpoint, serving["retriever"], model_file)
+
+    @classmethod
+    def _assemble(cls, config, data, view, checkpoint, vectors, model_file):
+        """The model built on ``view``, with the weights of ``checkpoint``, and the retriever's ``vectors``."""
         config.model_class.prepare_for_serving(config)
-        model = config.model_class(config, dataset.model_view()).to(config["device"])
+        model = config.model_class(config, view).to(config["device"])
         model.load_state_dict(checkpoint["state_dict"])
         model.load_other_parameter(checkpoint.get("other_parameter"))
         model.eval()
-        vectors = serving["retriever"]
         own = getattr(model, "retriever", None)
         if own is not None and hasattr(own, "embeddings"):  # CoRR: its trained retriever retrieves
             vectors = own.embeddings()
             vectors = None if isinstance(vectors, dict) else tuple(v.detach().cpu() for v in vectors)
-        return cls(config, dataset, model, vectors, model_file)
+        return cls(config, data, model, vectors, model_file)
+
+    def save(self, path):
+        """Write this pipeline as a bundle folder ``path`` that :meth:`load` serves with no dataset:
+        config and weights, the retriever's vectors, the id maps and each known user's history."""
+        return bundle.write(self, path)
 
     # ---------------------------------------------------------------- ids
     @property
     def user_ids(self):
-        """The external ids of the users this run knows (those ``recommend`` accepts), in id order."""
-        return [str(t) for t in self._user_tokens[1:]]
+        """The external ids of the users this run knows (those ``recommend`` accepts without a history), in id order."""
+        return [str(t) for t in self.data.user_tokens[1:]]
 
-    def user_index(self, user):
+    def user_index(self, user, new_ok=False):
+        """Internal id of ``user``; 0 for a user the run does not know when ``new_ok`` (a history is given)."""
         token = str(user)
-        if token not in self._user_ids or self._user_ids[token] == 0:
-            raise UserInputError(f"unknown user '{user}': not a {self.uid} of {self.config['dataset']} (after "
-                                 "its filters)")
-        return self._user_ids[token]
+        u = self.data.user_ids.get(token, 0)
+        if u == 0 and not new_ok:
+            raise UserInputError(f"unknown user '{user}': not a {self.uid} of {self.config['dataset']} (after its "
+                                 "filters); a new user is served from the history you pass for it (histories: its item ids, "
+                                 "or [] for the most rated items)")
+        return u
 
     def item_index(self, items, what="item_ids"):
         out = []
         for item in items:
             token = str(item)
-            if token not in self._item_ids or self._item_ids[token] == 0:
+            if self.data.item_ids.get(token, 0) == 0:
                 raise UserInputError(f"{what}: unknown item '{item}': not an {self.iid} of {self.config['dataset']} "
                                      "(after its filters)")
-            out.append(self._item_ids[token])
+            out.append(self.data.item_ids[token])
         return np.asarray(out, dtype=np.int64)
 
     def item_tokens(self, ids):
-        return [str(t) for t in self._item_tokens[np.asarray(ids)]]
+        return [str(t) for t in self.data.item_tokens[np.asarray(ids)]]
 
     # ---------------------------------------------------------------- histories
     def _history(self, u, given):
         """``(items, z)`` int64 of the history of internal user ``u``: ``given`` (external item ids,
         or ``(item ids, liked flags)``) or the user's rows of the dataset."""
         if given is None:
-            if u >= len(self._end) or u >= len(self._first) or self._first[u] < 0:
-                return np.zeros(0, np.int64), np.zeros(0, np.int64)
-            return self._log_items[self._first[u]:self._end[u]], self._log_z[self._first[u]:self._end[u]]
+            return self.data.history(u)
         if isinstance(given, dict):
             items, liked = given.get("items", []), given.get("liked")
         elif isinstance(given, tuple) and len(given) == 2:
@@ -173,10 +189,32 @@ class Recommender:
             raise UserInputError(f"this run's retriever ({self.config['retriever_model']}) is sequential: its "
                                  "query is per request and is not in the checkpoint; pass the retriever's scores")
 
-    def _logits(self, users, cand):
-        """The loaded retriever's logits <p_u, q_i> ``[B, n]`` of candidates ``cand``."""
+    def _queries(self, users, histories):
+        """The retriever's query per request, as ``(table [U, d], rows [B])``: a known user's vector;
+        a new user's (``users == 0``) is the mean of its liked history items' vectors (of all its
+        history items if none is liked), the usual fold-in of a matrix-factorisation retriever."""
         self._require_vectors()
-        return topk.score_pairs(self.vectors[0], self.vectors[1], users, cand)
+        new = np.flatnonzero(users == 0)
+        if len(new) == 0:
+            return self.vectors[0], users
+        folded = []
+        for r in new:
+            items, z = histories[r]
+            if len(items) == 0:
+                raise UserInputError("a new user with an empty history has no retriever query: pass its history, "
+                                     "or scores= (the retriever's logits) to rerank")
+            liked = items[z > 0] if (z > 0).any() else items
+            folded.append(self.vectors[1][torch.as_tensor(liked)].mean(0))
+        rows = users.copy()
+        rows[new] = len(self.vectors[0]) + np.arange(len(new))
+        return torch.cat([self.vectors[0], torch.stack(folded).to(self.vectors[0].dtype)]), rows
+
+    def _logits(self, users, cand, queries=None):
+        """The loaded retriever's logits <p_u, q_i> ``[B, n]`` of candidates ``cand``; ``queries``:
+        :meth:`_queries`' ``(table, rows)`` (default: the users' own vectors)."""
+        self._require_vectors()
+        table, rows = queries if queries is not None else (self.vectors[0], users)
+        return topk.score_pairs(table, self.vectors[1], rows, cand)
 
     def batch(self, users, cand, logits, histories):
         """The reranker's input for lists ``cand [B, m]`` (internal ids, 0 = padding at the end) with
@@ -200,8 +238,9 @@ class Recommender:
     def batch_tensors(self, user_ids, histories=None):
         """The batch ``recommend(user_ids)`` hands the reranker (retrieved lists): an :class:`Interaction`."""
         users, hist = self._users(user_ids, histories)
-        cand = self.retrieve(users, hist)
-        return self.batch(users, cand, self._logits(users, cand), hist)
+        queries = self._queries(users, hist)
+        cand = self.retrieve(users, hist, queries)
+        return self.batch(users, cand, self._logits(users, cand, queries), hist)
 
     def use_scorer(self, scorer):
         """Score lists with ``scorer(batch) -> [B, n]`` (e.g. an exported reranker) instead of the
@@ -235,13 +274,15 @@ class Recommender:
             items[r, :c.shape[1]], xs[r, :c.shape[1]] = c[0], x[0]
         return items, xs
 
-    def retrieve(self, users, histories):
-        """Top-``candidate_num`` items per internal user ``[B]``, none of its history ``[B, n]``."""
+    def retrieve(self, users, histories, queries=None):
+        """Top-``candidate_num`` items per internal user ``[B]``, none of its history ``[B, n]``;
+        ``queries`` as in :meth:`_logits`."""
         self._require_vectors()
+        table, rows = queries if queries is not None else (self.vectors[0], users)
         excl = [h[0] for h in histories]
         lo = np.cumsum([0] + [len(e) for e in excl])
         flat = np.concatenate(excl) if excl else np.zeros(0, np.int64)
-        query = self.vectors[0][torch.as_tensor(np.asarray(users, dtype=np.int64))]
+        query = table[torch.as_tensor(np.asarray(rows, dtype=np.int64))]
         if self.config["retriever_search"] == "ann" and self._index is None:
             self._index = ann_index(self.config, self.vectors[1])  # built once, at the first request
         return topk_unseen(self.config, query, self.vectors[1], lo[:-1], lo[1:], flat, self.n, index=self._index)
@@ -250,8 +291,10 @@ class Recommender:
     def recommend(self, user_ids, k=6, with_scores=False, histories=None):
         """Top-``k`` external item ids per user (best first): retrieve ``candidate_num`` unseen items,
         rerank them. ``histories``: per user, ``None`` (the dataset's rows), a list of item ids, or
-        ``(item ids, liked flags)``; the history is also what is excluded from retrieval.
-        ``with_scores``: ``(item, reranker score)`` pairs."""
+        ``(item ids, liked flags)``; the history is also what is excluded from retrieval. A user the
+        run does not know is served from its given history; with an empty one (``[]``) it gets the
+        most rated items of the dataset (their counts as scores). ``with_scores``: ``(item, score)``
+        pairs."""
         if isinstance(user_ids, (str, int)):
             raise UserInputError("user_ids must be a list of user ids, e.g. ['196']")
         if not 1 <= int(k) <= self.n:
@@ -259,9 +302,23 @@ class Recommender:
         if len(user_ids) == 0:
             return []
         users, hist = self._users(user_ids, histories)
-        cand = self.retrieve(users, hist)
-        lists = self.score_lists(users, cand, self._logits(users, cand), hist)
-        return self._top(lists, int(k), with_scores)
+        popular = [u == 0 and len(h[0]) == 0 for u, h in zip(users, hist)]  # a new user, no history
+        out = [self._popular(int(k), with_scores) if p else None for p in popular]
+        rows = [r for r, p in enumerate(popular) if not p]
+        if rows:
+            users, hist = users[rows], [hist[r] for r in rows]
+            queries = self._queries(users, hist)
+            cand = self.retrieve(users, hist, queries)
+            lists = self.score_lists(users, cand, self._logits(users, cand, queries), hist)
+            for r, row in zip(rows, self._top(lists, int(k), with_scores)):
+                out[r] = row
+        return out
+
+    def _popular(self, k, with_scores):
+        """The ``k`` most rated items of the dataset (a new user without history: no retriever query)."""
+        ids = self.data.popular[:k]
+        tokens = self.item_tokens(ids)
+        return [(t, float(self.data.counts[i])) for t, i in zip(tokens, ids)] if with_scores else tokens
 
     def timings(self, user_ids, repeat=50, histories=None):
         """Where :meth:`recommend`'s time goes for ``user_ids`` (one batch): the median over ``repeat``
@@ -273,10 +330,11 @@ class Recommender:
         for _ in range(repeat):
             t0 = time.perf_counter()
             users, hist = self._users(user_ids, histories)
+            queries = self._queries(users, hist)
             t1 = time.perf_counter()
-            cand = self.retrieve(users, hist)
+            cand = self.retrieve(users, hist, queries)
             t2 = time.perf_counter()
-            batch = self.batch(users, cand, self._logits(users, cand), hist)
+            batch = self.batch(users, cand, self._logits(users, cand, queries), hist)
             t3 = time.perf_counter()
             with torch.no_grad():
                 self.model.predict(batch.to(self.config["device"]))
@@ -286,10 +344,12 @@ class Recommender:
         return {name: 1000 * float(np.median(v)) for name, v in stages.items()}
 
     def _users(self, user_ids, histories):
+        """Internal ids ``[B]`` (0: a user the run does not know, who brings a history) and histories."""
         if histories is not None and len(histories) != len(user_ids):
             raise UserInputError(f"histories: {len(histories)} entries for {len(user_ids)} users")
-        users = np.array([self.user_index(u) for u in user_ids], dtype=np.int64)
-        return users, [self._history(u, None if histories is None else histories[r]) for r, u in enumerate(users)]
+        given = [None] * len(user_ids) if histories is None else list(histories)
+        users = np.array([self.user_index(u, new_ok=g is not None) for u, g in zip(user_ids, given)], dtype=np.int64)
+        return users, [self._history(u, g) for u, g in zip(users, given)]
 
     def rerank(self, user_id, item_ids, scores=None, with_scores=False, history=None):
         """``item_ids`` (external) reordered by the reranker, best first. ``scores``: the retriever's
@@ -307,15 +367,15 @@ class Recommender:
         cand = self.item_index(item_ids)
         if len(set(cand.tolist())) != len(cand):
             raise UserInputError("item_ids: an item appears twice")
-        u = np.array([self.user_index(user_id)])
+        u, hist = self._users([user_id], None if history is None else [history])
         if scores is None:
-            logits = self._logits(u, cand[None])
+            logits = self._logits(u, cand[None], self._queries(u, hist))
         else:
             logits = np.asarray(scores, dtype=np.float32)[None]
             if logits.shape != (1, len(cand)) or not np.isfinite(logits).all():
                 raise UserInputError(f"scores: {len(item_ids)} finite numbers expected (one per item), got "
                                      f"{np.asarray(scores).shape[0] if np.ndim(scores) else scores}")
-        return self.score_lists(u, cand[None], logits, [self._history(u[0], history)])
+        return self.score_lists(u, cand[None], logits, hist)
 
     def _top(self, lists, k, with_scores):
         order = torch.sort(lists.scores, dim=1, descending=True, stable=True).indices[:, :k]
