@@ -26,7 +26,7 @@ def feature_slice_root(tmp_path_factory):
 
 
 @pytest.mark.parametrize("overrides", [
-    {"model": "PRM", "history_encoder": "transformer", "history_feedback": False, "user_interaction": "product",
+    {"model": "PRM", "history_encoder": "transformer", "user_interaction": "product",
      "token_norm": True, "embedding_init_std": 0.02},
     {"model": "DLCM", "history_encoder": "gru", "list_context": False, "position_embedding": False},
 ], ids=["PRM-transformer-product", "DLCM-gru-nolist"])
@@ -35,4 +35,18 @@ def test_backbone_options_serve_and_export(slice_root, in_session_dir, overrides
 
 
 def test_side_features_serve_and_export(feature_slice_root, in_session_dir, tmp_path):
-    serves_and_exports(feature_slice_root, in_session_dir, {"model": "PRM", **FEATURES}, tmp_path)
+    # the features make the graph read user_id (docs/serving.md)
+    inputs = ["user_id", "item_id", "score", "history_item", "history_label"]
+    serves_and_exports(feature_slice_root, in_session_dir, {"model": "PRM", **FEATURES, "_onnx_inputs": inputs}, tmp_path)
+
+
+def test_a_side_features_bundle_is_refused_with_the_fix(feature_slice_root, in_session_dir, tmp_path):
+    from recbole_dnr import Recommender
+    from recbole_dnr.errors import UserInputError
+    from test_serve import train
+
+    trainer = train(feature_slice_root, model="PRM", **FEATURES)[0]
+    rec = Recommender.load(trainer.saved_model_file)
+    rec.save(str(tmp_path / "bundle"))
+    with pytest.raises(UserInputError, match="serve it from its checkpoint"):
+        Recommender.load(str(tmp_path / "bundle"))

@@ -84,6 +84,13 @@ class ServingData:
         raise UserInputError("this model reads files of its dataset's folder when it is built: serve it from its "
                              "checkpoint (with the dataset's atomic files), not from a bundle")
 
+    @property
+    def item_feat(self):
+        raise UserInputError("this model embeds side features (side_features: True), which a serving bundle does not "
+                             "hold yet: serve it from its checkpoint (with the dataset's atomic files)")
+
+    user_feat = item_feat
+
     def training_matrix(self, form="coo"):
         raise UserInputError("this model reads the whole training matrix when it is built (a graph model): serve "
                              "it from its checkpoint (with the dataset's atomic files), not from a bundle")
