@@ -21,7 +21,8 @@ from recbole.data.interaction import Interaction
 from recbole_dnr import protocol, storage
 from recbole_dnr.data import create_dataset
 from recbole_dnr.data.candidates import ann_index, topk_unseen
-from recbole_dnr.data.dataset import SERVING_FORMAT
+from recbole_dnr.data.builder import SERVING_FORMAT
+from recbole_dnr.data.cache import source_fingerprint
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.registry import is_reranker
@@ -92,7 +93,7 @@ class Recommender:
             raise UserInputError(f"{inter} not found: the model reads histories and id maps from the atomic files "
                                  f"it was trained on; pass data_path=<the folder holding {config['dataset']}/{config['dataset']}.inter>")
         dataset = create_dataset(config)
-        if dataset.source_fingerprint() != serving["fingerprint"]:
+        if source_fingerprint(config["data_path"], config["dataset"]) != serving["fingerprint"]:
             raise UserInputError(f"the atomic files in {config['data_path']} differ from those {model_file} was "
                                  "trained on (sizes or contents): pass data_path= of the training data")
         dataset.log_arrays()  # RecBole's raw log, before it becomes tensors
