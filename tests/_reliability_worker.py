@@ -60,14 +60,14 @@ def lists(cfg, out):
         return real_save(obj, path)
 
     storage.save = recording_save
-    ds = build(config_dict=cfg)[1]
-    splits = ds.build()
+    lists = build(config_dict=cfg)[2][0].requests.lists
+    splits = lists.build()
     digest = hashlib.sha1()
     for split in splits:
         for key in sorted(split.inter.interaction):
             digest.update(key.encode())
             digest.update(split.inter[key].numpy().tobytes())
-    lists_file = os.path.basename(ds.cache_path())
+    lists_file = os.path.basename(lists.cache_path())
     with open(out, "w") as f:
         json.dump({"wrote_lists": lists_file in saved, "digest": digest.hexdigest()}, f)
 

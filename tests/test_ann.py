@@ -74,10 +74,10 @@ def test_missing_faiss_is_a_clear_error(monkeypatch):
 
 def test_retrieve_mode_lists_through_ann(slice_root, in_session_dir):
     cfg = smoke_config(slice_root, model="PRM", list_mode="retrieve", retriever_epochs=2)
-    _, exact_ds, (_, _, exact_test), _, _ = build(config_dict=cfg)
-    _, ann_ds, (_, _, ann_test), _, _ = build(config_dict=dict(cfg, retriever_search="ann", ann_nprobe=4))
-    assert ann_ds.cache_path() != exact_ds.cache_path()
-    a, e = ann_test._dataset.inter["item_id"], exact_test._dataset.inter["item_id"]
+    _, _, (_, _, exact_test), _, _ = build(config_dict=cfg)
+    _, _, (_, _, ann_test), _, _ = build(config_dict=dict(cfg, retriever_search="ann", ann_nprobe=4))
+    assert ann_test.requests.lists.cache_path() != exact_test.requests.lists.cache_path()
+    a, e = ann_test.requests.inter["item_id"], exact_test.requests.inter["item_id"]
     overlap = np.mean([len(set(x) & set(y)) / a.shape[1] for x, y in zip(a.tolist(), e.tolist())])
     assert overlap > 0.7
     assert torch.all(ann_test._dataset.inter["item_id"] > 0)

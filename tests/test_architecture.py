@@ -70,3 +70,19 @@ def test_the_floor_imports_nothing_above_it():
         imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [m for m in imported if m and m.startswith("recbole_dnr")], (name, imported)
+
+
+
+def _reach_backs(text):
+    """Lines of ``text`` that reach a split's ListDataset through a loader's private ``_dataset``."""
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if "._dataset.parent" in line]
+
+
+def test_no_reach_back_to_the_list_dataset_outside_data():
+    """What a trainer reads about its requests (window positives, prior rows, the lists' builder)
+    comes with the split (``loader.requests``), not through ``loader._dataset.parent``."""
+    assert _reach_backs("ok = loader.requests.lists\nn = eval_data._dataset.parent.window_positive_count(ids)\n") == [
+        (2, "n = eval_data._dataset.parent.window_positive_count(ids)")]
+    found = [(module, hit) for path, module in _modules() if not module.startswith("recbole_dnr.data")
+             for hit in _reach_backs(open(path, encoding="utf-8").read())]
+    assert not found, found

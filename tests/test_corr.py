@@ -133,16 +133,17 @@ def test_own_loss_ranker_teaches_without_a_graph_and_trains_by_its_own_loss(slic
 
 def test_retrieving_with_the_list_retriever_reproduces_the_stored_lists(slice_root, in_session_dir):
     config, ds, (_, valid, _), model, trainer = build(config_dict=corr_config(slice_root))
-    split = valid._dataset
-    fresh = ds.retrieve_split(split, ds.retriever_embeddings())
+    split = valid.requests
+    lists = split.lists
+    fresh = lists.retrieve_split(split, lists.retriever_embeddings())
     for key in ("item_id", "score", "label", "history_item", "request_id"):
         assert torch.equal(fresh.inter[key], split.inter[key]), key
     m = fresh.retriever_metrics
     assert ((m["recall@50"] >= 0) & (m["recall@50"] <= 1)).all() and (m["ndcg@50"] <= 1 + 1e-9).all()
-    assert float(m["recall@50"].mean()) == pytest.approx(ds.stats["valid_retriever_recall"], abs=1e-4)
+    assert float(m["recall@50"].mean()) == pytest.approx(lists.stats["valid_retriever_recall"], abs=1e-4)
     # AUC of x over each retrieved list, NaN where a list lacks a positive or a negative
     assert torch.equal(m["auc"].isnan(), ~((fresh.inter["label"].sum(1) > 0) & (fresh.inter["label"].sum(1) < 50)))
-    assert float(m["auc"].nanmean()) == pytest.approx(ds.stats["valid_retriever_auc"], abs=1e-4)
+    assert float(m["auc"].nanmean()) == pytest.approx(lists.stats["valid_retriever_auc"], abs=1e-4)
 
 
 @pytest.mark.parametrize("extra", [{}, {"corr_mode": "alternating", "corr_alternate_epochs": 1, "epochs": 2},
@@ -221,10 +222,11 @@ def test_zero_retriever_weights_keep_the_pretrained_retriever(slice_root, in_ses
 def test_retriever_model_lightgcn_builds_lists_from_its_propagated_vectors(slice_root, in_session_dir):
     config, ds, (train, valid, _), _, _ = build(config_dict=smoke_config(
         slice_root, model="Retriever", retriever_model="LightGCN", retriever_epochs=2, list_mode="retrieve"))
-    bpr = build(config_dict=smoke_config(slice_root, model="Retriever", retriever_epochs=2, list_mode="retrieve"))[1]
-    assert ds.cache_path() != bpr.cache_path()  # the retriever's identity is in the list cache key
-    fresh = ds.retrieve_split(valid._dataset, ds.retriever_embeddings())
-    assert torch.equal(fresh.inter["item_id"], valid._dataset.inter["item_id"])
+    bpr = build(config_dict=smoke_config(slice_root, model="Retriever", retriever_epochs=2, list_mode="retrieve"))[2][0]
+    lists = valid.requests.lists
+    assert lists.cache_path() != bpr.requests.lists.cache_path()  # the retriever's identity is in the list cache key
+    fresh = lists.retrieve_split(valid.requests, lists.retriever_embeddings())
+    assert torch.equal(fresh.inter["item_id"], valid.requests.inter["item_id"])
     with pytest.raises(UserInputError, match="sequential retriever must score"):
         build(config_dict=smoke_config(slice_root, model="Retriever", retriever_model="BERT4Rec"))
     with pytest.raises(UserInputError, match="retriever_model must be"):
@@ -237,14 +239,15 @@ def test_sasrec_retriever_queries_per_request(slice_root, in_session_dir):
     cfg = smoke_config(slice_root, model="Retriever", retriever_model="SASRec", retriever_epochs=1,
                        list_mode="retrieve", retriever_fit="crossfit", crossfit_folds=2, max_history=8)
     config, ds, (train, valid, test), _, _ = build(config_dict=cfg)
-    vectors = ds.retriever_embeddings()
+    lists = test.requests.lists
+    vectors = lists.retriever_embeddings()
     starts, _, req_users = ds.request_layout()
     assert vectors["request"].shape[0] == len(starts)
     same_user = np.flatnonzero(req_users == req_users[0])[:2]
     assert not torch.allclose(vectors["request"][same_user[0]], vectors["request"][same_user[1]])
-    fresh = ds.retrieve_split(test._dataset, vectors)
-    assert torch.equal(fresh.inter["item_id"], test._dataset.inter["item_id"])
-    assert 0 < ds.stats["test_retriever_recall"] <= 1
+    fresh = lists.retrieve_split(test.requests, vectors)
+    assert torch.equal(fresh.inter["item_id"], test.requests.inter["item_id"])
+    assert 0 < lists.stats["test_retriever_recall"] <= 1
     with pytest.raises(UserInputError, match="per-request queries"):
         build(config_dict={**cfg, "model": "CoRR", "corr_retriever_init": "pretrained", "retriever_fit": "holdout"})
 

@@ -161,8 +161,9 @@ def test_fast_retriever_loader_builds_lists_of_the_same_quality(slice_root, in_s
     (not the same: the random streams differ); the cache keys differ, the lists are not mixed."""
     stats, keys = {}, {}
     for loader in ("fast", "recbole"):
-        config, ds, *_ = build(config_dict=smoke_config(slice_root, model="Retriever", retriever_loader=loader))
-        stats[loader], keys[loader] = ds.stats, ds.cache_key()
+        train = build(config_dict=smoke_config(slice_root, model="Retriever", retriever_loader=loader))[2][0]
+        lists = train.requests.lists
+        stats[loader], keys[loader] = lists.stats, lists.cache_key()
     assert keys["fast"] != keys["recbole"]
     for split in ("valid", "test"):
         assert stats["fast"][f"{split}_lists"] == stats["recbole"][f"{split}_lists"]

@@ -9,6 +9,7 @@ import torch
 from recbole_dnr import compat
 from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset
+from recbole_dnr.data.builder import ListBuilder
 from recbole_dnr.fields import LABEL, SCORE
 from recbole_dnr.quick_start import build, objective_function
 from recbole_dnr.errors import ModelType
@@ -108,21 +109,21 @@ def test_cache_key_changes_with_config_and_cache_is_reused(slice_root, in_sessio
     for name, over in {"base": {}, "seed": {"seed": 8}, "thr": {"label_threshold": 5},
                        "retr": {"retriever_epochs": 11}, "mode": {"list_mode": "retrieve"},
                        "fill": {"filler_sampling": "popularity"}, "norm": {"normalize_all": True}}.items():
-        ds = create_dataset(Config(config_dict={**base, **over}))
-        keys[name] = ds.cache_key()
+        keys[name] = ListBuilder(create_dataset(Config(config_dict={**base, **over}))).cache_key()
     assert len(set(keys.values())) == len(keys)
-    fixed = [create_dataset(Config(config_dict={**base, "list_seed": 3, "seed": s})).cache_key() for s in (1, 2)]
+    fixed = [ListBuilder(create_dataset(Config(config_dict={**base, "list_seed": 3, "seed": s}))).cache_key()
+             for s in (1, 2)]
     assert fixed[0] == fixed[1]  # list_seed fixes the lists; seed then varies only the reranker
-    ds = create_dataset(Config(config_dict=base))
-    first = ds.build()
-    assert os.path.isfile(ds.cache_path())
+    lists = ListBuilder(create_dataset(Config(config_dict=base)))
+    first = lists.build()
+    assert os.path.isfile(lists.cache_path())
     from recbole_dnr.retrieval import recbole_retriever as retriever
 
     def no_training(*a, **k):
         raise AssertionError("the cached lists should have been read")
 
     monkeypatch.setattr(retriever, "train_retriever", no_training)
-    again = create_dataset(Config(config_dict=base)).build()
+    again = ListBuilder(create_dataset(Config(config_dict=base))).build()
     assert all(torch.equal(a.inter[SCORE], b.inter[SCORE]) for a, b in zip(first, again))
 
 
@@ -202,7 +203,7 @@ def test_lists_match_the_raw_log(slice_root, in_session_dir):
             u, i, r, t = line.split("\t")
             raw[(u, i)] = (float(r), float(t))
     ds = create_dataset(Config(config_dict=smoke_config(slice_root, model="Retriever")))
-    splits = ds.build()
+    splits = ListBuilder(ds).build()
     for rs in splits:
         inter = rs.inter
         users = ds.id2token(ds.uid_field, inter[ds.uid_field].numpy())
@@ -280,22 +281,25 @@ def _cut_in_half(path):
 def test_truncated_caches_are_rebuilt_not_loaded(slice_root, in_session_dir, tmp_path, caplog):
     cfg = smoke_config(slice_root, model="Retriever", list_mode="retrieve", retriever_epochs=2,
                        checkpoint_dir=str(tmp_path))
-    ds = build(config_dict=cfg)[1]
-    before = {k: v.inter["item_id"].clone() for k, v in zip(("train", "valid", "test"), ds.build())}
-    user_vectors = ds.retriever_embeddings()[0].clone()  # cached beside the lists
+    def lists_of_a_run():  # the builder of a run's lists (built, or loaded from the cache)
+        return build(config_dict=cfg)[2][0].requests.lists
+
+    lists = lists_of_a_run()
+    before = {k: v.inter["item_id"].clone() for k, v in zip(("train", "valid", "test"), lists.build())}
+    user_vectors = lists.retriever_embeddings()[0].clone()  # cached beside the lists
     caplog.set_level("WARNING")
 
-    _cut_in_half(ds.cache_path())
-    again = build(config_dict=cfg)[1]
+    _cut_in_half(lists.cache_path())
+    again = lists_of_a_run()
     after = dict(zip(("train", "valid", "test"), again.build()))
     for name, items in before.items():
         assert torch.equal(after[name].inter["item_id"], items), name  # rebuilt: the same lists
-    _cut_in_half(again._retriever_path())
-    fresh = build(config_dict=cfg)[1]  # (``again`` holds the vectors it built in memory)
+    _cut_in_half(again.retriever_path())
+    fresh = lists_of_a_run()  # (``again`` holds the vectors it built in memory)
     assert torch.equal(fresh.retriever_embeddings()[0], user_vectors)  # retrained, same seed
     assert sum("Damaged cache rebuilt" in r.getMessage() for r in caplog.records) == 2
     caplog.clear()
-    build(config_dict=cfg)[1].build()  # the rebuilt caches load whole
+    lists_of_a_run().build()  # the rebuilt caches load whole
     assert not any("Damaged" in r.getMessage() for r in caplog.records)
 
 
@@ -332,13 +336,13 @@ def test_cache_key_follows_data_content_not_mtime(slice_root, tmp_path):
     src, dst = os.path.join(slice_root, SLICE), tmp_path / SLICE
     shutil.copytree(src, dst)
     cfg = {**smoke_config(slice_root, model="Retriever"), "data_path": str(tmp_path)}
-    key = create_dataset(Config(config_dict=cfg)).cache_key()
+    key = ListBuilder(create_dataset(Config(config_dict=cfg))).cache_key()
     inter = dst / f"{SLICE}.inter"
     os.utime(inter, (1e9, 1e9))
-    assert create_dataset(Config(config_dict=cfg)).cache_key() == key
+    assert ListBuilder(create_dataset(Config(config_dict=cfg))).cache_key() == key
     lines = inter.read_text().splitlines(keepends=True)
     inter.write_text("".join(lines[:-1]))
-    assert create_dataset(Config(config_dict=cfg)).cache_key() != key
+    assert ListBuilder(create_dataset(Config(config_dict=cfg))).cache_key() != key
 
 
 def test_results_table_aligns_long_metric_names():

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from recbole_dnr import storage
 from recbole_dnr.config import Config
 from recbole_dnr.data import AtomicFileError, create_dataset
+from recbole_dnr.data.builder import ListBuilder
 from recbole_dnr.fields import HISTORY_ITEM, LABEL, SLATE_MASK
 from recbole_dnr.quick_start.quick_start import build
 from recbole_dnr.errors import UserInputError
@@ -336,7 +337,7 @@ def test_catalogue_smaller_than_candidate_num(tmp_path, in_session_dir):
     root = write_log(tmp_path, "smallcat", random_log(np.random.default_rng(0), 10, 30, 20))
     ds = create_dataset(Config(config_dict=small_config(root, "smallcat", candidate_num=40, topk=[6])))
     with pytest.raises(UserInputError, match="smallcat has 30 items after filtering.*candidate_num is 40"):
-        ds.build()
+        ListBuilder(ds).build()
 
 
 @pytest.mark.reliability(bad_data, "users too short for a slate or for the holdout; lists without a positive",
@@ -347,9 +348,9 @@ def test_short_users_and_lists_without_positives_are_counted(tmp_path, in_sessio
     rows += [(50, i, 5, 90000 + i) for i in range(1, 3)]  # 2 rows: no slate of 3
     rows += [(51, i, 1, 91000 + i) for i in range(1, 7)]  # 2 slates: no test slate, every label 0
     root = write_log(tmp_path, "short", rows)
-    ds = create_dataset(Config(config_dict=small_config(root, "short")))
-    ds.build()
-    s = ds.stats
+    lists = ListBuilder(create_dataset(Config(config_dict=small_config(root, "short"))))
+    lists.build()
+    s = lists.stats
     assert s["users_without_lists"] == 1 and s["users_without_test"] == 1
     assert s["users_short_holdout"] >= 1
     assert s["train_lists_no_positive"] >= 2  # user 51's two slates, all rated 1
@@ -376,7 +377,7 @@ def test_list_builder_invariants(tmp_path_factory, seed, n_users, tie_span):
     line = {(str(u), str(i)): (t, n) for n, (u, i, r, t) in enumerate(rows)}  # (time, file order) of each row
     rating = {(str(u), str(i)): r for u, i, r, t in rows}
     threshold = ds.config["label_threshold"]
-    for split in ds.build():
+    for split in ListBuilder(ds).build():
         inter = split.inter
         users = ds.id2token(ds.uid_field, inter[ds.uid_field].numpy())
         for r in range(len(split)):

@@ -120,7 +120,7 @@ def test_recommend_is_the_topk_of_retrieve_mode_evaluation(slice_root, in_sessio
     log = ds.log_arrays()
     z = (log.ratings >= ds.config["label_threshold"]).astype(np.int64)
     picks = range(0, len(out["scores"]), max(1, len(out["scores"]) // 8))
-    lo, hi = ds.prior_rows(out[REQUEST_ID][list(picks)].numpy())
+    lo, hi = test_data.requests.prior_rows(out[REQUEST_ID][list(picks)].numpy())
     users, histories, expected = [], [], []
     for j, pos in enumerate(picks):
         users.append(str(ds.id2token(ds.uid_field, [int(out["user"][pos])])[0]))

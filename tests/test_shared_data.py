@@ -7,6 +7,7 @@ import pytest
 
 from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset
+from recbole_dnr.data.builder import ListBuilder
 
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 NAME = "ml-1m-u1to2999"
@@ -22,9 +23,9 @@ def test_ml1m_subset_counts_and_split(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = {"model": "Retriever", "dataset": NAME, "data_path": SHARED, "retriever_epochs": 1,
            "state": "ERROR", "show_progress": False, "checkpoint_dir": str(tmp_path), "list_cache": False}
-    ds = create_dataset(Config(config_dict=cfg))
-    train, valid, test = ds.build()
-    s = ds.stats
+    lists = ListBuilder(create_dataset(Config(config_dict=cfg)))
+    train, valid, test = lists.build()
+    s = lists.stats
     # iterated 20-core filter of the 487,650 ratings of users 1..2999
     assert (s["users"], s["items"], s["interactions"]) == (2983, 2648, 479510)
     assert s["lists"] == 78658 and s["train_lists"] == 57464

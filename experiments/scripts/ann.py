@@ -41,6 +41,7 @@ DEFAULTS = {"ann_index": "ivf", "ann_nlist": 0, "ann_nprobe": 16, "ann_hnsw_m": 
 def ml1m(args):
     from recbole_dnr.config import Config
     from recbole_dnr.data import create_dataset
+    from recbole_dnr.data.builder import ListBuilder
     from recbole_dnr import protocol
 
     sys.argv = sys.argv[:1]
@@ -48,7 +49,7 @@ def ml1m(args):
            "data_path": args.data_path, "drop_no_positive_eval": False}
     config = Config("Retriever", args.catalogue, [os.path.join(ROOT, "experiments", "grids", "bench.yaml")], cfg)
     ds = create_dataset(config)
-    embs = ds.retriever_embeddings()  # the holdout BPR of the lists (trained once, cached)
+    embs = ListBuilder(ds).retriever_embeddings()  # the holdout BPR of the lists (trained once, cached)
     starts, splits, _ = ds.request_layout()
     req = np.flatnonzero(splits == 2)  # test requests
     _, log_users, log_items, _, _ = ds.log_arrays()

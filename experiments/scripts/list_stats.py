@@ -16,6 +16,7 @@ import time
 
 from recbole_dnr.config import Config  # noqa: E402
 from recbole_dnr.data import create_dataset  # noqa: E402
+from recbole_dnr.data.builder import ListBuilder  # noqa: E402
 
 
 def main():
@@ -36,9 +37,9 @@ def main():
         if args.data_path:
             cfg["data_path"] = args.data_path
         start = time.perf_counter()
-        ds = create_dataset(Config(config_dict=cfg))
-        ds.build()
-        row = {"option": option, "seed": args.seed, "build_sec": round(time.perf_counter() - start, 1), **ds.stats}
+        lists = ListBuilder(create_dataset(Config(config_dict=cfg)))
+        lists.build()
+        row = {"option": option, "seed": args.seed, "build_sec": round(time.perf_counter() - start, 1), **lists.stats}
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a") as f:

@@ -290,8 +290,7 @@ def lists(args):
         finally:
             recbole_retriever.train_retriever = originals["train"]
             protocol.sample_fillers, list_dataset.compat.atomic_save = originals["fillers"], originals["save"]
-        ds = built[1]
-        log.update(total_s=sec, peak_mib=rss.peak, stats=ds.stats,
+        log.update(total_s=sec, peak_mib=rss.peak, stats=built[2][0].requests.lists.stats,
                    scoring_s=sec - sum(log["retriever_s"]) - log["fillers_s"] - log["save_s"])
         out[loader] = log
         print(loader, json.dumps({k: v for k, v in log.items() if k != "stats"}), flush=True)

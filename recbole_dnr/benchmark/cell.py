@@ -93,7 +93,8 @@ def run_cell(settings, config_files=None, label=""):
     train_peak = hwm_mb() if measured_train_peak else None  # training + evaluation, data in memory included
     if config["list_mode"] == "retrieve" and not any(k.startswith("retriever_") for k in test_result):
         # the independent retriever's own quality on the same requests (CoRR reports its retriever's)
-        fresh = ds.retrieve_split(test._dataset, ds.retriever_embeddings())
+        lists = test.requests.lists
+        fresh = lists.retrieve_split(test.requests, lists.retriever_embeddings())
         test_result.update(retriever_means(fresh.retriever_metrics))
     per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK], out.get("missed"))
     slate, slate_per_list = {}, {}
@@ -103,7 +104,7 @@ def run_cell(settings, config_files=None, label=""):
         slate_per_list = slate_eval.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
     probe = {}
     if config["probe_sigmas"]:  # after the test evaluation, on the selected checkpoint's weights
-        probe = score_corruption_probe(config, trainer, test, config["probe_sigmas"], ds.list_seed)
+        probe = score_corruption_probe(config, trainer, test, config["probe_sigmas"], test.requests.lists.list_seed)
     if config["probe_weak_retriever"]:
         probe["weak_retriever"] = weak_retriever_probe(config, trainer, test, dict(config["probe_weak_retriever"]))
     infer = inference_seconds_per_list(trainer, test)
@@ -120,7 +121,7 @@ def run_cell(settings, config_files=None, label=""):
         "fit_sec": fit_sec, "infer_us_per_list": infer * 1e6, "peak_rss_mb": peak_rss_mb(),
         "train_peak_rss_mb": train_peak,
         "wall_sec": time.perf_counter() - started, "test_lists": len(out["scores"]),
-        "parameters": sum(p.numel() for p in model.parameters()), "list_stats": ds.stats,
+        "parameters": sum(p.numel() for p in model.parameters()), "list_stats": test.requests.lists.stats,
         "config": {k: config[k] for k in CONFIG_KEYS if k in config}, "machine": machine(),
         "resume_file": trainer.resume.path, "run_key": run_key(config),
     }

@@ -1,6 +1,8 @@
 """Data: the dataset of a run (RecBole's, or our list dataset) and its dataloaders. The parts:
 ``download.py`` (fetching RecBole's datasets), ``atomic_files.py`` (checks of the files),
-``request_set.py`` (one split's requests), ``dataset.py`` (candidate lists), ``dataloader.py``."""
+``request_set.py`` (one split's requests), ``dataset.py`` (the sorted log and the requests),
+``builder.py`` (retriever, candidate lists; ``cache.py`` their key and files, ``statistics.py``),
+``candidates.py`` (candidate generation), ``dataloader.py``."""
 
 import os
 
@@ -49,9 +51,10 @@ def data_preparation(config, dataset):
     """``(train, valid, test)`` dataloaders: list loaders for rerankers, RecBole's otherwise."""
     if not is_reranker(config):
         return recbole_data_preparation(config, dataset)
+    from recbole_dnr.data.builder import ListBuilder
     from recbole_dnr.data.dataloader import ListDataLoader
 
-    train, valid, test = dataset.build()
+    train, valid, test = ListBuilder(dataset).build()  # each split carries its builder (split.lists)
     return (
         ListDataLoader(config, train, config["train_batch_size"], shuffle=config["shuffle"]),
         ListDataLoader(config, valid, config["eval_batch_size"]),

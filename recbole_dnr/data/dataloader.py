@@ -34,6 +34,11 @@ class ListDataLoader(AbstractDataLoader):
         self.set_batch_size(self._list_batch_size)
 
     @property
+    def requests(self):
+        """The :class:`~recbole_dnr.data.request_set.RequestSet` this loader slices batches from."""
+        return self._dataset
+
+    @property
     def sample_size(self):
         return len(self._dataset)
 

@@ -1,20 +1,55 @@
-"""One split's requests (train, valid or test): the tensors a list batch is sliced from."""
+"""One split's requests (train, valid or test): the tensors a list batch is sliced from, and what a
+trainer or a model reads about them (label windows, prior rows, the lists' builder)."""
 
 import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
+from recbole_dnr import protocol
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.recbole_models import history_window
 
 
 class RequestSet:
-    """One split's requests as an :class:`Interaction` of ``[R, ...]`` tensors."""
+    """One split's requests as an :class:`Interaction` of ``[R, ...]`` tensors, over the
+    ``ListDataset`` ``parent``; ``lists`` is the :class:`~recbole_dnr.data.builder.ListBuilder` that
+    built them (its ``stats``, the holdout retriever), None for a model's empty view."""
 
-    def __init__(self, parent, inter, phase):
-        self.parent, self.inter, self.phase = parent, inter, phase
+    def __init__(self, parent, inter, phase, lists=None):
+        self.parent, self.inter, self.phase, self.lists = parent, inter, phase, lists
         self.uid_field, self.iid_field = parent.uid_field, parent.iid_field
+
+    def view(self, inter, phase=None):
+        """Requests ``inter`` (e.g. these with other x, or a subset) of the same dataset and lists."""
+        return RequestSet(self.parent, inter, phase or self.phase, self.lists)
+
+    @property
+    def config(self):
+        return self.parent.config
+
+    def log_arrays(self):
+        """The dataset's (user, time)-sorted log (:class:`~recbole_dnr.protocol.SortedLog`)."""
+        return self.parent.log_arrays()
+
+    def window_positives(self, request_ids):
+        """Liked items of each request's label window ``[R, label_window]`` (0 = none): every
+        positive the retriever should have found, retrieved or not."""
+        starts = self.parent.request_layout()[0][np.asarray(request_ids)]
+        items, liked = protocol.label_window(self.log_arrays(), starts, self.config["label_window"],
+                                             self.config["label_threshold"])
+        return torch.as_tensor(np.where(liked, items, 0))
+
+    def window_positive_count(self, request_ids):
+        """Distinct liked items in each request's label window ``[R]`` (int64 tensor)."""
+        return torch.as_tensor(protocol.distinct_nonzero(self.window_positives(request_ids).numpy()))
+
+    def prior_rows(self, request_ids):
+        """``(lo, hi) [R]``: the sorted-log rows of each request's user before the request
+        (what a retriever must not return)."""
+        users = self.log_arrays().users
+        starts = self.parent.request_layout()[0][np.asarray(request_ids)]
+        return torch.as_tensor(protocol.user_bounds(users)[users[starts]]), torch.as_tensor(starts)
 
     def __len__(self):
         return len(self.inter)
@@ -60,8 +95,7 @@ class RequestSet:
     def field2seqlen(self):
         """The item sequence's length as RecBole's datasets give it: the history window a RecBole model
         reads (CORE sizes its position embeddings by it)."""
-        config = self.parent.config
-        return {self.iid_field + config["LIST_SUFFIX"]: history_window(config)}
+        return {self.iid_field + self.config["LIST_SUFFIX"]: history_window(self.config)}
 
     @property
     def dataset_path(self):

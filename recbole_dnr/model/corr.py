@@ -132,7 +132,7 @@ class CoRR(ListRecommender):
         if is_sequential(model_class):
             starts, _, req_users = lists.request_layout()
             return SequentialRetriever(config, lists, lists.log_arrays(), (starts, req_users), model_class)
-        init = lists.retriever_embeddings() if config["corr_retriever_init"] == "pretrained" else None
+        init = dataset.lists.retriever_embeddings() if config["corr_retriever_init"] == "pretrained" else None
         return MFRetriever(dataset.user_num, self.n_items, config["retriever_embedding_size"], init,
                            user_field=self.USER_ID)
 

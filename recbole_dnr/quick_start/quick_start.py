@@ -57,7 +57,8 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None):
     storage.check_writable(config["checkpoint_dir"], need, "checkpoint_dir", CHECKPOINT_FIX)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, model)
     if is_reranker(config):
-        trainer.checkpoint_extras["serving"] = ds.serving_state()  # Recommender.load needs no retraining
+        # Recommender.load needs no retraining
+        trainer.checkpoint_extras["serving"] = train_data.requests.lists.serving_state()
     return config, ds, (train_data, valid_data, test_data), model, trainer
 
 
@@ -143,7 +144,7 @@ def _fit_and_test(config, ds, train_data, valid_data, test_data, trainer, saved,
     if saved and is_reranker(config):
         result["model_file"] = os.path.abspath(trainer.saved_model_file)  # Recommender.load(model_file) serves it
     if is_reranker(config):
-        result["list_stats"] = ds.stats
+        result["list_stats"] = test_data.requests.lists.stats
         if config["save_predictions"] and distributed.rank() == 0:
             result["predictions_file"] = save_predictions(config, ds, trainer)
         if keep_state and saved and os.path.isfile(trainer.resume.path):

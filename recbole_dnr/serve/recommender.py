@@ -23,7 +23,8 @@ from recbole.data.interaction import Interaction
 from recbole_dnr import protocol
 from recbole_dnr.data import create_dataset
 from recbole_dnr.data.candidates import ann_index, topk_unseen
-from recbole_dnr.data.dataset import SERVING_FORMAT
+from recbole_dnr.data.builder import SERVING_FORMAT
+from recbole_dnr.data.cache import source_fingerprint
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.registry import is_reranker
@@ -98,7 +99,7 @@ class Recommender:
                                  f"{config['dataset']}/{config['dataset']}.inter>, "
                                  "or serve a bundle ('recbole-dnr export --bundle=<folder>' where the data is)")
         dataset = create_dataset(config)
-        if dataset.source_fingerprint() != serving["fingerprint"]:
+        if source_fingerprint(config["data_path"], config["dataset"]) != serving["fingerprint"]:
             raise UserInputError(f"the atomic files in {config['data_path']} differ from those {model_file} was "
                                  "trained on (sizes or contents): pass data_path= of the training data")
         data = ServingData.from_dataset(dataset, config)  # RecBole's raw log, before it becomes tensors

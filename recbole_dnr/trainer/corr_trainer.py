@@ -13,7 +13,6 @@ own recall@n and NDCG@n of the window positives and the AUC of its score over th
 from recbole.data.interaction import Interaction
 
 from recbole_dnr.data.dataloader import ListDataLoader
-from recbole_dnr.data.dataset import RequestSet
 from recbole_dnr.evaluator.retrieval import retriever_means
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID
 from recbole_dnr.model.corr import PRIOR_HI, PRIOR_LO, WINDOW_POSITIVE
@@ -45,21 +44,20 @@ class CoRRTrainer(ListTrainer):
     def training_requests(split):
         """The training requests as CoRR's units: user, history, the label window's liked items and
         the user's prior log rows; requests without a liked item are left out."""
-        parent = split.parent
         ids = split.inter[REQUEST_ID]
-        pos = parent.window_positives(ids.numpy())
+        pos = split.window_positives(ids.numpy())
         keep = (pos > 0).any(1)
-        lo, hi = parent.prior_rows(ids.numpy())
+        lo, hi = split.prior_rows(ids.numpy())
         fields = {split.uid_field: split.inter[split.uid_field], HISTORY_ITEM: split.inter[HISTORY_ITEM],
                   HISTORY_LABEL: split.inter[HISTORY_LABEL], HISTORY_LEN: split.inter[HISTORY_LEN],
                   REQUEST_ID: ids, WINDOW_POSITIVE: pos, PRIOR_LO: lo, PRIOR_HI: hi}
-        return RequestSet(parent, Interaction({k: v[keep] for k, v in fields.items()}), "train")
+        return split.view(Interaction({k: v[keep] for k, v in fields.items()}), "train")
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        units = ListDataLoader(self.config, self.training_requests(train_data._dataset),
+        units = ListDataLoader(self.config, self.training_requests(train_data.requests),
                                self.config["train_batch_size"], shuffle=True)
-        self.logger.info(f"CoRR: {len(units._dataset)} training requests with a liked item in their label window "
-                         f"(of {len(train_data._dataset)}), mode {self.mode}, ranker {self.config['ranker']}")
+        self.logger.info(f"CoRR: {len(units.requests)} training requests with a liked item in their label window "
+                         f"(of {len(train_data.requests)}), mode {self.mode}, ranker {self.config['ranker']}")
         return super().fit(units, valid_data, verbose, saved, show_progress, callback_fn)
 
     def phase_for(self, epoch_idx):
@@ -89,10 +87,10 @@ class CoRRTrainer(ListTrainer):
 
     def eval_lists(self, eval_data):
         """``eval_data``'s requests with lists retrieved by the current retriever."""
-        split = eval_data._dataset
-        fresh = split.parent.retrieve_split(split, self.model.retriever.embeddings())
+        split = eval_data.requests
+        fresh = split.lists.retrieve_split(split, self.model.retriever.embeddings())
         return ListDataLoader(self.config, fresh, self.config["eval_batch_size"])
 
     def extend_result(self, result, eval_data):
-        result.update(retriever_means(eval_data._dataset.retriever_metrics))
+        result.update(retriever_means(eval_data.requests.retriever_metrics))
         return result

@@ -106,8 +106,8 @@ class ListTrainer(Trainer):
             if valid_data:
                 self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress)
             return self.best_valid_score, self.best_valid_result
-        if self.distributed and min(len(train_data._dataset), train_data.step) < distributed.world_size():
-            raise UserInputError(f"batches of {min(len(train_data._dataset), train_data.step)} training lists "
+        if self.distributed and min(len(train_data.requests), train_data.step) < distributed.world_size():
+            raise UserInputError(f"batches of {min(len(train_data.requests), train_data.step)} training lists "
                                  f"cannot be shared by {distributed.world_size()} processes: use fewer processes")
         if self.config["recbole_pretrain"] and self.distributed:
             raise UserInputError("recbole_pretrain runs RecBole's own trainer, which is GPU-only when "
@@ -182,7 +182,7 @@ class ListTrainer(Trainer):
         """Pre-train every RecBole model inside the reranker (also under DNR) the RecBole way."""
         for module in self.model.modules():
             if getattr(module, "recbole_pretrainable", False):
-                recbole_pretrain(self.config, module, train_data._dataset.parent)
+                recbole_pretrain(self.config, module, train_data.requests)
 
     def _after_theta_step(self, interaction, epoch_idx):
         """Hook for extra optimisation steps after each θ step (DNR's generator step)."""
@@ -295,7 +295,7 @@ class ListTrainer(Trainer):
                 keep[k].append(interaction[field].cpu())
         out = {k: torch.cat(v) for k, v in keep.items()}
         if self.config["eval_positives"] == "window":  # count the liked items the retriever missed
-            n_window = eval_data._dataset.parent.window_positive_count(out[REQUEST_ID].numpy())
+            n_window = eval_data.requests.window_positive_count(out[REQUEST_ID].numpy())
             out["missed"] = (n_window - out[LABEL].sum(1).long()).clamp(min=0)
         return out
 

@@ -16,10 +16,10 @@ from recbole_dnr import protocol
 from recbole_dnr.recbole_models import SequenceLoader, recbole_sequence
 
 
-def training_sequences(dataset, window):
+def training_sequences(requests, window):
     """(users ``[R]``, left-padded predecessors ``[R, window]``, targets ``[R]``) of the training period."""
-    cfg = dataset.config
-    _, users, items, _, _ = dataset.log_arrays()
+    cfg = requests.config
+    _, users, items, _, _ = requests.log_arrays()
     starts, splits, _ = protocol.cut_requests(users, cfg["slate_size"], cfg["valid_slates"], cfg["test_slates"])
     rows = np.flatnonzero(protocol.training_rows(users, starts, splits))
     rows = rows[rows > protocol.user_bounds(users)[users[rows]]]
@@ -27,11 +27,12 @@ def training_sequences(dataset, window):
     return users[rows], hist, items[rows]
 
 
-def recbole_pretrain(config, reranker, dataset):
+def recbole_pretrain(config, reranker, requests):
     """Train ``reranker.model`` (a RecBole sequential model) with RecBole's trainer for
-    ``recbole_pretrain_epochs`` epochs on the training period of ``dataset`` (a ListDataset)."""
+    ``recbole_pretrain_epochs`` epochs on the training period of the log behind ``requests`` (a
+    training :class:`~recbole_dnr.data.request_set.RequestSet`)."""
     model = reranker.model  # Config checked that it is sequential with loss_type CE
-    users, hist, targets = training_sequences(dataset, reranker.window)
+    users, hist, targets = training_sequences(requests, reranker.window)
     seq, length = recbole_sequence(torch.as_tensor(hist), reranker.window)
     fields = {reranker.ITEM_SEQ: seq, reranker.ITEM_SEQ_LEN: length, reranker.USER_ID: torch.as_tensor(users),
               reranker.ITEM_ID: torch.as_tensor(targets)}
