@@ -322,7 +322,6 @@ def main(argv=None):
     parser.add_argument("--dry_run", action="store_true", help="list each search with its finished trials")
     parser.add_argument("--seeds", action="store_true", help="write the seeds grid of the finished searches")
     args = parser.parse_args(argv)
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv: the grid's options are not config keys
     try:
         grid = load_grid(args.config)
         only = _parse_only(args.only)

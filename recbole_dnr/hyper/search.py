@@ -20,6 +20,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import yaml
 from recbole.utils import set_color
@@ -29,7 +30,7 @@ from recbole_dnr.config import Config, resolve_config_file
 from recbole_dnr.errors import UserInputError, missing_extra
 from recbole_dnr.hyper.space import read_params_file
 from recbole_dnr.machine import cpu_text, machine
-from recbole_dnr.quick_start import TrainingStopped, objective_function
+from recbole_dnr.quick_start import RunResult, TrainingStopped, objective_function
 from recbole_dnr.storage import atomic_write_text, check_writable, release
 
 TOOLS = ("optuna", "hyperopt")
@@ -38,7 +39,8 @@ ALGOS = {"optuna": ("tpe", "random", "grid"), "hyperopt": ("exhaustive", "random
 
 @dataclass
 class TrialRow:
-    """One trial: its parameters and what it gave (``state``: complete | pruned | failed)."""
+    """One trial: its parameters and what it gave (``state``: complete | pruned | failed); a trial this
+    process trained to the end carries its :class:`~recbole_dnr.quick_start.RunResult` (``result``)."""
 
     number: int
     params: dict
@@ -50,8 +52,17 @@ class TrialRow:
     seconds: float = 0.0
     note: str = ""
     curve: list = field(default_factory=list, repr=False)  # valid score after each evaluated epoch
-    result: dict = field(default_factory=dict, repr=False)
+    result: Optional[RunResult] = field(default=None, repr=False)
     machine: dict = field(default_factory=dict, repr=False)  # where it trained (recbole_dnr.machine)
+    kept_files: list = field(default_factory=list, repr=False)  # the best trial's checkpoint and resume state
+
+    @classmethod
+    def from_run(cls, number, params, result, valid_metric, where):
+        """The row of a complete trial: ``result`` (a RunResult) read for ``valid_metric``."""
+        return cls(number=number, params=params, state="complete", best_valid=float(result.best_valid_score),
+                   test=float((result.test or {}).get(valid_metric, math.nan)), epochs=result.epochs or 0,
+                   best_epoch=result.best_epoch or 0, seconds=result.seconds or 0.0, curve=list(result.valid_curve),
+                   result=result, machine=where)
 
     def record(self):
         """The row as JSON-able dict (a grid's committed trials); ``machine`` where it was recorded."""
@@ -88,14 +99,6 @@ def check_search(params, config_files, fixed):
     if unknown:
         raise UserInputError("params file: " + "; ".join(unknown))
     return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"]), config
-
-
-def _row_from_result(number, params, result, valid_metric, where):
-    return TrialRow(number=number, params=params, state="complete", best_valid=float(result["best_valid_score"]),
-                    test=float((result.get("test_result") or {}).get(valid_metric, math.nan)),
-                    epochs=result.get("epochs") or 0, best_epoch=result.get("best_epoch") or 0,
-                    seconds=result.get("seconds") or 0.0, curve=list(result.get("valid_curve") or []),
-                    result=dict(result), machine=where)
 
 
 def distribution(p, algo="tpe"):
@@ -238,11 +241,11 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
             raise
         finally:
             bar.close()
-        row = _row_from_result(trial.number, values, result, valid_metric, where)
+        row = TrialRow.from_run(trial.number, values, result, valid_metric, where)
         for key in ("test", "epochs", "best_epoch", "seconds"):
             trial.set_user_attr(key, getattr(row, key))
         trial.set_user_attr("params", values)
-        keep_if_best(study, trial, row.best_valid, bigger, [result.get("model_file"), result.get("resume_file")])
+        keep_if_best(study, trial, row.best_valid, bigger, [result.model_file, result.resume_file])
         return row.best_valid
 
     def after(study, trial):
@@ -299,7 +302,7 @@ def _row_from_trial(trial, params):
     return TrialRow(number=trial.number, params=values, state=state, best_valid=best, curve=curve,
                     test=attrs.get("test", math.nan), epochs=attrs.get("epochs", len(curve)),
                     best_epoch=attrs.get("best_epoch", 0), seconds=attrs.get("seconds", 0.0),
-                    result={"kept_files": attrs.get("kept_files") or []}, machine=attrs.get("machine") or {},
+                    kept_files=attrs.get("kept_files") or [], machine=attrs.get("machine") or {},
                     note=attrs.get("error", "") or trial_note(attrs.get("start_note", ""), "requeued_from" in attrs))
 
 
@@ -330,7 +333,7 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
     def objective(config_dict, config_file_list):
         values = {k: by_name[k].cast(v) if k in by_name else v for k, v in config_dict.items()}  # quniform -> int
         result = objective_function({**fixed, **values}, config_file_list, keep_model=False)
-        row = _row_from_result(len(rows), values, result, valid_metric, machine())
+        row = TrialRow.from_run(len(rows), values, result, valid_metric, machine())
         rows.append(row)
         if on_trial:
             on_trial(row)
@@ -449,7 +452,7 @@ def write_results(rows, best, valid_metric, config_files, fixed, output_file, be
     if best is not None:
         tail = (f"\n\nbest: trial {best.number}, valid {valid_metric} {best.best_valid:.4f}, test {best.test:.4f}; "
                 f"config: {best_file}\n")
-        kept = [f for f in best.result.get("kept_files", []) if os.path.isfile(f)]
+        kept = [f for f in best.kept_files if os.path.isfile(f)]
         if kept:
             tail += (f"\nIts checkpoint is kept: {os.path.relpath(kept[0])} (`recbole_dnr.serve.Recommender.load`); "
                      f"`python run_recbole_dnr.py --config_files={best_file} --resume` evaluates it without training.\n")
