@@ -50,8 +50,9 @@ import yaml
 from recbole_dnr import storage
 from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError
-from recbole_dnr.hyper.search import TrialRow, best_row, run_optuna, trial_table
+from recbole_dnr.hyper.search import TrialRow, best_row, run_optuna
 from recbole_dnr.hyper.space import parse_line
+from recbole_dnr.hyper.tables import trial_table
 from recbole_dnr.storage import atomic_write_text
 
 TOP_KEYS = {"out", "config_files", "trials", "seed", "space", "knobs", "datasets", "contenders", "seeds", "prune"}
