@@ -70,8 +70,8 @@ def run_cell(settings, config_files=None, label=""):
     measurements on the tested checkpoint); returns (record, per-request arrays). The run's resume state
     is left claimed: ``main`` discards it once the cell is written."""
     started = time.perf_counter()
-    run = build(config_file_list=config_files or None, config_dict=cell_settings(settings))
-    config, ds, (_, _, test), model, trainer = run
+    built = build(config_file_list=config_files or None, config_dict=cell_settings(settings))
+    config, ds, (_, _, test), model, trainer = built
 
     def progress(epoch_idx, valid_score):
         times = trainer.epoch_seconds  # a resumed run replays its restored epochs first
@@ -80,7 +80,7 @@ def run_cell(settings, config_files=None, label=""):
               f"(train {seconds:.1f} s)", flush=True)
 
     measured_train_peak = reset_peak_rss()
-    result = fit_and_test(run, saved=True, callback_fn=progress, started=started, state="hold", per_request=True)
+    result = fit_and_test(built, saved=True, callback_fn=progress, started=started, state="hold", per_request=True)
     train_peak = hwm_mb() if measured_train_peak else None  # training + evaluation, data in memory included
     epoch_times = list(trainer.epoch_seconds)
     out = trainer.last_eval

@@ -29,7 +29,7 @@ MIN_FREE = 16 << 20  # bytes: headroom for logs and small files on the checkpoin
 CHECKPOINT_FIX = "set checkpoint_dir to a folder you can write, on a disk with space"
 
 
-class Run(NamedTuple):
+class BuiltRun(NamedTuple):
     """A run ready to train (what :func:`build` returns; unpacks as a tuple)."""
 
     config: Config
@@ -40,13 +40,13 @@ class Run(NamedTuple):
 
     @property
     def lists(self):
-        """True in our list pipeline (rerankers, DNR, CoRR), False in RecBole's own: the one place
-        a run picks its pipeline (the config's model type)."""
+        """True in our list pipeline (rerankers, DNR, CoRR), False in RecBole's own (the config's model
+        type): what the entry points ask, rather than each testing the model type."""
         return is_reranker(self.config)
 
 
 def build(model=None, dataset=None, config_file_list=None, config_dict=None, argv=None):
-    """Config, dataset, dataloaders, model and trainer, ready to ``fit`` (a :class:`Run`).
+    """Config, dataset, dataloaders, model and trainer, ready to ``fit`` (a :class:`BuiltRun`).
     ``argv``: ``--key=value`` config overrides from a command line (:class:`~recbole_dnr.config.Config`)."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict,
                     argv=argv)
@@ -76,10 +76,10 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None, arg
     need = 3 * 3 * 4 * sum(p.numel() for p in model.parameters()) + MIN_FREE
     storage.check_writable(config["checkpoint_dir"], need, "checkpoint_dir", CHECKPOINT_FIX)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config.model_class)(config, model)
-    run = Run(config, ds, (train_data, valid_data, test_data), model, trainer)
-    if run.lists:
+    built = BuiltRun(config, ds, (train_data, valid_data, test_data), model, trainer)
+    if built.lists:
         trainer.checkpoint_extras["serving"] = ds.serving_state()  # Recommender.load needs no retraining
-    return run
+    return built
 
 
 def results_table(valid, test):
@@ -110,16 +110,16 @@ def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict
     ``argv``: ``--key=value`` config overrides from a command line; ``per_request``: also the test
     metrics of each request (``result.per_request``)."""
     started = time.perf_counter()
-    run = build(model, dataset, config_file_list, config_dict, argv)
-    if keep_state and not run.lists:
+    built = build(model, dataset, config_file_list, config_dict, argv)
+    if keep_state and not built.lists:
         keep_model = False  # RecBole's own pipeline keeps no resume state: its checkpoint alone is not kept
 
     def drop_model():
-        if saved and not keep_model and distributed.rank() == 0 and os.path.isfile(run.trainer.saved_model_file):
-            os.remove(run.trainer.saved_model_file)
+        if saved and not keep_model and distributed.rank() == 0 and os.path.isfile(built.trainer.saved_model_file):
+            os.remove(built.trainer.saved_model_file)
 
     try:
-        result = fit_and_test(run, saved, callback_fn, started, "keep" if keep_state and keep_model else "discard",
+        result = fit_and_test(built, saved, callback_fn, started, "keep" if keep_state and keep_model else "discard",
                               per_request)
     except TrainingStopped:  # (any other failure keeps it: a resumed run needs its best checkpoint)
         drop_model()
@@ -130,22 +130,24 @@ def run_recbole_dnr(model=None, dataset=None, config_file_list=None, config_dict
     return result
 
 
-def fit_and_test(run, saved=True, callback_fn=None, started=None, state="discard", per_request=False):
-    """Train ``run`` (:func:`build`'s), evaluate its selected checkpoint on test once: a :class:`RunResult`.
+def fit_and_test(built, saved=True, callback_fn=None, started=None, state="discard", per_request=False):
+    """Train ``built`` (:func:`build`'s), evaluate its selected checkpoint on test once: a :class:`RunResult`.
 
     ``started``: ``time.perf_counter()`` when the run began (default: now), for ``seconds``.
     ``state``, the list pipeline's resume state once the run is complete: ``"discard"`` it, ``"keep"``
     it (``resume_file``; its lock released for the run that will read it), or ``"hold"`` it as it is,
     claimed, for a caller that discards it once it has stored the result (a benchmark cell: a process
     waiting on the same run then finds the stored result)."""
+    if state not in ("discard", "keep", "hold"):
+        raise ValueError(f"state={state!r}: expected 'discard', 'keep' or 'hold'")
     started = time.perf_counter() if started is None else started
-    config, ds, (train_data, valid_data, test_data), _, trainer = run
+    config, ds, (train_data, valid_data, test_data), _, trainer = built
     logger = getLogger()
     try:
         best_valid_score, best_valid_result = trainer.fit(
             train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn)
     except TrainingStopped:
-        if run.lists:
+        if built.lists:
             trainer.resume.discard()  # a stopped run is not to be continued
         raise
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
@@ -166,7 +168,7 @@ def fit_and_test(run, saved=True, callback_fn=None, started=None, state="discard
         # session ended would otherwise count its last part only); fit_seconds_before would count this
         # process's fit twice: fit adds its own time to it when it returns
         seconds=time.perf_counter() - started + getattr(trainer, "fit_seconds_restored", 0.0))
-    if not run.lists:
+    if not built.lists:
         return result
     if saved:
         result.model_file = os.path.abspath(trainer.saved_model_file)  # Recommender.load(model_file) serves it
