@@ -6,6 +6,7 @@ compat.numpy_aliases()  # before any RecBole metric or dataset code runs
 compat.scipy_dok_update()  # here too, not only in Config: a served checkpoint builds its model without one
 compat.silence_recbole_warnings()
 compat.interaction_argsort()
+compat.per_config_parameters()  # a KG model's config would extend every later config's Dataset keys
 compat.keep_anomaly_mode()  # before anything imports RecBole's sequential models
 compat.race_free_ensure_dir()  # two runs starting together both create ./log/<Model>
 

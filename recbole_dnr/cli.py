@@ -86,19 +86,18 @@ def main(argv=None):
     bad = [a for a in rest if not a.startswith("--") or "=" not in a]
     if bad:
         parser.error(f"unrecognised argument(s) {bad}: config keys are given as --key=value")
-    sys.argv = sys.argv[:1] + rest  # RecBole's Config reads sys.argv: the launcher's options are not config keys
     files = args.config_files.split() if args.config_files else None
     from recbole_dnr.quick_start import run
 
-    try:
+    try:  # the launcher's own options stay out of the config: the rest are its --key=value overrides
         result = run(model=args.model, dataset=args.dataset, config_file_list=files, nproc=args.nproc,
             config_dict=None if args.resume is None else {"resume": yaml.safe_load(args.resume)},
-            world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+            world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset, argv=rest)
     except UserInputError as err:  # a usage mistake: the message is the fix; bugs keep their traceback
         raise SystemExit(f"error: {err}")
-    if result and result.get("model_file"):
-        print(f"model saved: {result['model_file']}\n"
-              f"recommend with it: recbole-dnr recommend --model_file={result['model_file']} --users=<id>,<id> --k=6")
+    if result and result.model_file:
+        print(f"model saved: {result.model_file}\n"
+              f"recommend with it: recbole-dnr recommend --model_file={result.model_file} --users=<id>,<id> --k=6")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,12 @@ one that the problem is real on the installed versions and that the fix removes 
    a ``token_seq`` side feature (dataset.py:1217, any ``.item``/``.user`` field such as ml-100k's
    ``class``); on pandas < 3 the call still returns the lengths RecBole wants.
    :func:`silence_recbole_agg_len` hides that one warning from RecBole's dataset module.
+13. RecBole's ``Config._init_parameters_category`` (configurator.py:100) puts its module-level argument
+   lists in ``self.parameters``, and a config whose dataset has a RecBole yaml extends
+   ``parameters["Dataset"]`` with that yaml's keys in place (configurator.py:283; ml-100k's holds KG
+   keys), so every later config of the process carries them: our list-cache key, which hashes the
+   ``Dataset`` keys, changed for a dataset built after an ml-100k config in the same process.
+   :func:`per_config_parameters` gives each config copies of the lists.
 
 Atomic, checksummed writes of our own files live in :mod:`recbole_dnr.storage` (not a compat fix).
 """
@@ -174,6 +180,22 @@ def silence_recbole_agg_len():
     """Fix 12: drop pandas' ``Series.agg(len)`` FutureWarning raised from RecBole's dataset module."""
     warnings.filterwarnings("ignore", message=r".*in Series\.agg cannot aggregate.*", category=FutureWarning,
                             module=r"recbole\.data\.dataset")
+
+
+def per_config_parameters():
+    """Fix 13: each RecBole ``Config`` gets its own copies of the argument lists it may extend."""
+    from recbole.config import configurator
+
+    original = configurator.Config._init_parameters_category
+    if getattr(original, "copies_lists", False):
+        return
+
+    def _init_parameters_category(self):
+        original(self)
+        self.parameters = {category: list(args) for category, args in self.parameters.items()}
+
+    _init_parameters_category.copies_lists = True
+    configurator.Config._init_parameters_category = _init_parameters_category
 
 
 def silence_recbole_warnings():

@@ -74,7 +74,26 @@ def _misspelt(key, given):
 class Config(RecBoleConfig):
     """Adds, over RecBole's internal yamls: our ``overall.yaml`` (rerankers only),
     ``model/<Backbone>.yaml`` + ``model/DNR.yaml`` for ``DNR_<Backbone>``, ``model/<Model>.yaml``
-    and ``dataset/<dataset>.yaml``. Precedence stays RecBole's: yamls < files < dict < cmd line."""
+    and ``dataset/<dataset>.yaml``. Precedence stays RecBole's: yamls < files < dict < ``argv``.
+
+    ``argv``: the ``--key=value`` arguments a command line hands over (the ``recbole-dnr`` launcher
+    passes those that are not its own). RecBole's Config reads ``sys.argv`` itself; ours reads only
+    ``argv``, so a Config built inside another program (a grid runner, a test) takes no flags of it."""
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, argv=None):
+        self.argv = list(argv or [])
+        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+
+    def _load_cmd_line(self):
+        values = {}
+        for arg in self.argv:
+            key, sep, value = arg[2:].partition("=")
+            if not arg.startswith("--") or not key or not sep:
+                raise UserInputError(f"command-line argument {arg!r}: config keys are given as --key=value")
+            if key in values and values[key] != value:
+                raise UserInputError(f"--{key} is given twice, as {values[key]!r} and {value!r}: keep one")
+            values[key] = value
+        return self._convert_config_dict(values)
 
     def compatibility_settings(self):
         compat.numpy_aliases()

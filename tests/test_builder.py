@@ -11,14 +11,16 @@ from recbole_dnr.data.builder import ListBuilder
 from recbole_dnr.fields import LABEL, REQUEST_ID, SCORE
 from recbole_dnr.quick_start import build
 
-from conftest import smoke_config
+from conftest import smoke_config, write_slice
 
 
 @pytest.mark.parametrize("mode, key", [("slate", "eeba5107fcbe1fab"), ("retrieve", "bc70262d5682e881")])
-def test_list_cache_keys_are_pinned(slice_root, mode, key):
+def test_list_cache_keys_are_pinned(tmp_path, mode, key):
     """The keys of the slice's lists, as the list dataset computed them before the builder existed:
-    a change here orphans every user's cached lists (change it only on purpose)."""
-    config = Config(config_dict=smoke_config(slice_root, model="Retriever", list_mode=mode))
+    a change here orphans every user's cached lists (change it only on purpose). A fresh slice: the
+    key hashes every file of the dataset's folder, and other tests add files to the shared one."""
+    root = write_slice(str(tmp_path))
+    config = Config(config_dict=smoke_config(root, model="Retriever", list_mode=mode))
     lists = ListBuilder(create_dataset(config))
     assert lists.cache_key() == key
     assert lists.cache_path().endswith(f"lists/{config['dataset']}-{key}.pth")

@@ -191,3 +191,22 @@ def test_recbole_interaction_sort_argsorts_a_tensor_and_fix_sorts_its_numpy_view
         assert inter["item_id"].tolist() == [11, 13, 12, 10] and isinstance(inter["user_id"], torch.Tensor)
         inter.sort(by=["user_id", "t"])  # as RecBole's sequential datasets sort: by user, then time
         assert inter["item_id"].tolist() == [13, 11, 12, 10]
+
+
+def test_recbole_config_leaks_dataset_keys_and_fix_keeps_them_per_config():
+    """In a fresh process: RecBole's own Config of another dataset, after one of ml-100k (whose RecBole yaml
+    holds KG keys), carries ml-100k's Dataset keys; with the fix (importing recbole_dnr) it does not."""
+    code = ("import numpy as np\n"  # RecBole's own Config on numpy 2 needs the removed long aliases
+            "np.float_, np.complex_, np.unicode_ = np.float64, np.complex128, np.str_\n{pre}\n"
+            "from recbole.config import Config\n"
+            "kw = dict(model='BPR', config_dict={{'data_path': 'unused', 'gpu_id': ''}})\n"
+            "Config(dataset='ml-100k', **kw)\n"
+            "print('kg_reverse_r' in Config(dataset='other', **kw).parameters['Dataset'])")
+
+    def run(pre):
+        done = subprocess.run([sys.executable, "-c", code.format(pre=pre)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    assert run("") == "True"  # the leak is real
+    assert run("import recbole_dnr") == "False"

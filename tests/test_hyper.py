@@ -9,8 +9,9 @@ import yaml
 
 from conftest import smoke_config
 from recbole_dnr.hyper.cli import main
-from recbole_dnr.hyper.search import TrialRow, trial_table
+from recbole_dnr.hyper.search import TrialRow
 from recbole_dnr.hyper.space import parse_line, read_params_file
+from recbole_dnr.hyper.tables import trial_table
 from recbole_dnr.quick_start import TrainingStopped, objective_function
 from recbole_dnr.errors import UserInputError
 

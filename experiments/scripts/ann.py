@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 
 import numpy as np
@@ -44,7 +43,6 @@ def ml1m(args):
     from recbole_dnr.data.builder import ListBuilder
     from recbole_dnr import protocol
 
-    sys.argv = sys.argv[:1]
     cfg = {"state": "ERROR", "show_progress": False, "gpu_id": "", "seed": 2020, "list_mode": "retrieve",
            "data_path": args.data_path, "drop_no_positive_eval": False}
     config = Config("Retriever", args.catalogue, [os.path.join(ROOT, "experiments", "grids", "bench.yaml")], cfg)

@@ -45,7 +45,6 @@ def main():
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    sys.argv = sys.argv[:1]
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
 
     built = {}

@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import statistics
-import sys
 import time
 
 import torch
@@ -71,7 +70,6 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
     rates = {n: [] for n in args.nprocs}
     for _ in range(args.rounds):
         for n in args.nprocs:

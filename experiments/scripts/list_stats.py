@@ -28,7 +28,6 @@ def main():
                         help="one key=value[,key=value] per protocol variant")
     parser.add_argument("--out", default=None, help="append json lines here")
     args = parser.parse_args()
-    sys.argv = sys.argv[:1]
     for option in args.options:
         over = dict(kv.split("=", 1) for kv in option.split(","))
         over = {k: (int(v) if v.isdigit() else v) for k, v in over.items()}

@@ -557,7 +557,6 @@ def main():
         return markdown(args.markdown)
     if not args.out:
         parser.error("--out is required to measure")
-    sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     if args.threads:
         torch.set_num_threads(args.threads)
     # each section keeps the command and machine that measured it: a file is filled over several runs

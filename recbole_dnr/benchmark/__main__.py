@@ -137,7 +137,6 @@ def main(argv=None):
                         help="retrain cells whose recorded settings differ from the grid's (else: an error)")
     parser.add_argument("--cell_timeout", "--cell-timeout", type=float, default=None, help="seconds before a cell is killed")
     args = parser.parse_args(argv)
-    sys.argv = sys.argv[:1]  # RecBole's Config (a dry run's run keys) reads sys.argv: these options are not config keys
     try:
         spec = load_spec(args.config)
         check_only(spec, args.only)

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 
 import numpy as np
@@ -22,10 +21,9 @@ from recbole_dnr.benchmark.probe import score_corruption_probe, weak_retriever_p
 from recbole_dnr.config import Config
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.evaluator.retrieval import retriever_means
-from recbole_dnr.fields import LABEL, REQUEST_ID, SLATE_MASK
+from recbole_dnr.fields import LABEL, SLATE_MASK
 from recbole_dnr.machine import machine
-from recbole_dnr.quick_start import build
-from recbole_dnr.trainer.list_trainer import selected_epoch
+from recbole_dnr.quick_start import build, fit_and_test
 from recbole_dnr.trainer.resume import ResumeState, key_of, run_key
 
 CONFIG_KEYS = ("model", "recbole_model", "learning_rate", "hidden_size", "epochs", "stopping_step",
@@ -68,11 +66,12 @@ def hwm_mb():
 
 
 def run_cell(settings, config_files=None, label=""):
-    """Train and evaluate one cell; returns (record, per-request arrays)."""
-    config_dict = cell_settings(settings)
+    """Train and evaluate one cell (:func:`~recbole_dnr.quick_start.fit_and_test`, then the cell's own
+    measurements on the tested checkpoint); returns (record, per-request arrays). The run's resume state
+    is left claimed: ``main`` discards it once the cell is written."""
     started = time.perf_counter()
-    config, ds, (train, valid, test), model, trainer = build(config_file_list=config_files or None,
-                                                             config_dict=config_dict)
+    built = build(config_file_list=config_files or None, config_dict=cell_settings(settings))
+    config, ds, (_, _, test), model, trainer = built
 
     def progress(epoch_idx, valid_score):
         times = trainer.epoch_seconds  # a resumed run replays its restored epochs first
@@ -81,54 +80,45 @@ def run_cell(settings, config_files=None, label=""):
               f"(train {seconds:.1f} s)", flush=True)
 
     measured_train_peak = reset_peak_rss()
-    _, best_valid = trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=progress)
-    fit_sec = trainer.fit_seconds()  # across a resume (session ends): the whole run's training time
-    epoch_times = list(trainer.epoch_seconds)
-    curve = list(trainer.valid_curve)  # every evaluation, also those before a resume
-    epochs_run = len(trainer.train_loss_dict)
-    # the training loss per epoch (a tuple sums its terms): with the valid curve, whether a run under- or over-fits
-    train_curve = [float(np.sum(trainer.train_loss_dict[e])) for e in sorted(trainer.train_loss_dict)]
-    test_result = trainer.evaluate(test, load_best_model=True)
-    out = trainer.last_eval
+    result = fit_and_test(built, saved=True, callback_fn=progress, started=started, state="hold", per_request=True)
     train_peak = hwm_mb() if measured_train_peak else None  # training + evaluation, data in memory included
+    epoch_times = list(trainer.epoch_seconds)
+    out = trainer.last_eval
+    test_result = dict(result.test)
     if config["list_mode"] == "retrieve" and not any(k.startswith("retriever_") for k in test_result):
         # the independent retriever's own quality on the same requests (CoRR reports its retriever's)
         lists = test.requests.lists
         fresh = lists.retrieve_split(test.requests, lists.retriever_embeddings())
         test_result.update(retriever_means(fresh.retriever_metrics))
-    per_list = trainer.evaluator.per_list(out["scores"], out[LABEL], out[SLATE_MASK], out.get("missed"))
-    slate, slate_per_list = {}, {}
+    arrays = dict(result.per_request)
+    slate = {}
     if config["list_mode"] == "slate":  # the same predictions ranked within the exposed slate (a diagnostic scope)
         slate_eval = ListEvaluator(config, scope="slate")
         slate["test"] = dict(slate_eval.evaluate(out["scores"], out[LABEL], out[SLATE_MASK]))
-        slate_per_list = slate_eval.per_list(out["scores"], out[LABEL], out[SLATE_MASK])
+        for key, (values, defined) in slate_eval.per_list(out["scores"], out[LABEL], out[SLATE_MASK]).items():
+            arrays["slate_" + key] = np.where(defined.numpy(), values.numpy(), np.nan)
     probe = {}
     if config["probe_sigmas"]:  # after the test evaluation, on the selected checkpoint's weights
         probe = score_corruption_probe(config, trainer, test, config["probe_sigmas"], test.requests.lists.list_seed)
     if config["probe_weak_retriever"]:
         probe["weak_retriever"] = weak_retriever_probe(config, trainer, test, dict(config["probe_weak_retriever"]))
     infer = inference_seconds_per_list(trainer, test)
-    best_epoch = selected_epoch(curve)
     record = {
         "dataset": config["dataset"], "model": config["model"], "seed": config["seed"],
-        "valid": {k: float(v) for k, v in (best_valid or {}).items()},
+        "valid": {k: float(v) for k, v in (result.valid or {}).items()},
         "test": {k: float(v) for k, v in test_result.items()},
-        "slate_scope": slate, "score_corruption": probe, "valid_curve": curve, "best_epoch": best_epoch,
-        "train_loss_curve": train_curve,
-        "epochs_run": epochs_run, "epoch_cap": config["epochs"], "resumed_after_epoch": trainer.resumed_after,
-        "hit_epoch_cap": bool(config["epochs"]) and epochs_run >= config["epochs"],
+        "slate_scope": slate, "score_corruption": probe, "valid_curve": result.valid_curve,
+        "best_epoch": result.best_epoch, "train_loss_curve": result.train_loss_curve,
+        "epochs_run": result.epochs, "epoch_cap": config["epochs"], "resumed_after_epoch": trainer.resumed_after,
+        "hit_epoch_cap": bool(config["epochs"]) and result.epochs >= config["epochs"],
         "train_sec_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0, "epoch_times": epoch_times,
-        "fit_sec": fit_sec, "infer_us_per_list": infer * 1e6, "peak_rss_mb": peak_rss_mb(),
-        "train_peak_rss_mb": train_peak,
+        "fit_sec": trainer.fit_seconds(),  # across a resume (session ends): the whole run's training time
+        "infer_us_per_list": infer * 1e6, "peak_rss_mb": peak_rss_mb(), "train_peak_rss_mb": train_peak,
         "wall_sec": time.perf_counter() - started, "test_lists": len(out["scores"]),
-        "parameters": sum(p.numel() for p in model.parameters()), "list_stats": test.requests.lists.stats,
+        "parameters": sum(p.numel() for p in model.parameters()), "list_stats": result.list_stats,
         "config": {k: config[k] for k in CONFIG_KEYS if k in config}, "machine": machine(),
         "resume_file": trainer.resume.path, "run_key": run_key(config),
     }
-    arrays = {"request_id": out[REQUEST_ID].numpy()}
-    for prefix, metrics in (("", per_list), ("slate_", slate_per_list)):
-        for key, (values, defined) in metrics.items():
-            arrays[prefix + key] = np.where(defined.numpy(), values.numpy(), np.nan)
     return record, arrays
 
 
@@ -216,7 +206,6 @@ def main(argv=None):
     parser.add_argument("--reuse", nargs="*", default=[], help="results folders of other grids whose identical "
                         "cells are copied instead of trained")
     args = parser.parse_args(argv)
-    sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     settings = json.loads(args.settings)
     config = Config(config_file_list=args.config_files or None, config_dict=cell_settings(settings))
     key = run_key(config)

@@ -55,7 +55,6 @@ def main(argv=None):
         key, value = arg[2:].split("=", 1)
         fixed[key] = yaml.safe_load(value)
     fixed.update({k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v})
-    sys.argv = sys.argv[:1]  # RecBole's Config also reads sys.argv: the fixed keys travel in the config dict
 
     def on_trial(row):
         print(f"trial {row.number}: {row.state} valid {row.best_valid:.4f} test {row.test:.4f} "

@@ -50,8 +50,9 @@ import yaml
 from recbole_dnr import storage
 from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError
-from recbole_dnr.hyper.search import TrialRow, best_row, run_optuna, trial_table
+from recbole_dnr.hyper.search import TrialRow, best_row, run_optuna
 from recbole_dnr.hyper.space import parse_line
+from recbole_dnr.hyper.tables import trial_table
 from recbole_dnr.storage import atomic_write_text
 
 TOP_KEYS = {"out", "config_files", "trials", "seed", "space", "knobs", "datasets", "contenders", "seeds", "prune"}
@@ -322,7 +323,6 @@ def main(argv=None):
     parser.add_argument("--dry_run", action="store_true", help="list each search with its finished trials")
     parser.add_argument("--seeds", action="store_true", help="write the seeds grid of the finished searches")
     args = parser.parse_args(argv)
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv: the grid's options are not config keys
     try:
         grid = load_grid(args.config)
         only = _parse_only(args.only)

@@ -192,7 +192,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m recbole_dnr.hyper.report", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="the tuning grid yaml")
     args = parser.parse_args(argv)
-    sys.argv = sys.argv[:1]  # RecBole's Config (the valid metric) reads sys.argv: these options are not config keys
     try:
         grid = G.load_grid(args.config)
         for path in render(grid, f"python -m recbole_dnr.hyper.report --config {args.config}"):

@@ -13,24 +13,25 @@ Two tools read the same RecBole params file (:mod:`recbole_dnr.hyper.space`):
 
 Every trial is selected on valid only; its test figure is the one at its best valid epoch, shown for
 reference. The search writes the trial table and the best trial's full config as a yaml
-that ``--config_files`` accepts.
+that ``--config_files`` accepts (:mod:`recbole_dnr.hyper.tables`).
 """
 
 import math
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
-import yaml
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_dnr.config import Config, resolve_config_file
+from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError, missing_extra
 from recbole_dnr.hyper.space import read_params_file
-from recbole_dnr.machine import cpu_text, machine
-from recbole_dnr.quick_start import TrainingStopped, objective_function
-from recbole_dnr.storage import atomic_write_text, check_writable, release
+from recbole_dnr.hyper.tables import default_best_file, write_results
+from recbole_dnr.machine import machine
+from recbole_dnr.quick_start import RunResult, TrainingStopped, objective_function
+from recbole_dnr.storage import check_writable, release
 
 TOOLS = ("optuna", "hyperopt")
 ALGOS = {"optuna": ("tpe", "random", "grid"), "hyperopt": ("exhaustive", "random", "bayes")}
@@ -38,7 +39,8 @@ ALGOS = {"optuna": ("tpe", "random", "grid"), "hyperopt": ("exhaustive", "random
 
 @dataclass
 class TrialRow:
-    """One trial: its parameters and what it gave (``state``: complete | pruned | failed)."""
+    """One trial: its parameters and what it gave (``state``: complete | pruned | failed); a trial this
+    process trained to the end carries its :class:`~recbole_dnr.quick_start.RunResult` (``result``)."""
 
     number: int
     params: dict
@@ -50,8 +52,17 @@ class TrialRow:
     seconds: float = 0.0
     note: str = ""
     curve: list = field(default_factory=list, repr=False)  # valid score after each evaluated epoch
-    result: dict = field(default_factory=dict, repr=False)
+    result: Optional[RunResult] = field(default=None, repr=False)
     machine: dict = field(default_factory=dict, repr=False)  # where it trained (recbole_dnr.machine)
+    kept_files: list = field(default_factory=list, repr=False)  # the best trial's checkpoint and resume state
+
+    @classmethod
+    def from_run(cls, number, params, result, valid_metric, where):
+        """The row of a complete trial: ``result`` (a RunResult) read for ``valid_metric``."""
+        return cls(number=number, params=params, state="complete", best_valid=float(result.best_valid_score),
+                   test=float((result.test or {}).get(valid_metric, math.nan)), epochs=result.epochs or 0,
+                   best_epoch=result.best_epoch or 0, seconds=result.seconds or 0.0, curve=list(result.valid_curve),
+                   result=result, machine=where)
 
     def record(self):
         """The row as JSON-able dict (a grid's committed trials); ``machine`` where it was recorded."""
@@ -88,14 +99,6 @@ def check_search(params, config_files, fixed):
     if unknown:
         raise UserInputError("params file: " + "; ".join(unknown))
     return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"]), config
-
-
-def _row_from_result(number, params, result, valid_metric, where):
-    return TrialRow(number=number, params=params, state="complete", best_valid=float(result["best_valid_score"]),
-                    test=float((result.get("test_result") or {}).get(valid_metric, math.nan)),
-                    epochs=result.get("epochs") or 0, best_epoch=result.get("best_epoch") or 0,
-                    seconds=result.get("seconds") or 0.0, curve=list(result.get("valid_curve") or []),
-                    result=dict(result), machine=where)
 
 
 def distribution(p, algo="tpe"):
@@ -238,11 +241,11 @@ def run_optuna(params, config_files, fixed, max_evals, algo="tpe", seed=2020, st
             raise
         finally:
             bar.close()
-        row = _row_from_result(trial.number, values, result, valid_metric, where)
+        row = TrialRow.from_run(trial.number, values, result, valid_metric, where)
         for key in ("test", "epochs", "best_epoch", "seconds"):
             trial.set_user_attr(key, getattr(row, key))
         trial.set_user_attr("params", values)
-        keep_if_best(study, trial, row.best_valid, bigger, [result.get("model_file"), result.get("resume_file")])
+        keep_if_best(study, trial, row.best_valid, bigger, [result.model_file, result.resume_file])
         return row.best_valid
 
     def after(study, trial):
@@ -299,7 +302,7 @@ def _row_from_trial(trial, params):
     return TrialRow(number=trial.number, params=values, state=state, best_valid=best, curve=curve,
                     test=attrs.get("test", math.nan), epochs=attrs.get("epochs", len(curve)),
                     best_epoch=attrs.get("best_epoch", 0), seconds=attrs.get("seconds", 0.0),
-                    result={"kept_files": attrs.get("kept_files") or []}, machine=attrs.get("machine") or {},
+                    kept_files=attrs.get("kept_files") or [], machine=attrs.get("machine") or {},
                     note=attrs.get("error", "") or trial_note(attrs.get("start_note", ""), "requeued_from" in attrs))
 
 
@@ -330,7 +333,7 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
     def objective(config_dict, config_file_list):
         values = {k: by_name[k].cast(v) if k in by_name else v for k, v in config_dict.items()}  # quniform -> int
         result = objective_function({**fixed, **values}, config_file_list, keep_model=False)
-        row = _row_from_result(len(rows), values, result, valid_metric, machine())
+        row = TrialRow.from_run(len(rows), values, result, valid_metric, machine())
         rows.append(row)
         if on_trial:
             on_trial(row)
@@ -350,56 +353,6 @@ def best_row(rows, bigger=True):
     if not done:
         return None
     return max(done, key=lambda r: (r.best_valid if bigger else -r.best_valid, -r.number))  # a tie: the first
-
-
-def trial_table(rows, valid_metric, best=None, epoch_cap=None):
-    """The trials as a markdown table (params, best valid, test at the best valid epoch, epochs, time).
-    ``epoch_cap``: the configured ``epochs`` (a trial's own ``epochs`` param wins); a complete trial
-    that ran that many epochs is marked ‡: the cap, not early stopping, ended it."""
-    names = list(dict.fromkeys(k for r in rows for k in r.params))
-    capped = set()
-    for r in rows:
-        cap = r.params.get("epochs", epoch_cap)
-        if r.state == "complete" and cap and r.epochs >= int(cap):
-            capped.add(r.number)
-    head = ["trial", *names, "state", f"valid {valid_metric}", f"test {valid_metric}", "epochs (best)", "seconds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    trained_on = {}  # where each trial ran: CPU text -> trial numbers
-    for r in sorted(rows, key=lambda r: r.number):
-        trained_on.setdefault(cpu_text(r.machine, threads=True) or "not recorded", []).append(str(r.number))
-        cells = [f"{r.number}{' *' if best is not None and r.number == best.number else ''}"]
-        cells += [_fmt(r.params.get(n)) for n in names]
-        cells += [r.state + (f" ({r.note})" if r.note else ""), _num(r.best_valid), _num(r.test),
-                  f"{r.epochs}{'‡' if r.number in capped else ''} ({r.best_epoch})" if r.state == "complete"
-                  else str(r.epochs), f"{r.seconds:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    if capped:
-        lines += ["", "‡ stopped by the epoch cap, not by early stopping: look at its valid curve before trusting it."]
-    if trained_on.keys() - {"not recorded"}:  # some trial recorded its machine
-        lines += ["", "Trained on: " + "; ".join(f"{where} (trial{'s' if len(n) > 1 else ''} {', '.join(n)})"
-                                                for where, n in trained_on.items()) + "."]
-    return "\n".join(lines)
-
-
-def _fmt(v):
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _num(v):
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
-
-
-def best_config(config_files, fixed, best):
-    """The best trial's config as one yaml dict: the fixed files (in order), the fixed keys, its params."""
-    merged = {}
-    for path in config_files or []:
-        with open(resolve_config_file(path), encoding="utf-8") as f:
-            merged.update(yaml.safe_load(f) or {})
-    merged.update(fixed)
-    merged.update({k: (v.item() if hasattr(v, "item") else v) for k, v in best.params.items()})
-    return merged
 
 
 def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None, max_evals=20, seed=2020,
@@ -433,30 +386,3 @@ def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None,
                   command=dict(tool=tool, algo=algo, max_evals=max_evals, seed=seed, params_file=params_file),
                   epoch_cap=epoch_cap)
     return rows, best
-
-
-def default_best_file(output_file):
-    stem = output_file[:-len(os.path.splitext(output_file)[1])] if os.path.splitext(output_file)[1] else output_file
-    return stem + ".best.yaml"
-
-
-def write_results(rows, best, valid_metric, config_files, fixed, output_file, best_file, command, epoch_cap=None):
-    head = (f"# Hyper-parameter search: {command['tool']} ({command['algo']}), {len(rows)} trials, seed "
-            f"{command['seed']}, space {command['params_file']}, fixed {config_files or []} {fixed or ''}\n\n"
-            "Selected on valid only; test is at each trial's best valid epoch (* = best trial).\n\n")
-    table = trial_table(rows, valid_metric, best, epoch_cap)
-    tail = ""
-    if best is not None:
-        tail = (f"\n\nbest: trial {best.number}, valid {valid_metric} {best.best_valid:.4f}, test {best.test:.4f}; "
-                f"config: {best_file}\n")
-        kept = [f for f in best.result.get("kept_files", []) if os.path.isfile(f)]
-        if kept:
-            tail += (f"\nIts checkpoint is kept: {os.path.relpath(kept[0])} (`recbole_dnr.serve.Recommender.load`); "
-                     f"`python run_recbole_dnr.py --config_files={best_file} --resume` evaluates it without training.\n")
-    atomic_write_text(output_file, head + table + tail)
-    if best is not None:
-        text = yaml.safe_dump(best_config(config_files, fixed, best), sort_keys=False)
-        atomic_write_text(best_file, f"# best of {len(rows)} trials (run_hyper.py, {command['tool']} "
-                                     f"{command['algo']}, seed {command['seed']}): valid {valid_metric} "
-                                     f"{best.best_valid:.4f} at epoch {best.best_epoch}\n" + text)
-    return head + table + tail
