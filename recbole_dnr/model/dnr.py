@@ -27,6 +27,7 @@ class DNR(ListRecommender):
 
     backbone_name = None
     trainer_name = "DNRTrainer"
+    user_facing = False  # typed as DNR_<Backbone> (model: DNR needs a backbone key as well)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
