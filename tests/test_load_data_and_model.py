@@ -43,8 +43,9 @@ def test_an_unknown_model_gets_the_closest_name(typed, meant):
     with pytest.raises(UserInputError, match=f"Unknown model '{typed}'. Did you mean {meant}\\?"):
         get_model(typed)
     with pytest.raises(UserInputError, match="'SASrec' is not a reranker backbone. Did you mean SASRec\\? "
-                                             "Backbones: \\['DLCM', 'MiDNN', 'PIER', 'PRM', 'SetRank'\\]"):
-        get_model("DNR_SASrec")
+                                             "Backbones: \\['DLCM', 'MiDNN', 'PIER', 'PRM', 'SetRank'") as err:
+        get_model("DNR_SASrec")  # (other test modules register backbones of their own after these)
+    assert "RecBoleReranker" not in str(err.value)
 
 
 def test_the_unknown_model_message_lists_user_facing_models_only():
