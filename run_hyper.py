@@ -3,7 +3,9 @@
 The same as the installed ``recbole-dnr-hyper`` command (``recbole_dnr/hyper/cli.py``).
 """
 
+import sys
+
 from recbole_dnr.hyper.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

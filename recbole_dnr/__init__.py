@@ -1,6 +1,14 @@
 """recbole_dnr: two-stage recommendation (retriever -> reranker) and DNR for RecBole."""
 
-from recbole_dnr import compat
+import importlib.util
+
+# On Python 3.12+ pip cannot install RecBole with its dependencies (ray<=2.6.3 has no wheel there),
+# so setup.cfg leaves it out and the README's extra step installs it: name that step, not a traceback.
+if importlib.util.find_spec("recbole") is None:
+    raise ImportError("recbole_dnr needs RecBole 1.2.1, which is not installed: "
+                      "pip install --no-deps recbole==1.2.1")
+
+from recbole_dnr import compat  # noqa: E402
 
 compat.numpy_aliases()  # before any RecBole metric or dataset code runs
 compat.scipy_dok_update()  # here too, not only in Config: a served checkpoint builds its model without one

@@ -14,10 +14,9 @@ DOCS = "docs/ in the source tree (README.md, docs/models.md, docs/protocol.md)"
 
 
 def _model_help():
-    from recbole_dnr.registry import reranker_names
+    from recbole_dnr.registry import user_model_names
 
-    names = [n for n in reranker_names() if "<" not in n and n not in ("DNR", "RecBoleReranker")]
-    return _fill(", ".join(names))
+    return _fill(", ".join(user_model_names()))
 
 
 def _fill(text):
@@ -26,6 +25,7 @@ def _fill(text):
 
 def build_parser():
     from recbole_dnr.config import experiment_names
+    from recbole_dnr.version import VERSION
 
     epilog = (
         "models (ours):\n" + _model_help() + "\n"
@@ -67,6 +67,7 @@ def build_parser():
     parser.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
     parser.add_argument("--resume", nargs="?", const="True", default=None, metavar="True|False",
                         help="continue this run from its last evaluated epoch if it was interrupted")
+    parser.add_argument("--version", action="version", version=f"recbole-dnr {VERSION}")
     return parser
 
 

@@ -97,7 +97,8 @@ OPTIONS = {
 
 # keys RecBole or our launcher put in a config that no yaml declares
 EXTRA_KNOWN = {"model", "dataset", "config_files", "local_rank", "world_size", "nproc", "offset", "ip", "port",
-               "single_spec", "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "ranker", "backbone"}
+               "single_spec", "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "ranker", "backbone",
+               "extra_keys"}  # extra_keys: the keys of the user's own that unknown_keys lets through
 
 
 def _is_int(v):
@@ -205,12 +206,22 @@ def declared_keys(*folders):
 
 
 def unknown_keys(given, known):
-    """Warnings for the keys of ``given`` that no yaml (ours or RecBole's, any model), RecBole
-    category or launcher declares, each with the closest known key."""
-    known = set(known) | EXTRA_KNOWN
-    notes = []
+    """Notes for the keys of ``given`` that no yaml (ours or RecBole's, any model), RecBole category
+    or launcher declares. A key close to a known one is a typo that would train minutes with the
+    default: a :class:`UserInputError` naming the closest key, unless ``extra_keys`` lists it."""
+    extra = given.get("extra_keys") or []
+    if isinstance(extra, str):  # --extra_keys=my_key
+        extra = [extra]
+    known = set(known) | EXTRA_KNOWN | set(map(str, extra))
+    notes, typos = [], []
     for key in sorted(set(given) - known):
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        notes.append(f"unknown option {key!r} is ignored by recbole_dnr and RecBole{hint}")
+        if close:
+            typos.append(f"unknown option {key!r}: did you mean {close[0]}?")
+        else:
+            notes.append(f"unknown option {key!r} is read by neither recbole_dnr nor RecBole")
+    if typos:
+        keys = ", ".join(repr(t.split("'")[1]) for t in typos)
+        raise UserInputError("; ".join(typos) + f" (a key of your own: list it in extra_keys, "
+                             f"e.g. --extra_keys=\"[{keys}]\")")
     return notes

@@ -6,10 +6,11 @@ registered under go to the *resolvers* the model package registers (``DNR_<X>``,
 as a reranker). This floor module imports nothing above it: the models are loaded, on the first
 look-up, by the *sources* added with :func:`add_model_source` (``recbole_dnr/__init__`` adds the
 built-in model package) and by the entry points of the group ``recbole_dnr.models`` (a
-third-party package's rerankers). An unknown name fails with every known name instead of
-RecBole's lightgbm import crash. The trainer look-up lives above the models: ``recbole_dnr.trainer``.
+third-party package's rerankers). An unknown name fails with the closest known name and ours,
+instead of RecBole's lightgbm import crash. The trainer look-up lives above the models: ``recbole_dnr.trainer``.
 """
 
+import difflib
 from importlib import metadata
 
 from recbole_dnr.errors import ModelType, UserInputError
@@ -83,8 +84,26 @@ def _resolve(kind, name):
 def reranker_names():
     _ensure_builtin_models()
     names = sorted(_MODELS)
-    backbones = [n for n in names if getattr(_MODELS[n], "is_backbone", False) and n != "RecBoleReranker"]
+    backbones = [n for n in names if getattr(_MODELS[n], "is_backbone", False) and _typed(n)]
     return names + [f"DNR_{b}" for b in backbones] + ["<RecBole model> with list_mode", "DNR_<RecBole model>"]
+
+
+def _typed(name):
+    # a class sets ``user_facing = False`` when no one types its name (a generic wrapper, an adapter)
+    return _MODELS[name].__dict__.get("user_facing", True) if name in _MODELS else True
+
+
+def user_model_names():
+    """The model names of ours a user types: ``--help`` lists them, an unknown name gets the closest."""
+    return [n for n in reranker_names() if "<" not in n and _typed(n)]
+
+
+def _closest_model(name):
+    """The known model name closest to ``name`` (any case; ours, RecBole's, ``DNR_<RecBole model>``), or None."""
+    recbole = recbole_model_names()
+    by_lower = {n.lower(): n for n in [*recbole, *[f"DNR_{r}" for r in recbole], *user_model_names()]}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
 
 
 def get_backbone(name, role=None):
@@ -94,8 +113,10 @@ def get_backbone(name, role=None):
     _ensure_builtin_models()
     backbone = _MODELS[name] if name in _MODELS else _resolve("backbone", name)
     if not getattr(backbone, "is_backbone", False):
-        ours = [n for n in sorted(_MODELS) if getattr(_MODELS[n], "is_backbone", False)]
-        raise UserInputError(f"{role or 'DNR_' + name}: '{name}' is not a reranker backbone. Backbones: {ours}, "
+        ours = [n for n in sorted(_MODELS) if getattr(_MODELS[n], "is_backbone", False) and _typed(n)]
+        close = _closest_model(name)
+        hint = f" Did you mean {close}?" if close and not close.startswith("DNR_") else ""
+        raise UserInputError(f"{role or 'DNR_' + name}: '{name}' is not a reranker backbone.{hint} Backbones: {ours}, "
                              f"or any RecBole model name (e.g. SASRec, GRU4Rec, Caser, BPR).")
     return backbone
 
@@ -108,9 +129,12 @@ def get_model(model_name):
     cls = _resolve("model", model_name) or find_recbole_class(model_name)
     if cls is not None:
         return cls
+    close = _closest_model(model_name)
+    hint = f" Did you mean {close}?" if close else ""
     raise UserInputError(
-        f"Unknown model '{model_name}'. recbole_dnr models: {', '.join(reranker_names())}. "
-        f"RecBole models: {', '.join(recbole_model_names())}."
+        f"Unknown model '{model_name}'.{hint} recbole_dnr models: {', '.join(user_model_names())}; or any RecBole "
+        f"model (SASRec, GRU4Rec, BPR, ...), as RecBole runs it, as a reranker with list_mode, "
+        f"or as DNR_<RecBole model>."
     )
 
 

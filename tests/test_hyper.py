@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from conftest import smoke_config
-from recbole_dnr.hyper.cli import main
+from recbole_dnr.hyper.cli import main, run
 from recbole_dnr.hyper.search import TrialRow
+from recbole_dnr.hyper.tables import trial_table
 from recbole_dnr.hyper.space import parse_line, read_params_file
 from recbole_dnr.hyper.tables import trial_table
 from recbole_dnr.quick_start import TrainingStopped, objective_function
@@ -85,7 +86,7 @@ def _table_rows(path):
 
 def test_two_trials_write_table_and_a_best_config_that_reproduces(search_files):
     fixed, space, out = search_files
-    rows, best = main([f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=2"])
+    rows, best = run([f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=2"])
     assert len(rows) == 2 and all(r.state == "complete" for r in rows)
     assert len(_table_rows(out)) == 2
     assert best.best_valid == max(r.best_valid for r in rows)
@@ -114,15 +115,15 @@ def test_search_resumes_from_its_storage(search_files, tmp_path):
     fixed, space, out = search_files
     db = f"sqlite:///{tmp_path / 'hyper.db'}"
     base = [f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", f"--storage={db}"]
-    first, _ = main(base + ["--max_evals=1"])
-    both, _ = main(base + ["--max_evals=2"])
+    first, _ = run(base + ["--max_evals=1"])
+    both, _ = run(base + ["--max_evals=2"])
     assert len(both) == 2 and both[0].params == first[0].params and both[0].best_valid == first[0].best_valid
     assert both[0].seconds == first[0].seconds  # read back from the study, not trained again
     db = f"sqlite:///{tmp_path / 'random.db'}"  # a continued seeded sampler does not replay its first draws
     base = [f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", f"--storage={db}",
             "--algo=random"]
     main(base + ["--max_evals=1"])
-    again, _ = main(base + ["--max_evals=2"])
+    again, _ = run(base + ["--max_evals=2"])
     assert again[1].params != again[0].params
 
 
@@ -152,7 +153,7 @@ def test_each_trial_shows_a_bar_over_its_epochs_unless_progress_is_off(search_fi
     config = yaml.safe_load(open(fixed))
     del config["show_progress"]
     open(fixed, "w").write(yaml.safe_dump(config))
-    rows, _ = main(args)
+    rows, _ = run(args)
     err = capsys.readouterr().err
     assert "trial   0" in err and f"{rows[0].epochs}/3" in err  # epochs run of the cap
     assert f"ndcg@6 {rows[0].curve[-1]:.4f}, best {rows[0].best_valid:.4f}" in err
@@ -168,10 +169,14 @@ def test_hyperopt_tool_runs_recboles_hypertuning(search_files, monkeypatch):
     calls = []
     checked = search.check_search
     monkeypatch.setattr(search, "check_search", lambda *a: calls.append(a) or checked(*a))
-    rows, best = main([f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=2",
-                       "--tool=hyperopt", "--algo=random"])
+    rows, best = run([f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=2",
+                      "--tool=Hyperopt", "--algo=random"])  # RecBole's spelling
     assert len(rows) == 2 and best is not None and len(_table_rows(out)) == 2
     assert rows[0].result["model"] == "PRM"  # the key HyperTuning reads
+    saved = os.path.join(os.path.dirname(out), "saved")
+    kept = glob.glob(os.path.join(saved, "*.pth"))  # the best trial's checkpoint, as with Optuna; the other's is gone
+    assert kept == [best.result["model_file"]] and os.path.relpath(kept[0]) in open(out).read()
+    assert [r.number for r in rows if r.kept_files] == [best.number]
     assert len(calls) == 1  # the space's corners are built once per search, not again by the tool's runner
 
 
@@ -179,9 +184,55 @@ def test_unknown_parameter_fails_before_training(search_files, tmp_path, capsys)
     fixed, _, out = search_files
     bad = tmp_path / "bad.hyper"
     bad.write_text("lamda_c uniform 0,1\n")
-    with pytest.raises(SystemExit, match="lamda_c.*did you mean lambda_c"):
+    with pytest.raises(SystemExit, match="params file: unknown option 'lamda_c': did you mean lambda_c"):
         main([f"--config_files={fixed}", f"--params_file={bad}", f"--output_file={out}"])
+    bad.write_text("zzz_knob uniform 0,1\n")  # close to no key: nothing would read it
+    with pytest.raises(SystemExit, match="params file: unknown option 'zzz_knob' is read by neither") as stopped:
+        main([f"--config_files={fixed}", f"--params_file={bad}", f"--output_file={out}"])
+    assert "ignored" not in str(stopped.value)  # it stops the search: it does not say the key would be ignored
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("tool, expect", [("OPTUNA", "optuna"), ("Hyperopt", "hyperopt"), ("hyperopt", "hyperopt")])
+def test_tools_are_spelled_in_any_case(tool, expect):
+    from recbole_dnr.hyper.search import check_tool
+
+    assert check_tool(tool) == expect
+
+
+def test_ray_and_unknown_tools_are_refused_naming_the_supported_ones():
+    from recbole_dnr.hyper.search import check_tool
+
+    with pytest.raises(UserInputError, match="--tool=Ray: Ray Tune is not supported.*: optuna, hyperopt$"):
+        check_tool("Ray")
+    with pytest.raises(UserInputError, match="--tool=smac: expected one of optuna, hyperopt"):
+        check_tool("smac")
+
+
+def _hyper_command():
+    """The installed console script (``pip install`` writes it beside the interpreter), else the same
+    two lines it runs."""
+    import sys
+
+    script = os.path.join(os.path.dirname(sys.executable), "recbole-dnr-hyper")
+    if os.path.isfile(script):
+        return [script]
+    return [sys.executable, "-c", "import sys; from recbole_dnr.hyper.cli import main; sys.exit(main())"]
+
+
+def test_installed_command_exits_0_on_success_and_1_on_failure(search_files):
+    import subprocess
+
+    fixed, space, out = search_files
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo)  # this checkout's code, whichever copy is installed
+    args = [f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=1",
+            "--epochs=1"]
+    done = subprocess.run(_hyper_command() + args, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "best: trial 0" in done.stdout and "TrialRow" not in done.stdout + done.stderr  # no tuple printed
+    refused = subprocess.run(_hyper_command() + args + ["--tool=Ray"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "optuna, hyperopt" in refused.stderr
 
 
 def test_a_space_whose_edge_is_out_of_range_fails_before_training(search_files, tmp_path):

@@ -95,3 +95,36 @@ def test_unpacked_wheel_runs_from_another_folder(wheel, tmp_path, slice_root):
     hyper = subprocess.run([sys.executable, "-m", "recbole_dnr.hyper.cli", "--help"], cwd=work, env=env,
                            capture_output=True, text=True, check=True).stdout
     assert "--params_file" in hyper
+
+
+def test_wheel_requires_recbole_where_ray_installs_and_its_requirements_elsewhere(wheel):
+    """RecBole 1.2.1 requires ray<=2.6.3 (no wheel for Python 3.12+): there the package declares RecBole's
+    other runtime requirements and the README's extra step installs RecBole with --no-deps."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    (meta,) = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA")]
+    text = zipfile.ZipFile(wheel).read(meta).decode()
+    assert "Requires-Python: <3.14,>=3.9" in text or "Requires-Python: >=3.9,<3.14" in text
+    ours = [Requirement(line.split(": ", 1)[1]) for line in text.splitlines() if line.startswith("Requires-Dist: ")]
+    base = [r for r in ours if r.marker is None or "extra" not in str(r.marker)]
+    for python in ("3.11", "3.12", "3.13"):
+        env = {"python_version": python, "extra": ""}
+        names = {r.name.lower() for r in base if r.marker is None or r.marker.evaluate(env)}
+        assert ("recbole" in names) == (python == "3.11"), python
+        assert "ray" not in names
+        if python != "3.11":
+            recboles = {Requirement(r).name.lower() for r in importlib.metadata.requires("recbole")
+                        if "extra ==" not in r}
+            assert recboles - {"ray"} <= names, recboles - {"ray"} - names
+
+
+def test_a_missing_recbole_is_one_line_naming_the_install_command(tmp_path):
+    """Python 3.12+ without the README's extra step: the error names it."""
+    hide = ("import sys; sys.path = [{repo!r}] + [p for p in sys.path if 'site-packages' not in p "
+            "and 'dist-packages' not in p]; import recbole_dnr").format(repo=REPO)
+    done = subprocess.run([sys.executable, "-c", hide], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == ("ImportError: recbole_dnr needs RecBole 1.2.1, which is not "
+                                                    "installed: pip install --no-deps recbole==1.2.1")

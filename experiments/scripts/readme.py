@@ -4,7 +4,7 @@
     python experiments/scripts/readme.py check          # README's table == the one above (a test runs this)
     python experiments/scripts/readme.py check --run    # also run the README's first command and compare its table
 
-The table is computed from ``experiments/results/tuned/seeds/results.csv`` (issue 37: each contender
+The table is computed from ``experiments/results/tuned/seeds/results.csv`` (each contender
 at its best searched config and, in brackets, at its default; mean test NDCG@6 over seeds, in bold
 the one of the two chosen on mean valid NDCG@6; DNR_X against the same backbone never reading x per
 seed at the chosen configs, with a paired t-test over seeds). ``--run`` trains PRM on ml-100k (about

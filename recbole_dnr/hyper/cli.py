@@ -27,7 +27,8 @@ def build_parser():
     parser.add_argument("--output_file", type=str, default="hyper_result.md", help="the trial table (markdown)")
     parser.add_argument("--best_config_file", type=str, default=None,
                         help="the best trial's config as yaml (default: <output_file stem>.best.yaml)")
-    parser.add_argument("--tool", type=str, default="optuna", choices=TOOLS, help="optuna (default) or hyperopt")
+    parser.add_argument("--tool", type=str, default="optuna",
+                        help=f"{' or '.join(TOOLS)} (default {TOOLS[0]}; any case, as RecBole spells them)")
     parser.add_argument("--algo", type=str, default=None,
                         help="; ".join(f"{t}: {', '.join(a)}" for t, a in ALGOS.items()) + " (first = default)")
     parser.add_argument("--max_evals", type=int, default=20, help="trials (grid/exhaustive: at most the grid)")
@@ -41,7 +42,8 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def run(argv=None):
+    """The search ``argv`` asks for; returns ``(rows, best)`` (:func:`recbole_dnr.hyper.search.search`)."""
     from recbole_dnr.errors import UserInputError
     from recbole_dnr.hyper.search import search
 
@@ -72,5 +74,14 @@ def main(argv=None):
     return rows, best
 
 
+def main(argv=None):
+    """The command: exit status 0 when a trial completed, 1 when none did (or on a usage error)."""
+    _, best = run(argv)
+    if best is None:
+        print("error: no trial completed (the table above says why)", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -88,16 +88,19 @@ def check_search(params, config_files, fixed):
         try:
             configs.append(Config(config_file_list=config_files, config_dict={**fixed, **corner}))
         except UserInputError as err:
-            if not configs:  # the first corner is the fixed config with the first values: not the space's fault
-                raise
+            if not configs and not any(f"'{p.name}'" in str(err) for p in params):
+                raise  # the first corner is the fixed config with the first values: not the space's fault
+            if not configs:  # a parameter of the space is a mistyped key
+                raise UserInputError(f"params file: {err}") from None
             raise UserInputError(f"params file: a trial at the edge of the space would fail: {err} (at "
                                  + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in corner.items()) + ")") from None
     config = configs[0]
     unknown = [n for n in getattr(config, "notes", []) if n.startswith("unknown option")
                and any(f"'{p.name}'" in n for p in params)]
-    if unknown:
-        raise UserInputError("params file: " + "; ".join(unknown))
+    if unknown:  # every trial would train the same config
+        raise UserInputError("params file: " + "; ".join(unknown) + ": search options the model reads "
+                             "(recbole-dnr --help lists them)")
     return str(config["valid_metric"]).lower(), bool(config["valid_metric_bigger"]), config
 
 
@@ -322,7 +325,7 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
                             '"hyperopt==0.2.5" "setuptools<81"', "hyper") from None
     from recbole.trainer.hyper_tuning import HyperTuning
 
-    valid_metric, _, _ = checked or check_search(params, config_files, fixed)
+    valid_metric, bigger, _ = checked or check_search(params, config_files, fixed)
     space = {}
     for p in params:
         args = list(p.args)
@@ -332,8 +335,17 @@ def run_hyperopt(params, config_files, fixed, max_evals, algo="exhaustive", seed
 
     def objective(config_dict, config_file_list):
         values = {k: by_name[k].cast(v) if k in by_name else v for k, v in config_dict.items()}  # quniform -> int
-        result = objective_function({**fixed, **values}, config_file_list, keep_model=False)
+        result = objective_function({**fixed, **values}, config_file_list, keep_state=True)
         row = TrialRow.from_run(len(rows), values, result, valid_metric, machine())
+        files = [f for f in (result.get("model_file"), result.get("resume_file")) if f]
+        held = best_row(rows, bigger)
+        if held is not None and not (row.best_valid > held.best_valid if bigger else row.best_valid < held.best_valid):
+            _remove_run_files(files)  # as keep_if_best: a tie keeps the first
+        else:
+            if held is not None:
+                _remove_run_files(held.kept_files)
+                held.kept_files = []
+            row.kept_files = files
         rows.append(row)
         if on_trial:
             on_trial(row)
@@ -355,13 +367,23 @@ def best_row(rows, bigger=True):
     return max(done, key=lambda r: (r.best_valid if bigger else -r.best_valid, -r.number))  # a tie: the first
 
 
+def check_tool(tool):
+    """``tool`` in our spelling: RecBole's (``Hyperopt``) in any case; RecBole's ``Ray`` is refused."""
+    name = str(tool).lower()
+    if name == "ray":
+        raise UserInputError(f"--tool={tool}: Ray Tune is not supported (ray<=2.6.3, which RecBole's tool needs, "
+                             f"does not install on Python 3.12+); the supported tools: {', '.join(TOOLS)}")
+    if name not in TOOLS:
+        raise UserInputError(f"--tool={tool}: expected one of {', '.join(TOOLS)}")
+    return name
+
+
 def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None, max_evals=20, seed=2020,
            storage=None, study_name="recbole_dnr", prune=True, output_file="hyper_result.md", best_file=None,
            on_trial=None):
     """Run a search and write ``output_file`` (the trial table) and ``best_file`` (the best trial's
     config as a yaml; default ``<output_file>`` with ``.best.yaml``). Returns ``(rows, best)``."""
-    if tool not in TOOLS:
-        raise UserInputError(f"--tool={tool}: expected one of {', '.join(TOOLS)}")
+    tool = check_tool(tool)
     algo = algo or ALGOS[tool][0]
     if algo not in ALGOS[tool]:
         raise UserInputError(f"--algo={algo}: {tool} takes {', '.join(ALGOS[tool])}")

@@ -36,6 +36,7 @@ class DNR(ListRecommender):
 
     backbone_name = None
     trainer_name = "DNRTrainer"
+    user_facing = False  # typed as DNR_<Backbone> (model: DNR needs a backbone key as well)
     options = {
         "noise": choice(*NOISES),
         "noise_squash": choice(*SQUASHES),

@@ -56,6 +56,7 @@ class RecBoleReranker(ListBackbone):
 
     recbole_model = None  # set on the per-model classes made by recbole_reranker_class
     recbole_pretrainable = True  # recbole_pretrain: True trains its RecBole model first (trainer/recbole_pretrain.py)
+    user_facing = False  # users name the RecBole model (--model=SASRec --list_mode=slate), not this adapter
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
