@@ -75,6 +75,18 @@ SPECS = {
     "use_learned_generator": ("bool", None, None, "learned noise after lambda_e"),
     "score_train_noise": ("float", 0, None, "σ of the training-time noise on x, >= 0 (0 = off)"),
 }
+# --- MIR's options (properties/model/MIR.yaml), one block so it can move to the model class whole
+SPECS.update({
+    "mir_lstm_hidden": ("int", 1, None, "MIR's BiLSTM width per direction"),
+    "mir_mlp": ("int_list", 1, None, "MIR's final MLP widths"),
+    "mir_decay_hidden": ("int", 1, None, "width of MIR's time-decay MLP"),
+    "mir_feature_level": ("bool", None, None, "MIR's feature-level affinity term"),
+})
+MIR_CHOICES = {
+    "mir_time_decay": ("decay", "official"),
+    "mir_slot_projection": ("shared", "official"),
+}
+# --- end of MIR's options
 # string options: key -> allowed values; the modules that act on them read their tuples from here
 # (corr_sampler's registry maps names to classes: a test checks that it and this list agree)
 CHOICES = {
@@ -96,6 +108,7 @@ CHOICES = {
     "noise_squash": ("clamp", "minmax"),
     "history_encoder": ("mean", "gru", "transformer"),
     "user_interaction": ("add", "product"),
+    **MIR_CHOICES,
 }
 _STRICTLY_POSITIVE = {"download_timeout", "embedding_init_std", "learning_rate", "retriever_learning_rate", "generator_learning_rate"}
 _BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
