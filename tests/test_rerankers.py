@@ -18,8 +18,10 @@ from test_dnr import B, N, FakeDataset, make_batch, make_config
 
 PIER_KEYS = {"slate_size": 3, "pier_permutations": 6, "pier_top": 5, "pier_selected": 3, "pier_hash_bits": 16,
              "pier_hinge_margin": 0.5, "pier_hinge_weight": 0.1, "pier_evaluator_weight": 1.0}
-EXTRA = {"MiDNN": {"midnn_layers": [16]}, "PIER": PIER_KEYS}
-BACKBONES = ["PRM", "DLCM", "MiDNN", "SetRank", "PIER"]
+MIR_KEYS = {"mir_lstm_hidden": 8, "mir_mlp": [16], "mir_decay_hidden": 4, "mir_time_decay": "decay",
+            "mir_slot_projection": "shared", "mir_feature_level": True}
+EXTRA = {"MiDNN": {"midnn_layers": [16]}, "PIER": PIER_KEYS, "MIR": MIR_KEYS}
+BACKBONES = ["PRM", "DLCM", "MiDNN", "SetRank", "PIER", "MIR"]
 
 
 def build(name, **over):

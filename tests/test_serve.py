@@ -58,8 +58,8 @@ def prm(slice_root, session_dir):
     {"model": "SASRec", "list_mode": "slate"},
     {"model": "Retriever"},
     {"model": "DLCM"}, {"model": "SetRank"}, {"model": "PIER"}, {"model": "MiDNN"},
-    {"model": "Caser", "list_mode": "slate"},
-], ids=["PRM", "DNR_PRM", "SASRec-reranker", "Retriever", "DLCM", "SetRank", "PIER", "MiDNN", "Caser-reranker"])
+    {"model": "Caser", "list_mode": "slate"}, {"model": "MIR"},
+], ids=["PRM", "DNR_PRM", "SASRec-reranker", "Retriever", "DLCM", "SetRank", "PIER", "MiDNN", "Caser-reranker", "MIR"])
 def test_rerank_and_its_onnx_export_give_the_evaluators_scores(slice_root, in_session_dir, overrides, tmp_path):
     from recbole_dnr import Recommender
 

@@ -333,6 +333,11 @@ class NeuralReranker(ListBackbone):
 
     def encode(self, interaction, x):
         """h ``[B, n, D]``; x ``[B, n]`` is used here only with early fusion."""
+        tokens = self.candidate_tokens(interaction, x)
+        return self.encode_list(tokens) if self.list_context else tokens
+
+    def candidate_tokens(self, interaction, x):
+        """Candidate tokens ``[B, n, D]`` (item, user state, position, x when early), after dropout."""
         items = interaction[self.ITEM_ID]
         e, u = self.item_vectors(items), self.user_state(interaction).unsqueeze(1)
         if self.token_norm is not None:
@@ -340,8 +345,7 @@ class NeuralReranker(ListBackbone):
         tokens = e + u if self.interaction == "add" else e * u
         if self.uses_position:
             tokens = tokens + self.position_embedding(torch.arange(items.shape[1], device=items.device))
-        tokens = self.dropout(self.score_feature.early(tokens, x))
-        return self.encode_list(tokens) if self.list_context else tokens
+        return self.dropout(self.score_feature.early(tokens, x))
 
     def score_head(self, h, x):
         """Logits ``[B, n]`` from h ``[B, n, D]``; x ``[B, n]`` is used here only with late fusion."""

@@ -2,8 +2,9 @@
 
 from recbole_dnr.model.rerankers.dlcm import DLCM
 from recbole_dnr.model.rerankers.midnn import MiDNN
+from recbole_dnr.model.rerankers.mir import MIR
 from recbole_dnr.model.rerankers.pier import PIER
 from recbole_dnr.model.rerankers.prm import PRM
 from recbole_dnr.model.rerankers.setrank import SetRank
 
-__all__ = ["PRM", "DLCM", "MiDNN", "SetRank", "PIER"]
+__all__ = ["PRM", "DLCM", "MiDNN", "SetRank", "PIER", "MIR"]
