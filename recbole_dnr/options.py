@@ -75,6 +75,12 @@ SPECS = {
     "kl_bins": ("int", 2, None, "histogram bins of L_x"),
     "use_learned_generator": ("bool", None, None, "learned noise after lambda_e"),
     "score_train_noise": ("float", 0, None, "σ of the training-time noise on x, >= 0 (0 = off)"),
+    # --- DiffuRec (model/rerankers/diffurec.py): its keys, together so they can move with the model
+    "diffurec_steps": ("int", 2, None, "diffusion steps T, >= 2"),
+    "diffurec_eval_steps": ("int", 1, None, "reverse steps at evaluation (respaced; ~ = diffurec_steps)"),
+    "diffurec_lambda": ("float", 0, None, "δ of the uncertainty λ ~ N(δ, δ) on the noisy target, >= 0"),
+    "diffurec_loss_weight": ("float", 0, None, "weight of the diffusion cross-entropy, >= 0"),
+    # --- end DiffuRec
 }
 # string options: key -> allowed values; the modules that act on them read their tuples from here
 # (corr_sampler's registry maps names to classes: a test checks that it and this list agree)
@@ -97,6 +103,11 @@ CHOICES = {
     "noise_squash": ("clamp", "minmax"),
     "history_encoder": ("mean", "gru", "transformer"),
     "user_interaction": ("add", "product"),
+    # --- DiffuRec
+    "diffurec_schedule": ("trunc_lin", "linear"),
+    "diffurec_eval_chain": ("mean", "random"),
+    "diffurec_loss": ("full_ce", "list_ce"),
+    # --- end DiffuRec
 }
 _STRICTLY_POSITIVE = {"download_timeout", "embedding_init_std", "learning_rate", "retriever_learning_rate", "generator_learning_rate"}
 _BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
