@@ -81,6 +81,16 @@ SPECS = {
     "diffurec_lambda": ("float", 0, None, "δ of the uncertainty λ ~ N(δ, δ) on the noisy target, >= 0"),
     "diffurec_loss_weight": ("float", 0, None, "weight of the diffusion cross-entropy, >= 0"),
     # --- end DiffuRec
+    # --- DCDR (model/rerankers/dcdr.py): its keys, together so they can move with the model
+    "dcdr_steps": ("int", 1, None, "swap-noise diffusion steps T"),
+    "dcdr_start_step": ("int", 1, None, "step T' the retriever's order is taken to be at (reverse steps at inference)"),
+    "dcdr_beam": ("int", 1, None, "beams kept per reverse step"),
+    "dcdr_layers": ("int", 1, None, "Transformer layers of the denoiser"),
+    "dcdr_beta_start": ("float", 0, 1, "swap probability per position at the first step, in [0, 1]"),
+    "dcdr_beta_end": ("float", 0, 1, "swap probability per position at the last step, in [0, 1]"),
+    "dcdr_denoiser_weight": ("float", 0, None, "weight of the denoiser's cross-entropy, >= 0"),
+    "dcdr_evaluator_weight": ("float", 0, None, "weight of the evaluator's BCE, >= 0"),
+    # --- end DCDR
 }
 # string options: key -> allowed values; the modules that act on them read their tuples from here
 # (corr_sampler's registry maps names to classes: a test checks that it and this list agree)

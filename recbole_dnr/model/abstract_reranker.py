@@ -31,6 +31,7 @@ class ListRecommender(AbstractRecommender):
     type = ModelType.RERANK
     input_type = InputType.LISTWISE
     is_backbone = False
+    export_blocker = None  # why predict cannot be traced for ONNX/TorchScript (a sentence), or None
 
     def __init__(self, config, dataset):
         super().__init__()

@@ -1,4 +1,6 @@
-"""Gaussian diffusion over vectors (DDPM with an x₀-predicting denoiser), as DiffuRec uses it.
+"""Diffusion processes: Gaussian over vectors (DiffuRec), swap noise over permutations (DCDR).
+
+Gaussian (DDPM with an x₀-predicting denoiser), as DiffuRec uses it.
 
 Forward: q(x_t | x₀) = N(√ᾱ_t x₀, (1 − ᾱ_t) I), ᾱ_t = Π_{s≤t} (1 − β_s), steps t = 0..T−1.
 Reverse: x_{t−1} = c₁(t) x̂₀ + c₂(t) x_t (+ σ_t ε), the DDPM posterior mean with
@@ -92,3 +94,29 @@ class GaussianDiffusion(nn.Module):
             if noise is not None and i > 0:
                 x = x + torch.exp(0.5 * self.log_variance[i]) * noise(x.shape)
         return x
+
+
+# --------------------------------------------------------------- discrete: swap noise over permutations
+def swap_betas(T, start=0.05, end=0.5):
+    """Per-step swap probability β_t ``[T]``, linear from ``start`` to ``end`` (DCDR's schedule, our reading)."""
+    return torch.linspace(start, end, T)
+
+
+def swap_noise(perm, t, betas, generator=None):
+    """x_t ``[B, n]``: t ``[B]`` (0..T) steps of swap noise on the permutations ``perm [B, n]``.
+
+    At step s every position, with probability β_s, is swapped with a uniformly drawn position (the
+    swaps applied one after another), so every x_t is a permutation of ``perm``; at t = 0 it is perm.
+    """
+    B, n = perm.shape
+    out = perm.clone()
+    rows = torch.arange(B, device=perm.device)
+    for s in range(int(t.max()) if t.numel() else 0):
+        hit = (torch.rand(B, n, generator=generator, device=perm.device) < betas[s]) & (t > s).unsqueeze(1)
+        partner = torch.randint(0, n, (B, n), generator=generator, device=perm.device)
+        for j in range(n):
+            m, b = hit[:, j], partner[:, j]
+            va, vb = out[:, j].clone(), out[rows, b]
+            out[rows, b] = torch.where(m, va, vb)
+            out[:, j] = torch.where(m, vb, va)
+    return out

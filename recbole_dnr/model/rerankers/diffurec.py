@@ -55,7 +55,12 @@ class DiffuRec(ListBackbone):
         super().__init__(config, dataset)
         d = config["hidden_size"]
         self.h_dim = d
-        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
+        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)  # torch's N(0, 1), as the public code
+        std = config["embedding_init_std"]
+        if std is not None:
+            nn.init.normal_(self.item_embedding.weight, 0.0, std)
+            with torch.no_grad():
+                self.item_embedding.weight[0].zero_()
         self.denoiser = TransformerHistory(self.item_embedding, d, config)
         self.step_mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.SiLU(), nn.Linear(4 * d, d))
         self.T = config["diffurec_steps"]
