@@ -90,6 +90,20 @@ def test_beams_are_permutations_and_output_is_k_distinct_valid_candidates():
     assert torch.equal(top, seq)  # the chosen list first, in its order
 
 
+def test_every_proposal_of_a_reverse_step_is_a_permutation():
+    model = build(dcdr_beam=4)
+    g = torch.Generator().manual_seed(5)
+    perm = torch.stack([torch.randperm(N, generator=g) for _ in range(6)])
+    valid = torch.ones(6, N, dtype=torch.bool)
+    valid[:, -1] = False  # one padding candidate: never among the k shown slots of the greedy proposal
+    logp = torch.log_softmax(torch.randn(6, N, N, generator=g), -1).masked_fill(
+        (torch.arange(N) < 3)[None, :, None] & ~valid[:, None, :], float("-inf"))
+    props = model.proposals(logp, perm, valid)
+    assert props.shape == (6, 2 + 4, N) and is_permutation(props)
+    assert torch.equal(props[:, 0], perm) and (props[:, 1, :3] != N - 1).all()
+    assert ((props[:, 2:] != perm.unsqueeze(1)).sum(-1) == 2).all()  # single transpositions
+
+
 def test_early_stop_when_the_denoiser_keeps_the_start(monkeypatch):
     model = build(dcdr_start_step=5).eval()
     batch = make_batch()
