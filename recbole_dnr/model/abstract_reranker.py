@@ -34,6 +34,7 @@ class ListRecommender(AbstractRecommender):
     trainable = True  # False: nothing to train, so epochs: 0 is allowed (the Retriever floor)
     # this class's own option specs (recbole_dnr.options), beside its yaml; option_specs merges them
     options = {}
+    export_blocker = None  # why predict cannot be traced for ONNX/TorchScript (a sentence), or None
 
     def __init__(self, config, dataset):
         super().__init__()

@@ -9,8 +9,10 @@ Decoding at evaluation is deterministic (:func:`pointer_decode` greedy); samplin
 """
 
 import torch
+import torch.nn as nn
 
 from recbole_dnr.model.abstract_reranker import NeuralReranker
+from recbole_dnr.model.layers import make_transformer_layer
 
 NEG_INF = float("-inf")
 
@@ -71,3 +73,31 @@ class GenerativeReranker(NeuralReranker):
     def score(self, interaction):
         s, seq = self.choose(interaction)
         return sequence_scores(s, seq, interaction[self.ITEM_ID] > 0)
+
+
+def gather_slots(g, idx):
+    """Vectors ``[B, M, k, D]`` of the candidates idx ``[B, M, k]`` from g ``[B, n, D]``."""
+    B, M, k = idx.shape
+    return g.gather(1, idx.reshape(B, M * k, 1).expand(-1, -1, g.shape[-1])).view(B, M, k, -1)
+
+
+class SlateEvaluator(nn.Module):
+    """A sequence evaluator: per-slot click logits ``[B, M, k]`` of M candidate slates ``[B, M, k, D]``
+    (slot embedding + one bidirectional Transformer layer + a linear head), and a slate's value
+    Σ_j σ(q_j) / log2(j + 2)."""
+
+    def __init__(self, k, hidden, n_heads, inner, dropout, attn_dropout, fast_path):
+        super().__init__()
+        self.slot_embedding = nn.Embedding(k, hidden)
+        layer = make_transformer_layer(hidden, n_heads, inner, dropout, attn_dropout, fast_path)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.head = nn.Linear(hidden, 1)
+        self.register_buffer("discount", 1.0 / torch.log2(torch.arange(k, dtype=torch.float) + 2), persistent=False)
+
+    def forward(self, slots):
+        B, M, k, d = slots.shape
+        return self.head(self.encoder((slots + self.slot_embedding.weight).view(B * M, k, d))).view(B, M, k)
+
+    def value(self, logits):
+        """``[B, M, k] -> [B, M]``: the DCG of the predicted click probabilities."""
+        return (torch.sigmoid(logits) * self.discount).sum(-1)

@@ -65,7 +65,10 @@ class GRUHistory(HistoryReader):
 
 class TransformerHistory(HistoryReader):
     """SASRec's reader: tokens + position by recency, LayerNorm, dropout, ``history_layers``
-    post-norm encoder layers with the padding masked; u = the newest slot's output ``[B, D]``."""
+    post-norm encoder layers with the padding masked; u = the newest slot's output ``[B, D]``.
+
+    ``condition`` (``[B, D]`` or ``[B, H, D]``) is added to every token just before the encoder
+    (DiffuRec's denoiser adds its noisy target there)."""
 
     def __init__(self, item_embedding, hidden, config):
         super().__init__(item_embedding, hidden, config["history_feedback"])
@@ -76,11 +79,13 @@ class TransformerHistory(HistoryReader):
                                            batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, config["history_layers"], enable_nested_tensor=False)
 
-    def forward(self, hist_items, hist_labels):
+    def forward(self, hist_items, hist_labels, condition=None):
         e, real = self.tokens(hist_items, hist_labels)
         H = hist_items.shape[1]
         recency = torch.arange(H - 1, -1, -1, device=hist_items.device).clamp(max=self.position.num_embeddings - 1)
         x = self.dropout(self.norm(e + self.position(recency)))
+        if condition is not None:
+            x = x + (condition.unsqueeze(1) if condition.dim() == 2 else condition)
         # the newest slot of an empty history is padding: unmask it so no row is all-masked (its output
         # is zeroed below), which would give NaN attention
         has = real.any(1)

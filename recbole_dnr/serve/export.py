@@ -15,7 +15,7 @@ import warnings
 
 import torch
 
-from recbole_dnr.errors import missing_extra
+from recbole_dnr.errors import UserInputError, missing_extra
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, LABEL, REQUEST_ID, SCORE, SLATE_MASK
 
 INPUTS = ["user_id", "item_id", SCORE, HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN]
@@ -44,6 +44,15 @@ class _Batch(dict):
         return self
 
 
+def check_exportable(model):
+    """Raise :class:`UserInputError` if ``model`` (or the backbone it wraps) cannot be traced."""
+    for part in (model, getattr(model, "backbone", None)):
+        reason = getattr(part, "export_blocker", None)
+        if reason:
+            raise UserInputError(f"{type(part).__name__} cannot be exported (ONNX, TorchScript): {reason}; "
+                                 f"serve it with torch through Recommender (recbole-dnr recommend, the HTTP service)")
+
+
 def example_inputs(recommender, batch=4):
     """A real batch of ``batch`` users (their recommend() lists) as the exported inputs."""
     return recommender.batch_tensors(recommender.user_ids[:batch])
@@ -55,6 +64,7 @@ def export_onnx(recommender, path, opset=17):
         import onnx  # noqa: F401
     except ImportError:
         raise missing_extra("ONNX export needs onnx and onnxruntime", "onnx onnxruntime", "serve") from None
+    check_exportable(recommender.model)
     module = InferenceForward(recommender.model, recommender.uid, recommender.iid).eval()
     inputs = example_inputs(recommender)
     args = tuple(inputs[k] for k in INPUTS)
@@ -84,6 +94,7 @@ def _no_fused_attention():
 
 def export_torchscript(recommender, path):
     """Write the reranker's forward as a traced TorchScript module to ``path``."""
+    check_exportable(recommender.model)
     module = InferenceForward(recommender.model, recommender.uid, recommender.iid).eval()
     inputs = example_inputs(recommender)
     with torch.no_grad():

@@ -1,5 +1,7 @@
 """Our reranker backbones, one file each on :class:`~recbole_dnr.model.abstract_reranker.NeuralReranker`."""
 
+from recbole_dnr.model.rerankers.dcdr import DCDR
+from recbole_dnr.model.rerankers.diffurec import DiffuRec
 from recbole_dnr.model.rerankers.dlcm import DLCM
 from recbole_dnr.model.rerankers.midnn import MiDNN
 from recbole_dnr.model.rerankers.mir import MIR
@@ -7,4 +9,4 @@ from recbole_dnr.model.rerankers.pier import PIER
 from recbole_dnr.model.rerankers.prm import PRM
 from recbole_dnr.model.rerankers.setrank import SetRank
 
-__all__ = ["PRM", "DLCM", "MiDNN", "SetRank", "PIER", "MIR"]
+__all__ = ["PRM", "DLCM", "MiDNN", "SetRank", "PIER", "MIR", "DiffuRec", "DCDR"]
