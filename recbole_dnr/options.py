@@ -75,6 +75,18 @@ SPECS = {
     "kl_bins": ("int", 2, None, "histogram bins of L_x"),
     "use_learned_generator": ("bool", None, None, "learned noise after lambda_e"),
     "score_train_noise": ("float", 0, None, "σ of the training-time noise on x, >= 0 (0 = off)"),
+    # --- EGRerank (model/rerankers/egrerank.py) ---
+    "egr_evaluator_epochs": ("int", 1, None, "EGRerank's evaluator epochs before its generator's `epochs`"),
+    "egr_rep": ("int", 2, None, "EGRerank's sampled trajectories per list (>= 2: the advantage is relative to the copies)"),
+    "egr_gamma": ("float", 0, 1, "EGRerank's reward discount γ in [0, 1]"),
+    "egr_clip": ("float", 0, 1, "EGRerank's PPO ratio clip ε in (0, 1)"),
+    "egr_entropy_weight": ("float", 0, None, "EGRerank's entropy bonus, >= 0"),
+    "egr_generator_learning_rate": ("float", 0, None, "EGRerank's generator step size, > 0"),
+    "egr_generator_weight_decay": ("float", 0, None, "EGRerank's generator L2, >= 0"),
+    "egr_encoder_layers": ("int_list", 1, None, "EGRerank's generator encoder widths"),
+    "egr_decoder_hidden": ("int", 1, None, "EGRerank's generator LSTMCell width"),
+    "egr_pointer_layers": ("int_list", 1, None, "EGRerank's pointer MLP widths"),
+    # --- end EGRerank ---
 }
 # string options: key -> allowed values; the modules that act on them read their tuples from here
 # (corr_sampler's registry maps names to classes: a test checks that it and this list agree)
@@ -99,7 +111,9 @@ CHOICES = {
     "user_interaction": ("add", "product"),
 }
 _STRICTLY_POSITIVE = {"download_timeout", "embedding_init_std", "learning_rate", "retriever_learning_rate", "generator_learning_rate"}
-_BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}  # 1 itself would zero every activation
+_BELOW_ONE = {"dropout_prob", "attn_dropout_prob"}
+_STRICTLY_POSITIVE |= {"egr_clip", "egr_generator_learning_rate"}  # EGRerank
+_BELOW_ONE |= {"egr_clip"}  # EGRerank  # 1 itself would zero every activation
 
 # keys RecBole or our launcher put in a config that no yaml declares
 EXTRA_KNOWN = {"model", "dataset", "config_files", "local_rank", "world_size", "nproc", "offset", "ip", "port",

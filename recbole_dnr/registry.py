@@ -66,6 +66,10 @@ def get_backbone(name, role=None):
         ours = [n for n in sorted(_MODELS) if getattr(_MODELS[n], "is_backbone", False)]
         raise UserInputError(f"{role or 'DNR_' + name}: '{name}' is not a reranker backbone. Backbones: {ours}, "
                              f"or any RecBole model name (e.g. SASRec, GRU4Rec, Caser, BPR).")
+    own = getattr(backbone, "trainer_name", None)
+    if own:  # e.g. EGRerank's PPO phase: a wrapper's trainer would train only its per-candidate scorer
+        raise UserInputError(f"{role or 'DNR_' + name}: '{name}' trains in phases of its own ({own}) that a wrapper's "
+                             f"trainer does not run, so its generator would stay untrained; use --model={name} alone")
     return backbone
 
 

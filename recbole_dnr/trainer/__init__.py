@@ -1,10 +1,12 @@
-"""Trainers: ListTrainer for rerankers, DNRTrainer for DNR's two-phase schedule, CoRRTrainer
+"""Trainers: ListTrainer for rerankers, DNRTrainer for DNR's two-phase schedule, EGRerankTrainer
+for EGRerank's evaluator-then-generator phases, CoRRTrainer
 for the jointly trained retriever and ranker, and a
 checkpoint-loading fix for RecBole's own trainers."""
 
 from recbole_dnr import compat
 from recbole_dnr.trainer.corr_trainer import CoRRTrainer
 from recbole_dnr.trainer.dnr_trainer import DNRTrainer
+from recbole_dnr.trainer.egrerank_trainer import EGRerankTrainer
 from recbole_dnr.trainer.list_trainer import ListTrainer
 
 
@@ -25,4 +27,4 @@ def with_trusted_checkpoints(trainer_class):
     return type(trainer_class.__name__, (TrustedCheckpointMixin, trainer_class), {})
 
 
-__all__ = ["ListTrainer", "DNRTrainer", "CoRRTrainer", "TrustedCheckpointMixin", "with_trusted_checkpoints"]
+__all__ = ["ListTrainer", "DNRTrainer", "EGRerankTrainer", "CoRRTrainer", "TrustedCheckpointMixin", "with_trusted_checkpoints"]

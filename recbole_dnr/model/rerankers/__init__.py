@@ -1,9 +1,10 @@
 """Our reranker backbones, one file each on :class:`~recbole_dnr.model.abstract_reranker.NeuralReranker`."""
 
 from recbole_dnr.model.rerankers.dlcm import DLCM
+from recbole_dnr.model.rerankers.egrerank import EGRerank
 from recbole_dnr.model.rerankers.midnn import MiDNN
 from recbole_dnr.model.rerankers.pier import PIER
 from recbole_dnr.model.rerankers.prm import PRM
 from recbole_dnr.model.rerankers.setrank import SetRank
 
-__all__ = ["PRM", "DLCM", "MiDNN", "SetRank", "PIER"]
+__all__ = ["PRM", "DLCM", "MiDNN", "SetRank", "PIER", "EGRerank"]
