@@ -17,7 +17,7 @@ from recbole_dnr.errors import UserInputError
 
 INF = math.inf
 
-# key: (kind, low, high, what); kind int | float | bool | int_list; bounds inclusive (None = no bound)
+# key: (kind, low, high, what); kind int | float | bool | int_list | float_list; bounds inclusive (None = no bound)
 SPECS = {
     # RecBole's training keys that our trainers use
     "epochs": ("int", 0, None, "training epochs; 0 only for the parameter-free Retriever"),
@@ -87,6 +87,14 @@ SPECS = {
     "egr_decoder_hidden": ("int", 1, None, "EGRerank's generator LSTMCell width"),
     "egr_pointer_layers": ("int_list", 1, None, "EGRerank's pointer MLP widths"),
     # --- end EGRerank ---
+    # --- NAR4Rec (model/rerankers/nar4rec.py) ---
+    "nar_decoder_layers": ("int", 1, None, "NAR4Rec's position-decoder layers"),
+    "nar_alphas": ("float_list", 0, 1, "NAR4Rec's contrastive-decoding weights α in [0, 1], one sequence each"),
+    "nar_utility_threshold": ("float", 0, None, "NAR4Rec's liked items for a positive target, >= 0"),
+    "nar_cl_margin": ("float", 0, 2, "NAR4Rec's SimCTG margin in [0, 2]"),
+    "nar_cl_weight": ("float", 0, None, "NAR4Rec's contrastive-loss weight, >= 0"),
+    "nar_evaluator_weight": ("float", 0, None, "NAR4Rec's evaluator-BCE weight, >= 0"),
+    # --- end NAR4Rec ---
 }
 # string options: key -> allowed values; the modules that act on them read their tuples from here
 # (corr_sampler's registry maps names to classes: a test checks that it and this list agree)
@@ -135,8 +143,9 @@ def check(cfg):
         if key not in cfg or cfg[key] is None:
             continue
         value = cfg[key]
-        values = value if kind == "int_list" else [value]
-        if kind == "int_list" and isinstance(value, numbers.Integral):
+        listed = kind in ("int_list", "float_list")
+        values = value if listed else [value]
+        if listed and isinstance(value, numbers.Real) and not isinstance(value, bool):
             values = [value]
         ok = isinstance(values, (list, tuple)) and len(values) > 0
         for v in values if ok else []:
@@ -186,7 +195,7 @@ def _check_together(cfg):
 
 def _describe(key, kind, lo, hi):
     name = {"int": "an integer", "float": "a number", "bool": "True or False",
-            "int_list": "a list of integers"}[kind]
+            "int_list": "a list of integers", "float_list": "a list of numbers"}[kind]
     if key in _STRICTLY_POSITIVE:
         return f"{name} > 0"
     if key in _BELOW_ONE:
