@@ -52,7 +52,8 @@ def _resolve(kind, name):
 def reranker_names():
     _ensure_builtin_models()
     names = sorted(_MODELS)
-    backbones = [n for n in names if getattr(_MODELS[n], "is_backbone", False) and n != "RecBoleReranker"]
+    backbones = [n for n in names if getattr(_MODELS[n], "is_backbone", False) and n != "RecBoleReranker"
+                 and not getattr(_MODELS[n], "trainer_name", None)]  # own phases: not wrappable (get_backbone)
     return names + [f"DNR_{b}" for b in backbones] + ["<RecBole model> with list_mode", "DNR_<RecBole model>"]
 
 
