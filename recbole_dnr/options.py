@@ -18,7 +18,7 @@ from recbole_dnr.errors import UserInputError
 
 
 class Option(NamedTuple):
-    """An option's spec: ``kind`` int | float | bool | int_list | choice; ``lo``/``hi`` bounds (None =
+    """An option's spec: ``kind`` int | float | bool | int_list | float_list | choice; ``lo``/``hi`` bounds (None =
     none), inclusive unless ``open_lo``/``open_hi``; ``choices`` the allowed strings of a choice."""
 
     kind: str
@@ -37,6 +37,11 @@ def integer(what, lo=None, hi=None):
 def integers(what, lo=None):
     """A list of integers (a single integer is read as a list of one)."""
     return Option("int_list", what, lo)
+
+
+def numbers_(what, lo=None, hi=None):
+    """A list of numbers (a single number is read as a list of one)."""
+    return Option("float_list", what, lo, hi)
 
 
 def number(what, lo=None, hi=None, open_lo=False, open_hi=False):
@@ -139,7 +144,8 @@ def check_value(key, spec, value):
             hint = f"; did you mean {close[0]}?" if close else ""
             raise UserInputError(f"{key}={value!r}: expected one of {', '.join(spec.choices)}{hint}")
         return
-    values = [value] if spec.kind != "int_list" or isinstance(value, numbers.Integral) else value
+    listed = spec.kind in ("int_list", "float_list")
+    values = value if listed and isinstance(value, (list, tuple)) else [value]
     ok = isinstance(values, (list, tuple)) and len(values) > 0
     for v in values if ok else []:
         if spec.kind == "bool":
@@ -177,7 +183,7 @@ def _check_together(cfg, model_class):
 
 def _describe(spec):
     name = {"int": "an integer", "float": "a number", "bool": "True or False",
-            "int_list": "a list of integers"}[spec.kind]
+            "int_list": "a list of integers", "float_list": "a list of numbers"}[spec.kind]
     lo, hi = spec.lo, spec.hi
     if lo is not None and hi is not None:
         return f"{name} in {'(' if spec.open_lo else '['}{lo}, {hi}{')' if spec.open_hi else ']'}"

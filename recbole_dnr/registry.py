@@ -84,7 +84,8 @@ def _resolve(kind, name):
 def reranker_names():
     _ensure_builtin_models()
     names = sorted(_MODELS)
-    backbones = [n for n in names if getattr(_MODELS[n], "is_backbone", False) and _typed(n)]
+    backbones = [n for n in names if getattr(_MODELS[n], "is_backbone", False) and _typed(n)
+                 and not getattr(_MODELS[n], "trainer_name", None)]  # own phases: not wrappable (get_backbone)
     return names + [f"DNR_{b}" for b in backbones] + ["<RecBole model> with list_mode", "DNR_<RecBole model>"]
 
 
@@ -118,6 +119,10 @@ def get_backbone(name, role=None):
         hint = f" Did you mean {close}?" if close and not close.startswith("DNR_") else ""
         raise UserInputError(f"{role or 'DNR_' + name}: '{name}' is not a reranker backbone.{hint} Backbones: {ours}, "
                              f"or any RecBole model name (e.g. SASRec, GRU4Rec, Caser, BPR).")
+    own = getattr(backbone, "trainer_name", None)
+    if own:  # e.g. EGRerank's PPO phase: a wrapper's trainer would train only its per-candidate scorer
+        raise UserInputError(f"{role or 'DNR_' + name}: '{name}' trains in phases of its own ({own}) that a wrapper's "
+                             f"trainer does not run, so its generator would stay untrained; use --model={name} alone")
     return backbone
 
 

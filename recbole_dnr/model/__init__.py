@@ -1,5 +1,5 @@
-"""Models: reranker bases, backbones (rerankers/: PRM, DLCM, MiDNN, SetRank, PIER, DiffuRec, DCDR), RecBole's
-models as rerankers, the Retriever floor, DNR and its noise generators, CoRR."""
+"""Models: reranker bases, backbones (rerankers/: PRM, DLCM, MiDNN, SetRank, PIER, MIR, EGRerank, NAR4Rec,
+DiffuRec, DCDR), RecBole's models as rerankers, the Retriever floor, DNR and its noise generators, CoRR."""
 
 from recbole_dnr.model.abstract_reranker import ListBackbone, ListRecommender, NeuralReranker, ScoreFeature
 from recbole_dnr.model.corr import CoRR

@@ -10,7 +10,9 @@ Decoding at evaluation is deterministic (:func:`pointer_decode` greedy); samplin
 
 import torch
 import torch.nn as nn
+from recbole.data.interaction import Interaction
 
+from recbole_dnr.fields import LABEL, SCORE, SLATE_MASK
 from recbole_dnr.model.abstract_reranker import NeuralReranker
 from recbole_dnr.model.layers import make_transformer_layer
 
@@ -39,7 +41,7 @@ def pointer_decode(step_logits, k, valid, sample=False, generator=None):
     draw from the softmax (training; ``generator`` for a fixed stream), else argmax (evaluation).
     """
     B, n = valid.shape
-    taken = ~valid
+    taken, slots = ~valid, torch.arange(n, device=valid.device)
     chosen, logps = [], []
     for r in range(k):
         logits = step_logits(r, torch.stack(chosen, 1) if chosen else valid.new_zeros((B, 0), dtype=torch.long))
@@ -50,8 +52,36 @@ def pointer_decode(step_logits, k, valid, sample=False, generator=None):
             pick = logp.argmax(-1)
         chosen.append(pick)
         logps.append(logp.gather(1, pick[:, None]).squeeze(1))
-        taken = taken.scatter(1, pick[:, None], True)
+        taken = taken | (slots == pick[:, None])  # not scatter with a bool value: the ONNX tracer rejects it
     return torch.stack(chosen, 1), torch.stack(logps, 1)
+
+
+def mlp(dims, last_activation=True):
+    """Linear + ReLU layers through ``dims`` (``[in, ..., out]``); no ReLU after the last with
+    ``last_activation: False``."""
+    layers = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*(layers if last_activation else layers[:-1]))
+
+
+def gather_lists(interaction, seq, item_field):
+    """The ``B·G`` lists ``seq [B, G, k]`` (candidate indices) make, as one batch of k candidates each.
+
+    Per-candidate fields (items, x, z, slate mask) are gathered along the sequence; every other
+    field (user, history, ...) is repeated G times per request with ``repeat_interleave``, so copy g
+    of request b is row b·G + g (LibRerank tiles its copies along the feature axis instead, which
+    scrambles lists). One evaluator pass then scores every sequence: ``[B·G, k]``.
+    """
+    B, G, k = seq.shape
+    per_candidate = {item_field, SCORE, LABEL, SLATE_MASK}
+    out = {}
+    for key, value in interaction.interaction.items():
+        if key in per_candidate:
+            out[key] = value.gather(1, seq.reshape(B, G * k)).reshape(B * G, k)
+        else:
+            out[key] = value.repeat_interleave(G, dim=0)
+    return Interaction(out)
 
 
 class GenerativeReranker(NeuralReranker):

@@ -1,4 +1,5 @@
-"""Trainers: ListTrainer for rerankers, DNRTrainer for DNR's two-phase schedule, CoRRTrainer
+"""Trainers: ListTrainer for rerankers, DNRTrainer for DNR's two-phase schedule, EGRerankTrainer
+for EGRerank's evaluator-then-generator phases, CoRRTrainer
 for the jointly trained retriever and ranker, and a
 checkpoint-loading fix for RecBole's own trainers."""
 
@@ -7,6 +8,7 @@ from recbole_dnr.errors import ModelType
 from recbole_dnr.registry import get_model
 from recbole_dnr.trainer.corr_trainer import CoRRTrainer
 from recbole_dnr.trainer.dnr_trainer import DNRTrainer
+from recbole_dnr.trainer.egrerank_trainer import EGRerankTrainer
 from recbole_dnr.trainer.list_trainer import ListTrainer
 
 
@@ -40,5 +42,5 @@ def get_trainer(model_type, model_name, model_class=None):
     return with_trusted_checkpoints(recbole_get_trainer(model_type, model_name))
 
 
-__all__ = ["ListTrainer", "DNRTrainer", "CoRRTrainer", "TrustedCheckpointMixin", "with_trusted_checkpoints",
+__all__ = ["ListTrainer", "DNRTrainer", "EGRerankTrainer", "CoRRTrainer", "TrustedCheckpointMixin", "with_trusted_checkpoints",
            "get_trainer"]
