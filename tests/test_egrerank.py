@@ -175,16 +175,17 @@ def fit_and_test(cfg, stop_at=None):
 
 
 def test_two_phases_and_resume_across_the_switch(slice_root, in_session_dir, tmp_path):
-    cfg = smoke_config(slice_root, model="EGRerank", epochs=2, egr_evaluator_epochs=2, stopping_step=10,
+    # one epoch per phase and two trajectories per list: the switch is what is tested, not the training
+    cfg = smoke_config(slice_root, model="EGRerank", epochs=1, egr_evaluator_epochs=1, egr_rep=2, stopping_step=10,
                        resume=True, checkpoint_dir=str(tmp_path / "a"))
     plain, plain_test = fit_and_test(cfg)
-    assert plain.epochs == 4 and len(plain.valid_curve) == 4
+    assert plain.epochs == 2 and len(plain.valid_curve) == 2
     assert bool(plain.model.generator_on)  # the kept checkpoint is a trained generator's
     cfg["checkpoint_dir"] = str(tmp_path / "b")
     with pytest.raises(Stop):  # killed in the first generator epoch: the saved state is the evaluator's last
-        fit_and_test(cfg, stop_at=2)
+        fit_and_test(cfg, stop_at=1)
     resumed, resumed_test = fit_and_test(cfg)
-    assert resumed.resumed_after == 1
+    assert resumed.resumed_after == 0
     assert resumed.valid_curve == plain.valid_curve and resumed_test == plain_test
 
 

@@ -191,8 +191,8 @@ def test_a_custom_reranker_serves_with_import(slice_root, tmp_path):
 
 
 @pytest.mark.parametrize("module, name, hint", [
-    ("no_such_module_here", "MyReranker", "--import no_such_module_here (or its .py file)"),
-    ("__main__", "MyReranker", "--import <the module or .py file that defines it"),
+    ("no_such_module_here", "UnimportedReranker", "--import no_such_module_here (or its .py file)"),
+    ("__main__", "UnimportedReranker", "--import <the module or .py file that defines it"),
     ("recbole_dnr.model.dnr", "DNR_NoSuchBackbone", "--import <the module or .py file that defines it"),
 ])
 def test_a_model_class_that_cannot_be_imported_is_named_with_the_fix(module, name, hint):
