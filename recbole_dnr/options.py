@@ -184,14 +184,20 @@ def _check_together(cfg, model_class):
 def _describe(spec):
     name = {"int": "an integer", "float": "a number", "bool": "True or False",
             "int_list": "a list of integers", "float_list": "a list of numbers"}[spec.kind]
+    allowed = bounds(spec)
+    return f"{name} {allowed}" if allowed else name
+
+
+def bounds(spec):
+    """What a numeric ``spec`` allows, e.g. ``>= 2``, ``in [0, 1)``, ``> 0``; "" when unbounded."""
     lo, hi = spec.lo, spec.hi
     if lo is not None and hi is not None:
-        return f"{name} in {'(' if spec.open_lo else '['}{lo}, {hi}{')' if spec.open_hi else ']'}"
+        return f"in {'(' if spec.open_lo else '['}{lo}, {hi}{')' if spec.open_hi else ']'}"
     if lo is not None:
-        return f"{name} {'>' if spec.open_lo else '>='} {lo}"
+        return f"{'>' if spec.open_lo else '>='} {lo}"
     if hi is not None:
-        return f"{name} {'<' if spec.open_hi else '<='} {hi}"
-    return name
+        return f"{'<' if spec.open_hi else '<='} {hi}"
+    return ""
 
 
 @functools.lru_cache(maxsize=None)
