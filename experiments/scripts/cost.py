@@ -71,7 +71,7 @@ def main():
         cfg = {"dataset": args.dataset, "seed": args.seed, "show_progress": False, "state": "WARNING", **overrides}
         if args.data_path:
             cfg["data_path"] = args.data_path
-        files = [os.path.join(ROOT, "properties", "experiments", variant + ".yaml")] + args.config_files
+        files = [variant] + args.config_files  # a shipped variant, by name (experiments/variants/)
         config, ds, (train, valid, test), model, trainer = build(config_file_list=files, config_dict=cfg)
         n = min(len(train._dataset), args.batches * config["train_batch_size"])
         sub = RequestSet(ds, train._dataset.inter[torch.arange(n)], "train")
