@@ -184,10 +184,11 @@ def test_option_checks():
         options.check({"diffurec_loss": "mse"}, cls)
 
 
-def test_resume_mid_training(slice_root, in_session_dir):
+def resumes_mid_training(cfg):
+    """Train ``cfg`` one epoch, resume its checkpoint in a 2-epoch run: the weights come back exactly,
+    the run goes on from epoch 1 and trains on. Returns the resumed trainer."""
     from recbole_dnr.quick_start import build as build_run
 
-    cfg = smoke_config(slice_root, model="DiffuRec", epochs=1, diffurec_eval_steps=4, stopping_step=100)
     _, _, (train, valid, _), model, trainer = build_run(config_dict=cfg)
     trainer.fit(train, valid, saved=True, show_progress=False)
     _, _, (train2, valid2, _), model2, trainer2 = build_run(config_dict={**cfg, "epochs": 2})
@@ -198,7 +199,12 @@ def test_resume_mid_training(slice_root, in_session_dir):
     before = {k: v.clone() for k, v in model2.state_dict().items()}
     trainer2.fit(train2, valid2, saved=False, show_progress=False)
     assert any(not torch.equal(v, before[k]) for k, v in model2.state_dict().items())  # it trained on
-    assert len(trainer2.valid_curve) >= 1
+    return trainer2
+
+
+def test_resume_mid_training(slice_root, in_session_dir):
+    cfg = smoke_config(slice_root, model="DiffuRec", epochs=1, diffurec_eval_steps=4, stopping_step=100)
+    assert len(resumes_mid_training(cfg).valid_curve) >= 1
 
 
 @pytest.mark.parametrize("name", ["DiffuRec", "DNR_DiffuRec"])

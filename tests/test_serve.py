@@ -242,6 +242,20 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def wait_until_healthy(server, base):
+    """Poll ``base``/health until the service answers (up to 2 minutes); fail with its output if it exits."""
+    import httpx
+
+    for _ in range(600):
+        try:
+            if httpx.get(base + "/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            if server.poll() is not None:
+                pytest.fail(server.stdout.read()[-2000:])
+            time.sleep(0.2)
+
+
 def test_http_service_over_loopback(prm, tmp_path):
     httpx = pytest.importorskip("httpx")
     from recbole_dnr import Recommender
@@ -253,14 +267,7 @@ def test_http_service_over_loopback(prm, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if server.poll() is not None:
-                    pytest.fail(server.stdout.read()[-2000:])
-                time.sleep(0.2)
+        wait_until_healthy(server, base)
         rec = Recommender.load(trainer.saved_model_file)
         users = [str(t) for t in ds.id2token(ds.uid_field, [1, 2])]
         got = httpx.post(base + "/recommend", json={"user_ids": users, "k": 6}).json()

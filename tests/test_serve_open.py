@@ -20,17 +20,7 @@ from conftest import smoke_config
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_LEN
 from recbole_dnr.storage import CorruptFileError
-from test_serve import REPO, _free_port, train
-
-
-@pytest.fixture(scope="module")
-def prm(slice_root, session_dir):
-    here = os.getcwd()
-    os.chdir(session_dir)
-    try:
-        yield train(slice_root, model="PRM")
-    finally:
-        os.chdir(here)
+from test_serve import REPO, _free_port, prm, train, wait_until_healthy  # noqa: F401 (prm: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -219,14 +209,7 @@ def test_serve_subcommand_from_a_bundle_over_http(prm, bundle, tmp_path):
     try:
         first = server.stdout.readline()
         assert first.strip() == f"serving PRM on http://127.0.0.1:{port}, docs at /docs", first
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if server.poll() is not None:
-                    pytest.fail(server.stdout.read()[-2000:])
-                time.sleep(0.2)
+        wait_until_healthy(server, base)
         assert httpx.get(base + "/openapi.json").json()["info"]["version"] == recbole_dnr.__version__
         rec = Recommender.load(trainer.saved_model_file)
         items = [str(t) for t in ds.id2token(ds.iid_field, np.arange(4, 10))]
