@@ -101,6 +101,8 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
                "--config_files", *spec.config_files]
         if spec.reuse:
             cmd += ["--reuse", *spec.reuse]
+        if spec.test_curve:
+            cmd.append("--test_curve")
         t0 = time.perf_counter()
         with open(log_tmp, "w") as log:
             proc = subprocess.run(cmd, stdout=None, stderr=log, timeout=timeout)

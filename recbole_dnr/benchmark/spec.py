@@ -12,6 +12,7 @@ Example (abridged from experiments/grids/zoo.yaml and corr.yaml)::
       PRM-none: {model: PRM, score_fusion: none}   # a file in experiments/variants/
     reuse: [experiments/results/dnr_study]  # other grids' results: a cell trained there with the same
                                            # config (run key) is copied, not trained again
+    test_curve: true                       # cells also evaluate test at every epoch (not a training setting)
     grids:                                 # each: datasets × models × seeds
       - {datasets: [ml-100k], models: [Retriever, PRM, DNR_PRM, SASRec], seeds: [2020, 2021, 2022]}
       - {datasets: [ml-100k], models: [PRM, DNR_PRM], seeds: [2020], set: {retriever_fit: holdout}, suffix: "@holdout"}
@@ -39,7 +40,7 @@ from recbole_dnr.config import experiments_dir
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.registry import get_backbone, get_model
 
-TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse"}
+TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse", "test_curve"}
 REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics",
                "strata", "curves", "select"}
 
@@ -67,6 +68,7 @@ class Spec:
     report: dict = field(default_factory=dict)
     reuse: list = field(default_factory=list)
     dataset_variants: dict = field(default_factory=dict)  # {dataset: {variant: settings on that dataset}}
+    test_curve: bool = False  # cells record test metrics at every evaluation (benchmark/paper.py)
 
     def cell_path(self, cell, ext="json"):
         return os.path.join(self.out, "cells", cell.dataset, cell.variant, f"seed{cell.seed}.{ext}")
@@ -245,6 +247,9 @@ def load_spec(path):
                              f"(e.g. [experiments/results/zoo])")
     if any(os.path.abspath(r) == os.path.abspath(out) for r in reuse):
         raise UserInputError(f"{path}: reuse: lists this grid's own results folder '{out}'; list other grids' folders")
+    if not isinstance(raw.get("test_curve", False), bool):
+        raise UserInputError(f"{path}: test_curve: must be true or false (true: cells also evaluate test at every "
+                             f"epoch), got {raw['test_curve']!r}")
     return Spec(path=path, out=out, config_files=files, datasets=datasets, variants=variants, cells=cells,
                 paper=raw.get("paper") or {}, report=report, reuse=list(reuse),
-                dataset_variants=dataset_variants)
+                dataset_variants=dataset_variants, test_curve=raw.get("test_curve", False))
