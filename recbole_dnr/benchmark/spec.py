@@ -42,7 +42,7 @@ from recbole_dnr.registry import get_backbone, get_model
 
 TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse", "test_curve"}
 REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics",
-               "strata", "curves", "select"}
+               "strata", "curves", "select", "paper_table"}
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,13 @@ def load_spec(path):
         if not isinstance(strata.get("bins", 5), int) or strata.get("bins", 5) < 2:
             raise UserInputError(f"{path}: report.strata bins must be an integer >= 2")
         check_pairs(path, "report.strata pairs", strata.get("pairs"), variants, titled=True)
+    if report.get("paper_table"):  # figures per metric: {dataset: {variant: {metric: value}}}
+        for ds, rows in (raw.get("paper") or {}).items():
+            for variant, figures in (rows or {}).items():
+                if variant not in variants or not isinstance(figures, dict) or \
+                        not all(isinstance(x, (int, float)) for x in figures.values()):
+                    raise UserInputError(f"{path}: paper.{ds}.{variant} must be a variant of the grid mapped to the "
+                                         f"paper's figures per metric, e.g. {{ndcg@6: 72.85}}; got {figures!r}")
     out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
     reuse = raw.get("reuse") or []
     if isinstance(reuse, str) or not all(isinstance(r, str) for r in reuse):

@@ -30,3 +30,97 @@ def test_test_curve_leaves_training_unchanged(slice_root, in_session_dir):
     at_best = curve[curved["best_epoch"] - 1]
     for metric in ("h@6", "ndcg@6", "map@6", "f1@6", "auc"):
         assert at_best[metric] == pytest.approx(curved["test"][metric], abs=1e-6)
+
+
+def curve_cell(best_epoch, curve, **extra):
+    """A cell record with a test curve: ``curve`` lists (ndcg@6, auc) per evaluation."""
+    return {"best_epoch": best_epoch, "test_curve": [{"ndcg@6": n, "auc": a} for n, a in curve], **extra}
+
+
+def test_selection_reading_by_hand():
+    from recbole_dnr.benchmark.selection_bias import reading
+
+    # valid picked evaluation 2; test peaks at 3 for NDCG@6 but at 1 for AUC: each metric its own epoch
+    rec = curve_cell(2, [(0.30, 0.72), (0.32, 0.69), (0.35, 0.71)])
+    rd = reading([rec, {"best_epoch": 1}], ["ndcg@6", "auc"])  # a cell without a curve is left out
+    assert rd["ndcg@6"]["ours"] == [0.32] and rd["ndcg@6"]["theirs"] == [0.35]
+    assert rd["ndcg@6"]["inflation"] == [pytest.approx(0.03)]
+    assert rd["auc"]["ours"] == [0.69] and rd["auc"]["theirs"] == [0.72]
+    assert reading([{"best_epoch": 1}], ["auc"]) == {}
+
+
+def test_margin_under_both_rules_by_hand():
+    from recbole_dnr.benchmark.selection_bias import margins
+
+    def rd(ours, theirs):
+        return {"ndcg@6": {"ours": ours, "theirs": theirs}}
+
+    readings = {"DNR": rd([0.40, 0.40], [0.41, 0.41]), "B": rd([0.38], [0.43]), "C": rd([0.38, 0.40], [0.40, 0.40])}
+    out = margins(readings, ["DNR"], "ndcg@6")
+    # ours: best baseline C (0.39), DNR +0.01; theirs: B inflates most and becomes the best (0.43), DNR -0.02
+    assert out["DNR"]["ours"] == (pytest.approx(0.01), "C")
+    assert out["DNR"]["theirs"] == (pytest.approx(-0.02), "B")
+    assert out["DNR"]["change"] == pytest.approx(-0.03)
+    assert margins({"DNR": readings["DNR"]}, ["DNR"], "ndcg@6") == {}
+
+
+def test_kendall_tau_b_by_hand():
+    from scipy import stats
+
+    from recbole_dnr.benchmark.selection_bias import kendall_tau_b
+
+    # 6 pairs, one discordant (items 2 and 3): (5 - 1) / 6
+    assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    # ties: a ties items 2,3 and b ties 3,4; 4 concordant, 0 discordant, 5 untied pairs each: 4 / sqrt(5 * 5)
+    assert kendall_tau_b([1, 2, 2, 3], [1, 2, 3, 3]) == pytest.approx(0.8)
+    assert kendall_tau_b([1, 2, 2, 3], [1, 2, 3, 3]) == pytest.approx(stats.kendalltau([1, 2, 2, 3], [1, 2, 3, 3])[0])
+    assert kendall_tau_b([3, 2, 1], [1, 2, 3]) == pytest.approx(-1.0)
+    assert np.isnan(kendall_tau_b([1, 1], [1, 2]))
+
+
+def test_paper_comparison_uses_the_rows_both_have():
+    from recbole_dnr.benchmark.paper import paper_comparison
+
+    ours = {"A": 0.40, "B": 0.30, "C": 0.35, "D": 0.20}
+    mine, theirs, tau = paper_comparison(ours, {"A": 77.0, "B": 76.5, "C": 72.0})
+    assert mine == ["A", "C", "B"] and theirs == ["A", "B", "C"] and tau == pytest.approx(1 / 3)
+
+
+def fake_runs(tmp_path):
+    """Two baselines and a DNR row over 3 seeds, with per-request NDCG@6 and test curves."""
+    rng = np.random.default_rng(0)
+    runs = []
+    for variant, model, level in [("Retriever", "Retriever", 0.30), ("PIER", "PIER", 0.36), ("DNR-G-PIER", "DNR_PIER", 0.38)]:
+        for seed in (2020, 2021, 2022):
+            values = np.clip(level + 0.1 * rng.standard_normal(40), 0, 1)
+            npz = tmp_path / f"{variant}-{seed}.npz"
+            np.savez(npz, request_id=np.arange(40), **{"ndcg@6": values})
+            test = {m: float(values.mean()) + k * 0.01 for k, m in enumerate(["h@6", "ndcg@6", "map@6", "f1@6", "auc"])}
+            curve = [] if model == "Retriever" else [{m: v - 0.01 * (2 - e) for m, v in test.items()} for e in range(3)]
+            runs.append({"dataset": "d", "variant": variant, "model": model, "seed": seed, "test": test,
+                         "best_epoch": 2 if curve else 0, "test_curve": curve, "npz": str(npz),
+                         "machine": {"platform": "Linux", "cpu_count": 2, "torch": "2"}})
+    return runs
+
+
+def test_paper_table_renders_and_is_byte_identical_twice(tmp_path):
+    from recbole_dnr.benchmark.paper import render_paper
+    from recbole_dnr.benchmark.spec import Spec
+
+    spec = Spec(path="grid.yaml", out=str(tmp_path), config_files=[], datasets={}, variants={}, cells=[],
+                paper={"d": {"PIER": {"ndcg@6": 75.99}, "DNR-G-PIER": {"ndcg@6": 77.67}}},
+                report={"markdown": str(tmp_path / "doc.md"), "tag": "paper", "img_dir": str(tmp_path / "img"),
+                        "prefix": "paper", "paper_table": True})
+    runs = {"d": fake_runs(tmp_path)}
+    written = render_paper(spec, runs)
+    assert written == [str(tmp_path / "doc.md"), str(tmp_path / "img" / "paper_d.png")]
+    first = [open(p, "rb").read() for p in written]
+    for p in written:
+        os.remove(p)
+    assert [open(p, "rb").read() for p in render_paper(spec, runs)] == first
+    md = first[0].decode()
+    assert "| DNR-G-PIER | 3 |" in md and "| DNR-G-PIER − PIER |" in md  # the best baseline, not the floor
+    assert "NDCG@6 77.67" in md and "Kendall's tau-b: 1.000" in md
+    # test curves: valid-selected epoch 2 is 0.01 below the last; the floor has no curve, so no row
+    assert "ours → theirs" in md and "| Retriever | 0 |" not in md and "(0.0100 ± 0.0000)" in md
+    assert "| DNR-G-PIER | NDCG@6 | +0.0274 (PIER) | +0.0274 (PIER) | +0.0000 |" in md
