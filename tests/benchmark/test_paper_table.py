@@ -124,3 +124,34 @@ def test_paper_table_renders_and_is_byte_identical_twice(tmp_path):
     # test curves: valid-selected epoch 2 is 0.01 below the last; the floor has no curve, so no row
     assert "ours → theirs" in md and "| Retriever | 0 |" not in md and "(0.0100 ± 0.0000)" in md
     assert "| DNR-G-PIER | NDCG@6 | +0.0274 (PIER) | +0.0274 (PIER) | +0.0000 |" in md
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"test_curve": "yes"}, "test_curve: must be true or false"),
+    ({"paper": {"ml-100k": {"PRM": 72.85}}}, "paper.ml-100k.PRM must be a variant of the grid mapped to"),
+    ({"paper": {"ml-100k": {"SASRec": {"ndcg@6": 72.16}}}}, "paper.ml-100k.SASRec must be a variant"),
+])
+def test_paper_grid_mistakes_are_clear_errors(tmp_path, extra, message):
+    import yaml
+
+    from recbole_dnr.benchmark.spec import load_spec
+    from recbole_dnr.errors import UserInputError
+
+    grid = {"out": str(tmp_path / "out"), "datasets": {"ml-100k": {}},
+            "grids": [{"datasets": ["ml-100k"], "models": ["PRM"], "seeds": [1]}],
+            "report": {"paper_table": True}, **extra}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    with pytest.raises(UserInputError, match=message.replace(".", r"\.")):
+        load_spec(str(path))
+
+
+@pytest.mark.slow  # the grid names ../shared/data
+def test_the_paper_grid_loads_with_its_figures():
+    from recbole_dnr.benchmark.spec import load_spec
+
+    spec = load_spec("experiments/grids/paper.yaml")
+    assert spec.test_curve and spec.report["paper_table"]
+    assert {c.seed for c in spec.cells if c.variant == "DNR-B-PIER"} == {2020, 2021, 2022, 2023, 2024}
+    assert {c.seed for c in spec.cells if c.variant == "DCDR"} == {2020, 2021, 2022}
+    assert all(v in spec.variants for rows in spec.paper.values() for v in rows)
