@@ -76,12 +76,16 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
     print(f"[benchmark] {spec.path}: {len(spec.cells)} cells, {len(done)} done, {len(todo)} to run "
           f"{f'({len(stale)} stale) ' if stale else ''}(results: {spec.out})", flush=True)
     if dry_run:
+        copies = 0
         for c in todo:
             source = reusable_for(spec.settings(c), spec.config_files, spec.reuse)
             if source:
+                copies += 1
                 print(f"  would copy {c.key} from {source} (same run key: no training)")
             else:
                 print(f"  would run {c.key}: {json.dumps(spec.settings(c))}")
+        print(f"[benchmark] dry run: {copies} cell(s) would be copied from {', '.join(spec.reuse) or 'no reuse folder'}, "
+              f"{len(todo) - copies} would train", flush=True)
         return [], 0
     failed, walls, landed = [], [], 0
     for i, cell in enumerate(todo):
@@ -101,6 +105,8 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
                "--config_files", *spec.config_files]
         if spec.reuse:
             cmd += ["--reuse", *spec.reuse]
+        if spec.test_curve:
+            cmd.append("--test_curve")
         t0 = time.perf_counter()
         with open(log_tmp, "w") as log:
             proc = subprocess.run(cmd, stdout=None, stderr=log, timeout=timeout)

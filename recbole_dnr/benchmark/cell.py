@@ -65,13 +65,16 @@ def hwm_mb():
     return None
 
 
-def run_cell(settings, config_files=None, label=""):
+def run_cell(settings, config_files=None, label="", test_curve=False):
     """Train and evaluate one cell (:func:`~recbole_dnr.quick_start.fit_and_test`, then the cell's own
     measurements on the tested checkpoint); returns (record, per-request arrays). The run's resume state
-    is left claimed: ``main`` discards it once the cell is written."""
+    is left claimed: ``main`` discards it once the cell is written. ``test_curve``: also evaluate the test
+    split at every evaluation (record ``test_curve``, one dict of metrics each; training is unchanged)."""
     started = time.perf_counter()
     built = build(config_file_list=config_files or None, config_dict=cell_settings(settings))
     config, ds, (_, _, test), model, trainer = built
+    if test_curve:
+        trainer.curve_loaders["test"] = test
 
     def progress(epoch_idx, valid_score):
         times = trainer.epoch_seconds  # a resumed run replays its restored epochs first
@@ -119,6 +122,8 @@ def run_cell(settings, config_files=None, label=""):
         "config": {k: config[k] for k in CONFIG_KEYS if k in config}, "machine": machine(),
         "resume_file": trainer.resume.path, "run_key": run_key(config),
     }
+    if test_curve:
+        record["test_curve"] = list(trainer.eval_curves.get("test", []))
     return record, arrays
 
 
@@ -203,6 +208,8 @@ def main(argv=None):
     parser.add_argument("--label", default="")
     parser.add_argument("--variant", default=None)
     parser.add_argument("--command", default="")
+    parser.add_argument("--test_curve", action="store_true", help="also evaluate test at every evaluation "
+                        "(the cell's test_curve; not part of the training config or run key)")
     parser.add_argument("--reuse", nargs="*", default=[], help="results folders of other grids whose identical "
                         "cells are copied instead of trained")
     args = parser.parse_args(argv)
@@ -234,7 +241,7 @@ def main(argv=None):
             return
     if os.environ.get("BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
-    record, arrays = run_cell(settings, args.config_files, args.label)
+    record, arrays = run_cell(settings, args.config_files, args.label, args.test_curve)
     record["variant"] = args.variant or record["model"]
     record["settings"] = settings
     record["config_files"] = args.config_files

@@ -4,6 +4,7 @@
 import os
 from collections import defaultdict
 
+from recbole_dnr.benchmark.paper import render_paper
 from recbole_dnr.benchmark.plots import render_plots
 from recbole_dnr.benchmark.results import load_cells
 from recbole_dnr.benchmark.tables import render_markdown, strata_of
@@ -13,6 +14,9 @@ def render(spec):
     runs_by_dataset = defaultdict(list)
     for r in load_cells(spec):
         runs_by_dataset[r["dataset"]].append(r)
+    if spec.report.get("paper_table"):  # the DNR paper's main table instead of the grid's own tables
+        csv = [os.path.join(spec.out, "results.csv")] if runs_by_dataset else []
+        return csv + render_paper(spec, runs_by_dataset)
     if not runs_by_dataset:  # clear a stale block (e.g. after discarding cells)
         md = render_markdown(spec, {})
         return [md] if md else []

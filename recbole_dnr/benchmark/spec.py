@@ -12,6 +12,7 @@ Example (abridged from experiments/grids/zoo.yaml and corr.yaml)::
       PRM-none: {model: PRM, score_fusion: none}   # a file in experiments/variants/
     reuse: [experiments/results/dnr_study]  # other grids' results: a cell trained there with the same
                                            # config (run key) is copied, not trained again
+    test_curve: true                       # cells also evaluate test at every epoch (not a training setting)
     grids:                                 # each: datasets × models × seeds
       - {datasets: [ml-100k], models: [Retriever, PRM, DNR_PRM, SASRec], seeds: [2020, 2021, 2022]}
       - {datasets: [ml-100k], models: [PRM, DNR_PRM], seeds: [2020], set: {retriever_fit: holdout}, suffix: "@holdout"}
@@ -39,9 +40,9 @@ from recbole_dnr.config import experiments_dir
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.registry import get_backbone, get_model
 
-TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse"}
+TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse", "test_curve"}
 REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics",
-               "strata", "curves", "select"}
+               "strata", "curves", "select", "paper_table"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Spec:
     report: dict = field(default_factory=dict)
     reuse: list = field(default_factory=list)
     dataset_variants: dict = field(default_factory=dict)  # {dataset: {variant: settings on that dataset}}
+    test_curve: bool = False  # cells record test metrics at every evaluation (benchmark/paper.py)
 
     def cell_path(self, cell, ext="json"):
         return os.path.join(self.out, "cells", cell.dataset, cell.variant, f"seed{cell.seed}.{ext}")
@@ -238,6 +240,13 @@ def load_spec(path):
         if not isinstance(strata.get("bins", 5), int) or strata.get("bins", 5) < 2:
             raise UserInputError(f"{path}: report.strata bins must be an integer >= 2")
         check_pairs(path, "report.strata pairs", strata.get("pairs"), variants, titled=True)
+    if report.get("paper_table"):  # figures per metric: {dataset: {variant: {metric: value}}}
+        for ds, rows in (raw.get("paper") or {}).items():
+            for variant, figures in (rows or {}).items():
+                if variant not in variants or not isinstance(figures, dict) or \
+                        not all(isinstance(x, (int, float)) for x in figures.values()):
+                    raise UserInputError(f"{path}: paper.{ds}.{variant} must be a variant of the grid mapped to the "
+                                         f"paper's figures per metric, e.g. {{ndcg@6: 72.85}}; got {figures!r}")
     out = raw.get("out") or os.path.join(base, "results", os.path.splitext(os.path.basename(path))[0])
     reuse = raw.get("reuse") or []
     if isinstance(reuse, str) or not all(isinstance(r, str) for r in reuse):
@@ -245,6 +254,9 @@ def load_spec(path):
                              f"(e.g. [experiments/results/zoo])")
     if any(os.path.abspath(r) == os.path.abspath(out) for r in reuse):
         raise UserInputError(f"{path}: reuse: lists this grid's own results folder '{out}'; list other grids' folders")
+    if not isinstance(raw.get("test_curve", False), bool):
+        raise UserInputError(f"{path}: test_curve: must be true or false (true: cells also evaluate test at every "
+                             f"epoch), got {raw['test_curve']!r}")
     return Spec(path=path, out=out, config_files=files, datasets=datasets, variants=variants, cells=cells,
                 paper=raw.get("paper") or {}, report=report, reuse=list(reuse),
-                dataset_variants=dataset_variants)
+                dataset_variants=dataset_variants, test_curve=raw.get("test_curve", False))

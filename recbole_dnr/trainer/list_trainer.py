@@ -23,7 +23,7 @@ from recbole_dnr.errors import UserInputError
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.fields import LABEL, REQUEST_ID, SCORE, SLATE_MASK
 from recbole_dnr.trainer.recbole_pretrain import recbole_pretrain
-from recbole_dnr.trainer.resume import ResumeState
+from recbole_dnr.trainer.resume import ResumeState, capture_rng, restore_rng
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,6 +57,10 @@ class ListTrainer(Trainer):
         self.evaluator = ListEvaluator(config)
         self.resume = ResumeState(config)
         self.valid_curve = []  # valid score of each evaluation, across a resume
+        # loaders also evaluated after every valid evaluation, e.g. {"test": test_data} (a benchmark cell's
+        # test curve); their metrics land in eval_curves[name], one dict per evaluation, across a resume
+        self.curve_loaders = {}
+        self.eval_curves = {}
         self.resumed_after = None  # the epoch a resumed run continued after
         self.epoch_seconds = []  # training seconds of each epoch, across a resume
         self.fit_seconds_before = 0.0  # time the processes before a resume spent in fit
@@ -129,6 +133,8 @@ class ListTrainer(Trainer):
         def after_epoch(epoch_idx, valid_score):
             # RecBole calls this after each evaluation, past the best-checkpoint save
             self.valid_curve.append(float(valid_score))
+            for name, loader in self.curve_loaders.items():
+                self.eval_curves.setdefault(name, []).append(self.side_evaluate(loader))
             if saved and self.config["resume_state"]:
                 self.resume.save(self, epoch_idx, generator)
             if callback_fn:
@@ -320,6 +326,17 @@ class ListTrainer(Trainer):
         self.last_eval = out
         result = self.evaluator.evaluate(out["scores"], out[LABEL], out[SLATE_MASK], out.get("missed"))
         return self.extend_result(result, eval_data)
+
+    def side_evaluate(self, eval_data):
+        """Metrics of the current weights on ``eval_data`` that leave training as it was: every random
+        state (a diffusion model samples while predicting) and the last evaluation's lists are restored."""
+        generator = getattr(eval_data, "generator", None)
+        rng, last = capture_rng(generator), self.last_eval
+        try:
+            return {k: float(v) for k, v in self.evaluate(eval_data, load_best_model=False).items()}
+        finally:
+            restore_rng(rng, generator)
+            self.last_eval = last
 
     def eval_lists(self, eval_data):
         """The loader an evaluation scores (CoRR retrieves its lists anew here)."""

@@ -119,6 +119,7 @@ class ResumeState:
             "best_model_file": trainer.saved_model_file,
             "train_loss_dict": dict(trainer.train_loss_dict),
             "valid_curve": list(trainer.valid_curve),
+            "eval_curves": {k: list(v) for k, v in trainer.eval_curves.items()},
             "epoch_seconds": list(trainer.epoch_seconds),
             "fit_seconds": trainer.fit_seconds(),
             "state_dict": trainer.model.state_dict(),
@@ -164,6 +165,7 @@ class ResumeState:
         trainer.saved_model_file = state["best_model_file"]
         trainer.train_loss_dict.update(state["train_loss_dict"])
         trainer.valid_curve[:] = state["valid_curve"]
+        trainer.eval_curves.update(state.get("eval_curves", {}))  # states written before these curves: none
         trainer.epoch_seconds[:] = state.get("epoch_seconds", [])  # states written before timing was kept: none
         trainer.fit_seconds_before = trainer.fit_seconds_restored = state.get("fit_seconds", 0.0)
         trainer.model.load_state_dict(state["state_dict"])
