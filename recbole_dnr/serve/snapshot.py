@@ -4,8 +4,8 @@ The id maps (external token <-> internal id), each known user's rated items in t
 their liked flags z (rating >= ``label_threshold``; every rated item is excluded from retrieval,
 the last ``max_history`` are the reranker's history), the items' interaction counts (the
 popularity order new users without a history get) and the side features loaded (``load_col``'s
-.item/.user fields, one row per id: a model with ``side_features`` looks them up by id). It is read from the atomic files when a
-checkpoint is loaded, or from a bundle (:mod:`recbole_dnr.serve.bundle`), which needs no data.
+.item/.user fields, one row per id: a model looks them up by id). It is read from the atomic files
+when a checkpoint is loaded, or from a bundle (:mod:`recbole_dnr.serve.bundle`), which needs no data.
 """
 
 import numpy as np
@@ -56,13 +56,14 @@ class ServingData:
                 "user_tokens": [str(t) for t in self.user_tokens], "item_tokens": [str(t) for t in self.item_tokens],
                 "users": self.users.astype(np.int32), "items": self.items.astype(np.int32),
                 "liked": self.liked.astype(np.int8),
-                "features": {source: {"types": {f: t.value for f, t in part["types"].items()}, "nums": part["nums"],
-                                      "columns": part["columns"]} for source, part in self.features.items()}}
+                "features": _retyped(self.features, lambda t: t.value)}
 
     @classmethod
     def from_state(cls, config, state):
-        features = {source: {"types": {f: FeatureType(t) for f, t in part["types"].items()}, "nums": part["nums"],
-                             "columns": part["columns"]} for source, part in state.get("features", {}).items()}
+        if config["side_features"] and "features" not in state:
+            raise UserInputError("this bundle of a side_features model was written by a recbole_dnr that did not "
+                                 "keep the feature tables: export it again from its checkpoint")
+        features = _retyped(state.get("features", {}), FeatureType)
         return cls(config, state["uid_field"], state["iid_field"], state["user_tokens"], state["item_tokens"],
                    state["users"], state["items"], state["liked"], features)
 
@@ -149,3 +150,9 @@ def _features(dataset):
                        "nums": {f: int(dataset.num(f)) for f in fields},
                        "columns": {f: table[f].clone() for f in [id_field] + fields}}
     return out
+
+
+def _retyped(features, convert):
+    """``features`` with each field's type converted (FeatureType <-> its string, as a bundle stores it)."""
+    return {source: {**part, "types": {f: convert(t) for f, t in part["types"].items()}}
+            for source, part in features.items()}
