@@ -39,14 +39,3 @@ def test_side_features_serve_and_export(feature_slice_root, in_session_dir, tmp_
     inputs = ["user_id", "item_id", "score", "history_item", "history_label"]
     serves_and_exports(feature_slice_root, in_session_dir, {"model": "PRM", **FEATURES, "_onnx_inputs": inputs}, tmp_path)
 
-
-def test_a_side_features_bundle_is_refused_with_the_fix(feature_slice_root, in_session_dir, tmp_path):
-    from recbole_dnr import Recommender
-    from recbole_dnr.errors import UserInputError
-    from test_serve import train
-
-    trainer = train(feature_slice_root, model="PRM", **FEATURES)[0]
-    rec = Recommender.load(trainer.saved_model_file)
-    rec.save(str(tmp_path / "bundle"))
-    with pytest.raises(UserInputError, match="serve it from its checkpoint"):
-        Recommender.load(str(tmp_path / "bundle"))

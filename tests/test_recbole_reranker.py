@@ -27,6 +27,9 @@ class FakeDataset:
     uid_field, iid_field = "user_id", "item_id"
     fields = RequestSet.fields  # what context-aware models embed: the real rule, on this fake
     field2type = RequestSet.field2type
+
+    def side_features(self, source):  # none loaded
+        return None, {}
     history_item_matrix = RequestSet.history_item_matrix  # from inter_matrix below, as on the real one
     history_user_matrix = RequestSet.history_user_matrix
     inter_feat, inter_num = RequestSet.inter_feat, RequestSet.inter_num

@@ -133,7 +133,20 @@ class RequestSet:
 
     @property
     def field2type(self):
-        return {self.uid_field: FeatureType.TOKEN, self.iid_field: FeatureType.TOKEN}
+        """The ids' types and the loaded side features' (RecBole's feature models look them up)."""
+        types = {self.uid_field: FeatureType.TOKEN, self.iid_field: FeatureType.TOKEN}
+        for source in ("item", "user"):
+            types.update(self.side_features(source)[1])
+        return types
+
+    # RecBole's feature models (SASRecF, GRU4RecF, FDSA, DIN) index these tables by id ([item_num] rows)
+    def get_item_feature(self):
+        """RecBole's item feature table (an ``Interaction``, row = item id; the ids alone when none is loaded)."""
+        return self.parent.get_item_feature()
+
+    def get_user_feature(self):
+        """RecBole's user feature table (an ``Interaction``, row = user id; the ids alone when none is loaded)."""
+        return self.parent.get_user_feature()
 
 
 def _history(matrix, value_field, max_history_len):

@@ -15,6 +15,8 @@ Context-aware models (DeepFM, DCN, xDeepFM, WideDeep, AutoInt, ...: CoRR's ranke
 fields a candidate carries, user id and item id (``RequestSet.fields``), and are scored by their
 logit: ``forward`` where their own loss is ``BCEWithLogitsLoss`` (``predict`` is its sigmoid), the
 logit of ``forward`` where it is ``BCELoss`` (DCNV2, KD_DAGFM: ``forward`` is already a probability).
+Feature models (SASRecF, GRU4RecF, FDSA, DIN) read the .item/.user tables ``load_col`` loaded
+(``RequestSet.get_item_feature``, one row per id) for the history's items (and DIN's candidates).
 """
 
 import torch
@@ -68,9 +70,15 @@ class RecBoleReranker(ListBackbone):
         except (AttributeError, KeyError, TypeError, ValueError, NotImplementedError) as e:
             raise UserInputError(
                 f"RecBole's {name} cannot be built as a reranker ({type(e).__name__}: {e}). It needs more than "
-                f"user ids, item ids, item sequences and the training graph (e.g. item features or a knowledge graph); "
+                f"user ids, item ids, item sequences, the training graph and the item/user features of load_col "
+                f"(e.g. a knowledge graph); "
                 f"use a sequential model such as {', '.join(REPRESENTATION_MODELS[:4])}, a context-aware one such "
                 f"as DeepFM or DCN, or BPR.") from e
+        if hasattr(self.model, "NEG_ITEM_SEQ"):  # DIEN: its predict reads the negatives its auxiliary loss sampled
+            raise UserInputError(
+                f"RecBole's {name} cannot be built as a reranker: it reads a sequence of sampled negative items "
+                f"({self.model.NEG_ITEM_SEQ}) even when it predicts, which a request does not carry; use DIN, "
+                f"SASRecF or another sequential model")
         self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
         self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
         fusion = config["score_fusion"]
@@ -103,6 +111,23 @@ class RecBoleReranker(ListBackbone):
         # calculate_loss, which a reranker never calls: see _clear_caches
         self._caches = [n for n in getattr(self.model, "other_parameter_name", None) or []
                         if getattr(self.model, n, 0) is None]
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        # RecBole's feature-rich sequential models (SASRecF, GRU4RecF, FDSA) embed the item fields their
+        # yaml's selected_features names, read from the loaded .item file (load_col None loads every field)
+        selected, load_col = cfg.get("selected_features") or [], cfg.get("load_col")
+        loaded = (load_col.get("item") or []) if isinstance(load_col, dict) else None
+        missing = [f for f in selected if loaded is not None and f not in loaded]
+        if missing:
+            name = cls.recbole_model or cfg.get("recbole_model")
+            raise UserInputError(
+                f"RecBole's {name} cannot be built as a reranker without its item features: it embeds "
+                f"selected_features: {list(selected)}, and load_col loads no .item field {missing}. Name them in "
+                f"load_col, e.g. load_col: {{inter: [user_id, item_id, rating, timestamp], item: [item_id, "
+                f"release_year, class]}}, or use the shipped variant experiments/variants/features-ml-100k.yaml "
+                f"(--config_files=features-ml-100k)")
 
     def _clear_caches(self):
         for name in self._caches:
