@@ -7,7 +7,7 @@ import pytest
 import recbole
 
 from conftest import SLICE, write_slice
-from test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
+from .test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
 
 FEATURES = {"load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"],
                          "item": ["item_id", "release_year", "class"],
@@ -43,7 +43,7 @@ def test_side_features_serve_and_export(feature_slice_root, in_session_dir, tmp_
 def test_a_side_features_bundle_is_refused_with_the_fix(feature_slice_root, in_session_dir, tmp_path):
     from recbole_dnr import Recommender
     from recbole_dnr.errors import UserInputError
-    from test_serve import train
+    from .test_serve import train
 
     trainer = train(feature_slice_root, model="PRM", **FEATURES)[0]
     rec = Recommender.load(trainer.saved_model_file)
