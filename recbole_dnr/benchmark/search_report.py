@@ -161,13 +161,13 @@ def plot_sensitivity(dataset, found_sens, path):
     return path
 
 
-# what the block names as its generator
-COMMAND = "python -m recbole_dnr.hyper.report"
+# what the block names as its generator, as every grid's report does
+COMMAND = "python -m recbole_dnr.benchmark"
 
 
 def render(grid, path):
     """Write the search block of the grid at ``path`` (and its plots); returns the files written."""
-    command = f"{COMMAND} --config {path}"
+    command = f"{COMMAND} --config {path} --report"
     report = (grid.get("seeds") or {}).get("report") or {}
     target = report.get("markdown")
     if not target:
