@@ -1,4 +1,4 @@
-"""Rank entry points for tests/test_distributed.py (spawned processes import them by name)."""
+"""Rank entry points for tests/trainer/test_distributed.py (spawned processes import them by name)."""
 
 import os
 

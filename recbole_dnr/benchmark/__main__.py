@@ -9,6 +9,10 @@ renders; ``--dry_run`` lists what would run.
 A finished cell whose recorded settings differ from what the grid now gives it (the yaml was
 edited) is *stale*: an error names it before any work, ``--rerun_stale`` retrains it, and reports
 leave it out.
+A tuning grid (experiments/grids/tuned.yaml: ``trials``, ``space``, ``contenders``; :mod:`.tuning`)
+is a benchmark grid with a search stage: its searches run first, each a cell of the grid's results
+folder, then its seeds stage (each contender at its best config, on several seeds) once every search
+is done.
 """
 
 import argparse
@@ -18,8 +22,9 @@ import subprocess
 import sys
 import time
 
+from recbole_dnr.benchmark import tuning
 from recbole_dnr.benchmark.cell import reusable_for
-from recbole_dnr.benchmark.report import render
+from recbole_dnr.benchmark.report import render, render_searches
 from recbole_dnr.benchmark.results import write_results_csv
 from recbole_dnr.benchmark.spec import load_spec
 from recbole_dnr.errors import UserInputError
@@ -133,32 +138,99 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
     return failed, landed
 
 
+def run_searches(grid, path, only, dry_run=False):
+    """The search stage of a tuning grid: each selected search that lacks trials runs to its budget.
+    Returns the number of searches that ran."""
+    todo = tuning.cells(grid, only)
+    status = {c: tuning.status(grid, *c) for c in todo}
+    done = [c for c in todo if status[c][0] >= status[c][1]]
+    print(f"[benchmark] {path}: {len(todo)} searches, {len(done)} done, {len(todo) - len(done)} to run "
+          f"(results: {grid['out']})", flush=True)
+    ran = 0
+    for dataset, name in todo:
+        have, want = status[dataset, name]
+        print(f"{dataset:16s} {name:28s} {have}/{want} trials", flush=True)
+        if dry_run or have >= want:
+            continue
+        tuning.run_search(grid, dataset, name)
+        ran += 1
+    return ran
+
+
+def run_tuning(args):
+    """A tuning grid: its search stage, then its seeds stage once every search of the grid is done
+    (``--only`` narrows both); ``--seeds`` only writes the seeds stage's grid, ``--report`` only renders."""
+    grid = tuning.load_grid(args.config)
+    only = tuning.parse_only(";".join(args.only or []))
+    tuning.check_only(grid, args.config, only)
+    if args.seeds:
+        path, seeds, _ = tuning.write_seeds_grid(grid, args.config)
+        print(f"{path}: {len(seeds['variants'])} tuned variant(s) on {len(seeds['datasets'])} dataset(s)")
+        return
+    ran = 0 if args.report else run_searches(grid, args.config, only, args.dry_run)
+    if args.report or (ran and ((grid.get("seeds") or {}).get("report") or {}).get("markdown")):
+        for path in render_searches(grid, args.config):
+            print(f"[benchmark] wrote {path}")
+    waiting = [c for c in tuning.cells(grid) if not tuning.is_done(grid, *c)]
+    if waiting:
+        print(f"[benchmark] seeds stage: waits for {len(waiting)} search(es) to finish", flush=True)
+        return
+    path = tuning.seeds_path(grid)
+    if args.dry_run or args.report:
+        if not tuning.seeds_grid_is_current(grid):
+            print(f"[benchmark] seeds stage: {path} would be (re)written from the searches", flush=True)
+            return
+    else:
+        path, _, written = tuning.write_seeds_grid(grid, args.config)
+        if written:
+            print(f"[benchmark] wrote the seeds stage's grid {path}", flush=True)
+    run_benchmark(path, [f"dataset={','.join(sorted(only['dataset']))}"] if "dataset" in only else [], args,
+                  contenders=only.get("contender"))
+
+
+def run_benchmark(path, only, args, contenders=None):
+    """A benchmark grid: its cells that ``only`` selects (``contenders``: of a seeds stage, the cells of
+    these contenders, tuned or ``@default``)."""
+    spec = load_spec(path)
+    if contenders:
+        only = [*only, "variant=" + ",".join(v for v in spec.variants if v.split("@")[0] in contenders)]
+    check_only(spec, only)
+    failed, landed = ([], 0) if args.report else run_grid(spec, only, args.dry_run, args.cell_timeout,
+                                                          args.rerun_stale)
+    if args.report or landed:
+        write_results_csv(spec)
+        for written in render(spec):
+            print(f"[benchmark] wrote {written}")
+    elif not args.dry_run:
+        print("[benchmark] no cell landed: report left as it is (render it with --report)")
+    if failed:
+        raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(c.key for c in failed)}; "
+                         f"logs in their .error.txt files; run the command again to retry them")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m recbole_dnr.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="grid yaml (e.g. experiments/grids/zoo.yaml)")
-    parser.add_argument("--only", nargs="*", help="run only cells matching key=value (dataset, variant, seed); a,b matches either")
+    parser.add_argument("--only", nargs="*", help="run only cells matching key=value (dataset, variant, seed; a tuning "
+                                                  "grid: dataset, contender); a,b matches either")
     parser.add_argument("--report", action="store_true", help="only render results.csv, tables and plots")
+    parser.add_argument("--seeds", action="store_true", help="a tuning grid: only write its seeds stage's grid")
     parser.add_argument("--dry_run", "--dry-run", action="store_true", help="list the cells that would run")
     parser.add_argument("--rerun_stale", "--rerun-stale", action="store_true",
                         help="retrain cells whose recorded settings differ from the grid's (else: an error)")
     parser.add_argument("--cell_timeout", "--cell-timeout", type=float, default=None, help="seconds before a cell is killed")
     args = parser.parse_args(argv)
     try:
-        spec = load_spec(args.config)
-        check_only(spec, args.only)
-        failed, landed = ([], 0) if args.report else run_grid(spec, args.only, args.dry_run, args.cell_timeout,
-                                                              args.rerun_stale)
+        if tuning.is_tuning_grid(args.config):
+            run_tuning(args)
+        else:
+            if args.seeds:
+                raise UserInputError(f"--seeds: {args.config} is not a tuning grid (it has no trials, space or "
+                                     "contenders): it has no seeds stage")
+            run_benchmark(args.config, args.only, args)
     except UserInputError as e:
         raise SystemExit(f"error: {e}")
-    if args.report or landed:
-        write_results_csv(spec)
-        for path in render(spec):
-            print(f"[benchmark] wrote {path}")
-    elif not args.dry_run:
-        print("[benchmark] no cell landed: report left as it is (render it with --report)")
-    if failed:
-        raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(c.key for c in failed)}; "
-                         f"logs in their .error.txt files; run the command again to retry them")
+    return 0
 
 
 if __name__ == "__main__":

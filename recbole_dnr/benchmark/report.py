@@ -1,9 +1,11 @@
 """Benchmark report of a grid: ``results.csv`` (:mod:`.results`), the markdown tables
-(:mod:`.tables`) and the PNG plots (:mod:`.plots`)."""
+(:mod:`.tables`) and the PNG plots (:mod:`.plots`); of a tuning grid's searches, their configs, cost
+and sensitivity (:mod:`.search_report`)."""
 
 import os
 from collections import defaultdict
 
+from recbole_dnr.benchmark import search_report
 from recbole_dnr.benchmark.paper import render_paper
 from recbole_dnr.benchmark.plots import render_plots
 from recbole_dnr.benchmark.results import load_cells
@@ -26,3 +28,8 @@ def render(spec):
     if md:
         written.append(md)
     return written + render_plots(spec, runs_by_dataset, found)
+
+
+def render_searches(grid, path):
+    """The search block of the tuning grid at ``path`` (the seeds stage renders as any grid)."""
+    return search_report.render(grid, path)

@@ -7,6 +7,7 @@
 """
 
 import argparse
+import os
 import sys
 
 import yaml
@@ -43,9 +44,12 @@ def build_parser():
 
 
 def run(argv=None):
-    """The search ``argv`` asks for; returns ``(rows, best)`` (:func:`recbole_dnr.hyper.search.search`)."""
+    """The search ``argv`` asks for, written to ``--output_file`` and ``--best_config_file``; returns
+    ``(rows, best)`` (:func:`recbole_dnr.hyper.search.search`)."""
     from recbole_dnr.errors import UserInputError
-    from recbole_dnr.hyper.search import search
+    from recbole_dnr.hyper.search import ALGOS, check_tool, search
+    from recbole_dnr.hyper.tables import default_best_file, write_results
+    from recbole_dnr.storage import check_writable
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -62,11 +66,21 @@ def run(argv=None):
         print(f"trial {row.number}: {row.state} valid {row.best_valid:.4f} test {row.test:.4f} "
               f"epochs {row.epochs} {row.seconds:.0f} s {row.params}", flush=True)
 
+    config_files = args.config_files.split() if args.config_files else None
+    best_file = args.best_config_file or default_best_file(args.output_file)
     try:
-        rows, best = search(args.params_file, args.config_files.split() if args.config_files else None, fixed,
-                            tool=args.tool, algo=args.algo, max_evals=args.max_evals, seed=args.seed,
-                            storage=args.storage, study_name=args.study_name, prune=not args.no_prune,
-                            output_file=args.output_file, best_file=args.best_config_file, on_trial=on_trial)
+        tool = check_tool(args.tool)
+        for path in (args.output_file, args.best_config_file):  # before any trial trains
+            if path:
+                check_writable(os.path.dirname(os.path.abspath(path)), what="output folder",
+                               fix="give --output_file / --best_config_file in a folder you can write")
+        rows, best, valid_metric, epoch_cap = search(
+            args.params_file, config_files, fixed, tool=tool, algo=args.algo, max_evals=args.max_evals,
+            seed=args.seed, storage=args.storage, study_name=args.study_name, prune=not args.no_prune,
+            on_trial=on_trial)
+        write_results(rows, best, valid_metric, config_files, fixed, args.output_file, best_file,
+                      command=dict(tool=tool, algo=args.algo or ALGOS[tool][0], max_evals=args.max_evals,
+                                   seed=args.seed, params_file=args.params_file), epoch_cap=epoch_cap)
     except UserInputError as err:
         raise SystemExit(f"error: {err}")
     with open(args.output_file, encoding="utf-8") as f:

@@ -12,8 +12,8 @@ Two tools read the same RecBole params file (:mod:`recbole_dnr.hyper.space`):
   needs hyperopt 0.2.5 (``pip install ".[hyper]"``).
 
 Every trial is selected on valid only; its test figure is the one at its best valid epoch, shown for
-reference. The search writes the trial table and the best trial's full config as a yaml
-that ``--config_files`` accepts (:mod:`recbole_dnr.hyper.tables`).
+reference. What a search writes (the trial table, the best trial's full config as a yaml that
+``--config_files`` accepts) is :mod:`recbole_dnr.hyper.tables`'s.
 """
 
 import math
@@ -28,10 +28,9 @@ from tqdm import tqdm
 from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError, missing_extra
 from recbole_dnr.hyper.space import read_params_file
-from recbole_dnr.hyper.tables import default_best_file, write_results
 from recbole_dnr.machine import machine
 from recbole_dnr.quick_start import RunResult, TrainingStopped, objective_function
-from recbole_dnr.storage import check_writable, release
+from recbole_dnr.storage import release
 
 TOOLS = ("optuna", "hyperopt")
 ALGOS = {"optuna": ("tpe", "random", "grid"), "hyperopt": ("exhaustive", "random", "bayes")}
@@ -379,10 +378,9 @@ def check_tool(tool):
 
 
 def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None, max_evals=20, seed=2020,
-           storage=None, study_name="recbole_dnr", prune=True, output_file="hyper_result.md", best_file=None,
-           on_trial=None):
-    """Run a search and write ``output_file`` (the trial table) and ``best_file`` (the best trial's
-    config as a yaml; default ``<output_file>`` with ``.best.yaml``). Returns ``(rows, best)``."""
+           storage=None, study_name="recbole_dnr", prune=True, on_trial=None):
+    """Run a search; returns ``(rows, best, valid_metric, epoch_cap)``: what the trial table
+    (:func:`recbole_dnr.hyper.tables.write_results`) is written from."""
     tool = check_tool(tool)
     algo = algo or ALGOS[tool][0]
     if algo not in ALGOS[tool]:
@@ -391,20 +389,11 @@ def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None,
         raise UserInputError(f"--max_evals={max_evals}: expected at least 1 trial")
     params = read_params_file(params_file)
     fixed = dict(fixed or {})
-    for path in (output_file, best_file):
-        if path:
-            check_writable(os.path.dirname(os.path.abspath(path)), what="output folder",
-                           fix="give --output_file / --best_config_file in a folder you can write")
     checked = check_search(params, config_files, fixed)  # every corner of the space, before any trial trains
     valid_metric, bigger, config = checked
-    epoch_cap = config["epochs"]
     if tool == "optuna":
         rows = run_optuna(params, config_files, fixed, max_evals, algo, seed, storage, study_name, prune, on_trial,
                           checked=checked)
     else:
         rows = run_hyperopt(params, config_files, fixed, max_evals, algo, seed, on_trial, checked=checked)
-    best = best_row(rows, bigger)
-    write_results(rows, best, valid_metric, config_files, fixed, output_file, best_file or default_best_file(output_file),
-                  command=dict(tool=tool, algo=algo, max_evals=max_evals, seed=seed, params_file=params_file),
-                  epoch_cap=epoch_cap)
-    return rows, best
+    return rows, best_row(rows, bigger), valid_metric, config["epochs"]

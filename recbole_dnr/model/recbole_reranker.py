@@ -41,7 +41,7 @@ from recbole_dnr.registry import register_model, register_resolver
 LOG_PROBABILITY_MODELS = ("RepeatNet", "GRU4RecCPR", "SASRecCPR")
 
 # Models whose full_sort_predict is exactly forward(...) @ item_embedding.weight.T (checked for
-# each in tests/test_recbole_reranker.py). They are scored from the sequence representation u [B, D]
+# each in tests/model/test_recbole_reranker.py). They are scored from the sequence representation u [B, D]
 # and the candidates' embeddings, which also lets x enter early (added to the candidate
 # embedding). Every other model is scored by gathering its own full_sort_predict (or predict).
 

@@ -1,7 +1,7 @@
 """CoRR's losses over a list of sampled candidates, with the logQ correction s̃ = s - log q
 (q detached): the sampled softmax (each positive against the negatives) and the distillation
 KL(p_ranker ‖ p_retriever) over the negatives, a self-normalised importance-sampling estimate of
-the full-catalogue KL (it converges to it as the sample grows: tests/test_corr.py)."""
+the full-catalogue KL (it converges to it as the sample grows: tests/model/test_corr.py)."""
 
 import torch
 import torch.nn.functional as F

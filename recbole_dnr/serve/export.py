@@ -72,7 +72,7 @@ def export_onnx(recommender, path, opset=17):
     with torch.no_grad(), _no_fused_attention(), warnings.catch_warnings():
         # the TorchScript-based exporter, on purpose: torch's dynamo exporter (2.13, onnxscript 0.7) writes
         # a Caser graph onnxruntime refuses (a Squeeze of a batch-sized axis); this one exports every
-        # reranker family equal to eager within 1e-5 (tests/test_serve.py)
+        # reranker family equal to eager within 1e-5 (tests/serve/test_serve.py)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*", category=DeprecationWarning)
         torch.onnx.export(module, args, tmp, input_names=INPUTS, output_names=["scores"], opset_version=opset,
                           dynamic_axes={**{k: {0: "batch"} for k in INPUTS}, "scores": {0: "batch"}}, dynamo=False)

@@ -11,7 +11,7 @@ import torch
 
 from recbole_dnr.fields import REQUEST_ID, SCORE
 from conftest import SLICE, write_slice
-from test_serve import request_history, train
+from .test_serve import request_history, train
 
 FEATURES = {"load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"],
                          "item": ["item_id", "release_year", "class"],

@@ -7,7 +7,8 @@ import os
 import pytest
 import yaml
 
-from recbole_dnr.hyper import report as R
+from recbole_dnr.benchmark import search_report as R
+from recbole_dnr.benchmark.__main__ import main as benchmark
 from recbole_dnr.hyper.search import TrialRow
 
 
@@ -49,7 +50,7 @@ def grid_file(tmp_path):
 
 
 def test_report_writes_configs_cost_and_sensitivity(grid_file, tmp_path):
-    assert R.main(["--config", grid_file]) == 0
+    assert benchmark(["--config", grid_file, "--report"]) == 0
     page = (tmp_path / "page.md").read_text()
     assert page.startswith("# Page\n\nkept text\n") and "<!-- BEGIN tuned-search" in page
     # best by valid, counts of done/pruned against the budget, hours = the trials' seconds
@@ -61,7 +62,7 @@ def test_report_writes_configs_cost_and_sensitivity(grid_file, tmp_path):
     png = tmp_path / "img" / "tuned_sensitivity_toy.png"
     assert png.is_file() and "(img/tuned_sensitivity_toy.png)" in page
     before = (png.read_bytes(), os.stat(png).st_mtime_ns, page)
-    R.main(["--config", grid_file])  # same trials: same bytes, files untouched
+    benchmark(["--config", grid_file, "--report"])  # same trials: same bytes, files untouched
     assert (png.read_bytes(), os.stat(png).st_mtime_ns, (tmp_path / "page.md").read_text()) == before
 
 
@@ -70,4 +71,4 @@ def test_report_needs_a_target_page(grid_file):
     del spec["seeds"]
     open(grid_file, "w").write(yaml.safe_dump(spec))
     with pytest.raises(SystemExit, match="seeds.report.markdown"):
-        R.main(["--config", grid_file])
+        benchmark(["--config", grid_file, "--report"])

@@ -224,7 +224,7 @@ def test_installed_command_exits_0_on_success_and_1_on_failure(search_files):
     import subprocess
 
     fixed, space, out = search_files
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=repo)  # this checkout's code, whichever copy is installed
     args = [f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=1",
             "--epochs=1"]

@@ -15,7 +15,7 @@ from recbole_dnr.quick_start import build
 from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
-from test_dnr import FakeDataset, make_batch, make_config
+from .test_dnr import FakeDataset, make_batch, make_config
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])

@@ -9,7 +9,7 @@ from recbole_dnr.config import Config
 from recbole_dnr.data import create_dataset
 from recbole_dnr.data.builder import ListBuilder
 
-SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 NAME = "ml-1m-u1to2999"
 
 pytestmark = [

@@ -14,7 +14,7 @@ from recbole_dnr.quick_start import objective_function
 from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
-from test_dnr import B, N, FakeDataset, make_batch, make_config
+from .test_dnr import B, N, FakeDataset, make_batch, make_config
 
 PIER_KEYS = {"slate_size": 3, "pier_permutations": 6, "pier_top": 5, "pier_selected": 3, "pier_hash_bits": 16,
              "pier_hinge_margin": 0.5, "pier_hinge_weight": 0.1, "pier_evaluator_weight": 1.0}

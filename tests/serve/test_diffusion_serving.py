@@ -5,7 +5,7 @@ import pytest
 
 from recbole_dnr.errors import UserInputError
 
-from test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
+from .test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
 
 
 @pytest.mark.parametrize("overrides", [

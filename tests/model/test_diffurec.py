@@ -15,7 +15,7 @@ from recbole_dnr.quick_start import objective_function
 from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
-from test_dnr import B, H, N, FakeDataset, make_batch, make_config
+from .test_dnr import B, H, N, FakeDataset, make_batch, make_config
 
 KEYS = {"diffurec_steps": 8, "diffurec_schedule": "trunc_lin", "diffurec_lambda": 0.001, "diffurec_eval_steps": None,
         "diffurec_eval_chain": "mean", "diffurec_loss": "full_ce", "diffurec_loss_weight": 1.0}

@@ -7,7 +7,7 @@ import pytest
 import recbole
 
 from conftest import SLICE, write_slice
-from test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
+from .test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
 
 FEATURES = {"load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"],
                          "item": ["item_id", "release_year", "class"],
@@ -38,4 +38,3 @@ def test_side_features_serve_and_export(feature_slice_root, in_session_dir, tmp_
     # the features make the graph read user_id (docs/serving.md)
     inputs = ["user_id", "item_id", "score", "history_item", "history_label"]
     serves_and_exports(feature_slice_root, in_session_dir, {"model": "PRM", **FEATURES, "_onnx_inputs": inputs}, tmp_path)
-

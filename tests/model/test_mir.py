@@ -16,8 +16,8 @@ from recbole_dnr.quick_start import objective_function
 from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
-from test_dnr import B, N, FakeDataset, make_batch, make_config
-from test_rerankers import MIR_KEYS, shuffled
+from .test_dnr import B, N, FakeDataset, make_batch, make_config
+from .test_rerankers import MIR_KEYS, shuffled
 
 
 def build(**over):
@@ -213,7 +213,7 @@ def test_killed_run_resumes_to_the_same_metrics(slice_root, tmp_path):
 def test_torchscript_export_equals_eager(slice_root, in_session_dir, tmp_path):
     from recbole_dnr import Recommender
     from recbole_dnr.serve import export
-    from test_serve import train
+    from serve.test_serve import train
 
     trainer, ds, _, _ = train(slice_root, model="MIR", retriever_epochs=2)
     rec = Recommender.load(trainer.saved_model_file)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "ml-1m-u1to2999"))
 spec = importlib.util.spec_from_file_location("make_ml1m", os.path.join(REPO, "experiments", "scripts",
                                                                          "make_ml1m_u1to2999.py"))

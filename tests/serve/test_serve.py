@@ -18,7 +18,7 @@ from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, HISTORY_LEN, REQUEST_ID, SCORE
 from recbole_dnr.storage import CorruptFileError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def train(slice_root, **overrides):

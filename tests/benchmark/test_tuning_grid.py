@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from conftest import smoke_config
-from recbole_dnr.hyper import grid as G
+from recbole_dnr.benchmark import tuning as G
+from recbole_dnr.benchmark.__main__ import main as benchmark
 
 
 @pytest.fixture()
@@ -51,7 +52,7 @@ def test_contender_space_renames_and_adds_knobs(grid_file):
 ])
 def test_only_that_selects_nothing_is_an_error_before_any_search(grid_file, tmp_path, only, says):
     with pytest.raises(SystemExit, match=re.escape(says)):
-        G.main(["--config", grid_file, "--only", only])
+        benchmark(["--config", grid_file, "--only", only])
     assert not os.path.exists(tmp_path / "tuned")
 
 
@@ -61,7 +62,7 @@ def test_only_whose_dataset_and_contender_never_meet_is_an_error(grid_file):
     spec["contenders"]["Caser-none"]["datasets"] = ["ml-100k-slice"]
     open(grid_file, "w").write(yaml.safe_dump(spec))
     with pytest.raises(SystemExit, match="no search in .* has all of dataset=other; contender=Caser-none"):
-        G.main(["--config", grid_file, "--only", "dataset=other;contender=Caser-none"])
+        benchmark(["--config", grid_file, "--only", "dataset=other;contender=Caser-none"])
 
 
 def test_a_grid_trials_bar_names_the_search_and_the_row_it_lands_as(grid_file, tmp_path, capsys):
@@ -71,12 +72,12 @@ def test_a_grid_trials_bar_names_the_search_and_the_row_it_lands_as(grid_file, t
     spec = yaml.safe_load(open(grid_file))
     spec["trials"] = 1
     open(grid_file, "w").write(yaml.safe_dump(spec))
-    G.main(["--config", grid_file, "--only", "contender=PRM-none"])
+    benchmark(["--config", grid_file, "--only", "contender=PRM-none"])
     assert "ml-100k-slice PRM-none trial 0" in capsys.readouterr().err
 
 
 def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path, capsys):
-    G.main(["--config", grid_file, "--only", "contender=PRM-none,DNR-G"])
+    benchmark(["--config", grid_file, "--only", "contender=PRM-none,DNR-G"])
     grid = G.load_grid(grid_file)
     for name in ("PRM-none", "DNR-G"):
         rows = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", name), "trials.jsonl"))
@@ -93,16 +94,29 @@ def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path,
     spec["trials"] = 3
     open(grid_file, "w").write(yaml.safe_dump(spec))
     capsys.readouterr()
-    G.main(["--config", grid_file, "--only", "contender=PRM-none"])
+    benchmark(["--config", grid_file, "--only", "contender=PRM-none"])
     after = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", "PRM-none"), "trials.jsonl"))
     assert len(after) == 3 and [r.record() for r in after[:2]] == [r.record() for r in before]
     assert after[2].params not in [r.params for r in before]
     landed = [line for line in capsys.readouterr().out.splitlines() if " trial " in line]
     assert landed == [f"ml-100k-slice PRM-none trial 2: complete, valid {after[2].best_valid:.4f}, test "
                       f"{after[2].test:.4f}, {after[2].epochs} epochs, {after[2].seconds:.0f} s (3 of 3)"]
-    G.main(["--config", grid_file, "--dry_run"])
+    benchmark(["--config", grid_file, "--dry_run"])
     out = capsys.readouterr().out
     assert "PRM-none                     3/3" in out and "DNR-G                        2/3" in out
+    assert "3 searches, 1 done, 2 to run" in out and "seeds stage: waits for 2 search(es)" in out
+
+
+def test_hyper_grid_is_a_deprecated_alias_of_the_benchmark_command(grid_file, capsys):
+    from recbole_dnr.hyper import grid as alias
+
+    benchmark(["--config", grid_file, "--dry_run"])
+    expected = capsys.readouterr().out
+    assert alias.main(["--config", grid_file, "--dry_run"]) == 0
+    out, err = capsys.readouterr()
+    assert out == expected and "0/2 trials" in out
+    assert err == (f"python -m recbole_dnr.hyper.grid is deprecated: it runs python -m recbole_dnr.benchmark "
+                   f"--config {grid_file} --dry_run\n")
 
 
 def test_seeds_grid_is_a_benchmark_grid(grid_file, tmp_path):
@@ -113,8 +127,8 @@ def test_seeds_grid_is_a_benchmark_grid(grid_file, tmp_path):
     spec["trials"] = 1
     spec["seeds"].update(defaults=True, pairs=[["DNR-G", "PRM-none"]], report={"tag": "tuned"})
     open(grid_file, "w").write(yaml.safe_dump(spec))
-    G.main(["--config", grid_file, "--only", "contender=PRM-none"])
-    G.main(["--config", grid_file, "--seeds"])
+    benchmark(["--config", grid_file, "--only", "contender=PRM-none"])
+    benchmark(["--config", grid_file, "--seeds"])
     seeds = load_spec(str(tmp_path / "seeds.yaml"))
     assert sorted((c.variant, c.seed) for c in seeds.cells) == [("PRM-none", 1), ("PRM-none", 2),
                                                                 ("PRM-none@default", 1), ("PRM-none@default", 2)]
@@ -137,8 +151,8 @@ def test_seed_cell_at_the_search_seed_evaluates_the_kept_best_trial(grid_file, t
     spec = yaml.safe_load(open(grid_file))
     spec["seeds"].update(seeds=[7, 8])
     open(grid_file, "w").write(yaml.safe_dump(spec))
-    G.main(["--config", grid_file, "--only", "contender=PRM-none"])
-    G.main(["--config", grid_file, "--seeds"])
+    benchmark(["--config", grid_file, "--only", "contender=PRM-none"])
+    benchmark(["--config", grid_file, "--seeds"])
     trials = G.read_trials(os.path.join(G.folder(G.load_grid(grid_file), "ml-100k-slice", "PRM-none"), "trials.jsonl"))
     best = max(trials, key=lambda r: r.best_valid)
     seeds = load_spec(str(tmp_path / "seeds.yaml"))
@@ -164,7 +178,7 @@ def test_warm_start_tries_the_other_datasets_best_first(grid_file, slice_root):
     open(grid_file, "w").write(yaml.safe_dump(spec))
     grid = G.load_grid(grid_file)
     assert G.warm_start(grid, "ml-1m-u1to2999", "PRM-none") == []  # nothing finished on the source yet
-    G.main(["--config", grid_file, "--only", "dataset=ml-100k-slice;contender=PRM-none"])
+    benchmark(["--config", grid_file, "--only", "dataset=ml-100k-slice;contender=PRM-none"])
     [(params, note)] = G.warm_start(grid, "ml-1m-u1to2999", "PRM-none")
     [row] = G.read_trials(os.path.join(G.folder(grid, "ml-100k-slice", "PRM-none"), "trials.jsonl"))
     assert params == row.params and note == "best of ml-100k-slice (trial 0)"

@@ -12,8 +12,8 @@ from recbole_dnr.fields import HISTORY_ITEM, LABEL, REQUEST_ID, SCORE, SLATE_MAS
 from recbole_dnr.model.abstract_reranker import ScoreFeature
 from recbole_dnr.registry import get_model
 
-from test_dnr import B, N, FakeDataset, make_batch, make_config
-from test_rerankers import BACKBONES, build
+from .test_dnr import B, N, FakeDataset, make_batch, make_config
+from .test_rerankers import BACKBONES, build
 
 
 def split(n_req=6, n=5, seed=0):

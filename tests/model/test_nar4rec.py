@@ -12,8 +12,8 @@ from recbole_dnr.quick_start import objective_function
 from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
-from test_dnr import B, N, FakeDataset, make_batch, make_config
-from test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
+from .test_dnr import B, N, FakeDataset, make_batch, make_config
+from serve.test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
 
 K = 3
 NAR_KEYS = {"slate_size": K, "nar_decoder_layers": 1, "nar_alphas": [0.0, 0.3, 0.9], "nar_utility_threshold": 1.0,

@@ -10,7 +10,7 @@ from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.model.features import FeatureEmbedding, side_features
 from recbole_dnr.registry import get_model
-from test_dnr import B, FakeDataset, make_batch, make_config
+from .test_dnr import B, FakeDataset, make_batch, make_config
 
 TYPES = {"year": FeatureType.TOKEN, "genre": FeatureType.TOKEN_SEQ, "price": FeatureType.FLOAT}
 

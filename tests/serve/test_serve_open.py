@@ -20,7 +20,7 @@ from conftest import smoke_config
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.fields import HISTORY_LEN
 from recbole_dnr.storage import CorruptFileError
-from test_serve import REPO, _free_port, prm, train, wait_until_healthy  # noqa: F401 (prm: a fixture)
+from .test_serve import REPO, _free_port, prm, train, wait_until_healthy  # noqa: F401 (prm: a fixture)
 
 
 @pytest.fixture(scope="module")

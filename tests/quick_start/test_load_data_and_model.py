@@ -35,7 +35,7 @@ def test_load_data_and_model_refuses_what_is_not_a_checkpoint(tmp_path):
 
 def test_version_flag_prints_the_package_version():
     done = subprocess.run([sys.executable, "-m", "recbole_dnr.cli", "--version"], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
     assert done.returncode == 0 and done.stdout.strip() == f"recbole-dnr {VERSION}"
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from recbole_dnr.fields import LABEL, SCORE
 from recbole_dnr.registry import get_model
 
-from test_dnr import B, N, FakeDataset, make_batch, make_config
+from .test_dnr import B, N, FakeDataset, make_batch, make_config
 
 
 @pytest.mark.parametrize("name", ["PRM", "DLCM"])

@@ -14,8 +14,8 @@ from recbole_dnr.quick_start.quick_start import build as build_run
 from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
-from test_dnr import B, N, FakeDataset, make_batch, make_config
-from test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
+from .test_dnr import B, N, FakeDataset, make_batch, make_config
+from serve.test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
 
 K = 3
 EGR_KEYS = {"slate_size": K, "egr_rep": 4, "egr_gamma": 0.01, "egr_clip": 0.1, "egr_entropy_weight": 1e-3,

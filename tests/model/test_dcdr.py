@@ -14,7 +14,7 @@ from recbole_dnr.quick_start import objective_function
 from recbole_dnr.registry import get_model
 
 from conftest import smoke_config
-from test_dnr import B, N, FakeDataset, make_batch, make_config
+from .test_dnr import B, N, FakeDataset, make_batch, make_config
 
 KEYS = {"slate_size": 3, "dcdr_layers": 1, "dcdr_steps": 10, "dcdr_beta_start": 0.05, "dcdr_beta_end": 0.5,
         "dcdr_start_step": 3, "dcdr_beam": 3, "dcdr_denoiser_weight": 1.0, "dcdr_evaluator_weight": 1.0}
@@ -187,7 +187,7 @@ def test_option_checks_and_export_refusal():
 
 
 def test_resume_mid_training(slice_root, in_session_dir):
-    from test_diffurec import resumes_mid_training
+    from .test_diffurec import resumes_mid_training
 
     resumes_mid_training(smoke_config(slice_root, model="DCDR", epochs=1, stopping_step=100))
 

@@ -12,7 +12,7 @@ from recbole_dnr.config import Config
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.quick_start import RunResult
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # ``sys.argv = ...``, ``sys.argv[1:] = ...``, ``sys.argv[0] = ...`` (not ``==``)
 ASSIGNMENT = re.compile(r"\bsys\.argv\s*(\[[^\]]*\])?\s*=(?!=)")
 

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from recbole_dnr.model.generative import GenerativeReranker, pointer_decode, sequence_scores
 from recbole_dnr.registry import get_model
-from test_dnr import B, N, FakeDataset, make_batch, make_config
-from test_rerankers import PIER_KEYS
+from .test_dnr import B, N, FakeDataset, make_batch, make_config
+from .test_rerankers import PIER_KEYS
 
 
 def test_sequence_scores_by_hand():

@@ -7,7 +7,7 @@ from recbole.data.interaction import Interaction
 from recbole_dnr.fields import HISTORY_ITEM, HISTORY_LABEL, SCORE
 from recbole_dnr.model.history import HISTORY_ENCODERS
 from recbole_dnr.registry import get_model
-from test_dnr import B, H, N, FakeDataset, make_batch, make_config
+from .test_dnr import B, H, N, FakeDataset, make_batch, make_config
 
 READERS = sorted(HISTORY_ENCODERS)
 
