@@ -45,6 +45,14 @@ SETS = {  # set: {name: (experiment yaml, phase epoch or None, config overrides,
         "+ side_features": ("features-ml-100k", None, {"model": "PRM"}, "PRM"),
         "list_context False": ("PRM", None, {"list_context": False}, "PRM"),
     },
+    "baselines": {  # every reranker at its yaml defaults, against PRM
+        **{name: ("PRM", None, {"model": name}, "PRM")
+           for name in ["PRM", "DLCM", "SetRank", "MiDNN", "MIR", "PIER", "EGRerank", "NAR4Rec", "DiffuRec", "DCDR",
+                        ]},
+        **{name: ("PRM", None, {"model": "RecBoleReranker", "recbole_model": name}, "PRM")
+           for name in ["SASRec", "GRU4Rec", "Caser"]},  # RecBole's models reranking our lists
+        "DiffuRec, 8 respaced steps": ("PRM", None, {"model": "DiffuRec", "diffurec_eval_steps": 8}, "PRM"),
+    },
 }
 
 
