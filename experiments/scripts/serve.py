@@ -6,6 +6,7 @@ and an HTTP load test with a soak.
     python experiments/scripts/serve.py bench  --data_path ../shared/data --out experiments/results/serve/bench.json
     python experiments/scripts/serve.py http   --out experiments/results/serve/http.json --clients 8 --seconds 60 --soak 300
     python experiments/scripts/serve.py probe  --out experiments/results/serve/http_probe.json --clients 8 --threads 1
+    python experiments/scripts/serve.py options --data_path ../shared/data --out experiments/results/serve/options.json
     python experiments/scripts/serve.py report --results experiments/results/serve   # prints the markdown tables
 
 Latency does not depend on the weights' values, so the checkpoints are 1-epoch runs (the same
@@ -30,6 +31,16 @@ MODELS = {  # name -> config
     "PRM": {"model": "PRM"},
     "DNR_PRM": {"model": "DNR_PRM"},
     "SASRec (reranker)": {"model": "SASRec", "list_mode": "slate"},
+}
+# the backbone options (docs/models.md), one request end to end against PRM at its defaults
+OPTIONS = {
+    "PRM": {"model": "PRM"},
+    "PRM, transformer history": {"model": "PRM", "history_encoder": "transformer"},
+    "PRM, L3+x options": {"model": "PRM", "history_encoder": "transformer", "history_feedback": False,
+                          "user_interaction": "product", "embedding_init_std": 0.02},
+    "PRM, L3+x options + features": {"model": "PRM", "history_encoder": "transformer", "history_feedback": False,
+                                     "user_interaction": "product", "embedding_init_std": 0.02,
+                                     "config_files": ["features-ml-1m-u1to2999"]},
 }
 COMMON = {"dataset": "ml-1m-u1to2999", "epochs": 1, "hidden_size": 64, "inner_size": 64, "retriever_fit": "holdout",
           "checkpoint_dir": "saved/serve-bench", "state": "WARNING", "show_progress": False}
@@ -296,6 +307,51 @@ def cmd_probe(args):
     os.replace(args.out + ".tmp", args.out)
 
 
+def cmd_options(args):
+    """One request end to end per backbone option set (1-epoch checkpoints), timed round-robin in rounds
+    so a busy machine slows every variant alike."""
+    from recbole_dnr import Recommender
+    from recbole_dnr.quick_start import objective_function
+
+    torch.set_num_threads(args.threads)
+    index_path = os.path.join(COMMON["checkpoint_dir"], "options.json")
+    index = json.load(open(index_path)) if os.path.isfile(index_path) else {}
+    for name, cfg in OPTIONS.items():
+        if name not in index:
+            cfg = dict(cfg)
+            files = cfg.pop("config_files", None)
+            result = objective_function({**COMMON, **cfg, "data_path": args.data_path}, config_file_list=files)
+            index[name] = result["model_file"]
+            os.makedirs(COMMON["checkpoint_dir"], exist_ok=True)
+            with open(index_path, "w") as f:
+                json.dump(index, f, indent=1)
+    recs = {name: Recommender.load(path, data_path=args.data_path) for name, path in index.items() if name in OPTIONS}
+    rng = np.random.default_rng(0)
+    users = list(rng.choice(next(iter(recs.values())).user_ids, size=args.repeat))
+    times = {name: [] for name in recs}
+    for name, rec in recs.items():  # warm-up
+        for u in users[:20]:
+            rec.recommend([u], k=6)
+    rounds = 5
+    for r in range(rounds):
+        for name, rec in recs.items():
+            for u in users[r::rounds]:
+                t = time.perf_counter()
+                rec.recommend([u], k=6)
+                times[name].append(time.perf_counter() - t)
+    base = float(np.median(times["PRM"]))
+    out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
+           "torch": torch.__version__, "command": " ".join(sys.argv), "requests": args.repeat, "rounds": rounds,
+           "models": {name: {"p50_ms": _pct(t, 50), "p99_ms": _pct(t, 99), "p50_ratio": float(np.median(t)) / base}
+                      for name, t in times.items()}}
+    for name, row in out["models"].items():
+        print(f"{name:32s} p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  (x{row['p50_ratio']:.2f})", flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out + ".tmp", "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(args.out + ".tmp", args.out)
+
+
 def cmd_report(args):
     bench = json.load(open(os.path.join(args.results, "bench.json")))
     print("| model | one request p50 (ms) | p99 (ms) | retrieve p50 | reranker forward p50 | users/s, batch 64 | "
@@ -319,7 +375,7 @@ def cmd_report(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["models", "bench", "http", "probe", "report"])
+    parser.add_argument("command", choices=["models", "bench", "http", "probe", "options", "report"])
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--out", default="experiments/results/serve/bench.json")
     parser.add_argument("--results", default="experiments/results/serve")
@@ -333,7 +389,7 @@ def main():
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     {"models": cmd_models, "bench": cmd_bench, "http": cmd_http, "probe": cmd_probe,
-     "report": cmd_report}[args.command](args)
+     "options": cmd_options, "report": cmd_report}[args.command](args)
 
 
 if __name__ == "__main__":
