@@ -112,6 +112,8 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
             cmd += ["--reuse", *spec.reuse]
         if spec.test_curve:
             cmd.append("--test_curve")
+        if spec.imports:
+            cmd += ["--import", *spec.imports]
         t0 = time.perf_counter()
         with open(log_tmp, "w") as log:
             proc = subprocess.run(cmd, stdout=None, stderr=log, timeout=timeout)

@@ -24,6 +24,7 @@ from recbole_dnr.evaluator.retrieval import retriever_means
 from recbole_dnr.fields import LABEL, SLATE_MASK
 from recbole_dnr.machine import machine
 from recbole_dnr.quick_start import build, fit_and_test
+from recbole_dnr.serve.model_import import import_modules
 from recbole_dnr.trainer.resume import ResumeState, key_of, run_key
 
 CONFIG_KEYS = ("model", "recbole_model", "learning_rate", "hidden_size", "epochs", "stopping_step",
@@ -212,7 +213,10 @@ def main(argv=None):
                         "(the cell's test_curve; not part of the training config or run key)")
     parser.add_argument("--reuse", nargs="*", default=[], help="results folders of other grids whose identical "
                         "cells are copied instead of trained")
+    parser.add_argument("--import", dest="imports", nargs="*", default=[],
+                        help="modules or .py files defining the grid's own models (its import:)")
     args = parser.parse_args(argv)
+    import_modules(args.imports, where="import:")
     settings = json.loads(args.settings)
     config = Config(config_file_list=args.config_files or None, config_dict=cell_settings(settings))
     key = run_key(config)

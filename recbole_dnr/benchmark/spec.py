@@ -13,6 +13,8 @@ Example (abridged from experiments/grids/zoo.yaml and corr.yaml)::
     reuse: [experiments/results/dnr_study]  # other grids' results: a cell trained there with the same
                                            # config (run key) is copied, not trained again
     test_curve: true                       # cells also evaluate test at every epoch (not a training setting)
+    import: [my_reranker]                  # modules (or .py files) defining the grid's own models, imported
+                                           # here and in every cell (as recbole-dnr recommend's --import)
     grids:                                 # each: datasets × models × seeds
       - {datasets: [ml-100k], models: [Retriever, PRM, DNR_PRM, SASRec], seeds: [2020, 2021, 2022]}
       - {datasets: [ml-100k], models: [PRM, DNR_PRM], seeds: [2020], set: {retriever_fit: holdout}, suffix: "@holdout"}
@@ -39,8 +41,10 @@ from recbole_dnr import options
 from recbole_dnr.config import experiments_dir
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.registry import get_backbone, get_model
+from recbole_dnr.serve.model_import import import_modules
 
-TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse", "test_curve"}
+TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse", "test_curve",
+            "import"}
 REPORT_KEYS = {"markdown", "tag", "img_dir", "prefix", "paper_note", "pairs", "table2", "table2_note", "metrics",
                "strata", "curves", "select", "paper_table"}
 
@@ -69,6 +73,7 @@ class Spec:
     reuse: list = field(default_factory=list)
     dataset_variants: dict = field(default_factory=dict)  # {dataset: {variant: settings on that dataset}}
     test_curve: bool = False  # cells record test metrics at every evaluation (benchmark/paper.py)
+    imports: list = field(default_factory=list)  # the grid's import: (modules defining its models)
 
     def cell_path(self, cell, ext="json"):
         return os.path.join(self.out, "cells", cell.dataset, cell.variant, f"seed{cell.seed}.{ext}")
@@ -162,6 +167,11 @@ def load_spec(path):
         raise UserInputError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
     if not raw.get("grids"):
         raise UserInputError(f"{path}: no grids: list at least one {{datasets, models, seeds}}")
+    imports = raw.get("import") or []
+    if isinstance(imports, str) or not all(isinstance(m, str) for m in imports):
+        raise UserInputError(f"{path}: import: must be a list of module names or .py files that define the grid's "
+                             f"models (e.g. [my_reranker]), got {imports!r}")
+    import_modules(imports, where=f"{path}: import:")  # before the variants' models are looked up
     base = os.path.dirname(os.path.abspath(path))
     files = [f for f in raw.get("config_files") or []]
     for f in files:
@@ -195,7 +205,12 @@ def load_spec(path):
         suffix = grid.get("suffix", "")
         for name in grid["models"]:
             if name + suffix not in variants:
-                variants[name + suffix] = {**resolve_variant(name, named), **(grid.get("set") or {})}
+                try:
+                    variants[name + suffix] = {**resolve_variant(name, named), **(grid.get("set") or {})}
+                except UserInputError as e:
+                    hint = "" if imports else (" A model of your own: list the module (or .py file) that defines it "
+                                               "under the grid's import:, e.g. import: [my_reranker].")
+                    raise UserInputError(f"{path}: {e}{hint}") from None
         for ds in grid["datasets"]:
             for seed in grid["seeds"]:  # seed-major: a partly run grid already compares every model
                 for name in grid["models"]:
@@ -259,4 +274,4 @@ def load_spec(path):
                              f"epoch), got {raw['test_curve']!r}")
     return Spec(path=path, out=out, config_files=files, datasets=datasets, variants=variants, cells=cells,
                 paper=raw.get("paper") or {}, report=report, reuse=list(reuse),
-                dataset_variants=dataset_variants, test_curve=raw.get("test_curve", False))
+                dataset_variants=dataset_variants, test_curve=raw.get("test_curve", False), imports=list(imports))

@@ -1,6 +1,7 @@
 """``python run_hyper.py`` / ``recbole-dnr-hyper``: hyper-parameter search with RecBole's flags.
 
-    python run_hyper.py --config_files=fixed.yaml --params_file=space.hyper --output_file=out.md
+    python run_hyper.py --config_files=fixed.yaml --params_file=space.hyper --output_file=out.md \
+        --display_file=trials.png
 
 ``--config_files`` hold the fixed settings (model and dataset among them, or ``--model``/``--dataset``);
 ``--params_file`` the search space in RecBole's format; any other ``--key=value`` is a fixed setting too.
@@ -28,6 +29,8 @@ def build_parser():
     parser.add_argument("--output_file", type=str, default="hyper_result.md", help="the trial table (markdown)")
     parser.add_argument("--best_config_file", type=str, default=None,
                         help="the best trial's config as yaml (default: <output_file stem>.best.yaml)")
+    parser.add_argument("--display_file", type=str, default=None,
+                        help="a PNG of each trial's best valid score and the best so far (needs matplotlib)")
     parser.add_argument("--tool", type=str, default="optuna",
                         help=f"{' or '.join(TOOLS)} (default {TOOLS[0]}; any case, as RecBole spells them)")
     parser.add_argument("--algo", type=str, default=None,
@@ -47,6 +50,7 @@ def run(argv=None):
     """The search ``argv`` asks for, written to ``--output_file`` and ``--best_config_file``; returns
     ``(rows, best)`` (:func:`recbole_dnr.hyper.search.search`)."""
     from recbole_dnr.errors import UserInputError
+    from recbole_dnr.hyper.plot import plot_trials, pyplot
     from recbole_dnr.hyper.search import ALGOS, check_tool, search
     from recbole_dnr.hyper.tables import default_best_file, write_results
     from recbole_dnr.storage import check_writable
@@ -70,10 +74,15 @@ def run(argv=None):
     best_file = args.best_config_file or default_best_file(args.output_file)
     try:
         tool = check_tool(args.tool)
-        for path in (args.output_file, args.best_config_file):  # before any trial trains
+        if args.display_file:
+            if not args.display_file.lower().endswith(".png"):
+                raise UserInputError(f"--display_file={args.display_file}: the plot is a PNG; name a .png file")
+            pyplot()
+        for path in (args.output_file, args.best_config_file, args.display_file):  # before any trial trains
             if path:
                 check_writable(os.path.dirname(os.path.abspath(path)), what="output folder",
-                               fix="give --output_file / --best_config_file in a folder you can write")
+                               fix="give --output_file / --best_config_file / --display_file in a folder you "
+                                   "can write")
         rows, best, valid_metric, epoch_cap = search(
             args.params_file, config_files, fixed, tool=tool, algo=args.algo, max_evals=args.max_evals,
             seed=args.seed, storage=args.storage, study_name=args.study_name, prune=not args.no_prune,
@@ -81,10 +90,16 @@ def run(argv=None):
         write_results(rows, best, valid_metric, config_files, fixed, args.output_file, best_file,
                       command=dict(tool=tool, algo=args.algo or ALGOS[tool][0], max_evals=args.max_evals,
                                    seed=args.seed, params_file=args.params_file), epoch_cap=epoch_cap)
+        if args.display_file:
+            # the chosen trial is the best complete one in the metric's direction: none above it means bigger wins
+            bigger = best is None or not any(r.state == "complete" and r.best_valid > best.best_valid for r in rows)
+            plot_trials(rows, valid_metric, args.display_file, best, bigger)
     except UserInputError as err:
         raise SystemExit(f"error: {err}")
     with open(args.output_file, encoding="utf-8") as f:
         print(f.read())
+    if args.display_file:
+        print(f"trial plot: {args.display_file}")
     return rows, best
 
 

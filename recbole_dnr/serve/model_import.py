@@ -22,13 +22,14 @@ def class_path(cls):
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def import_modules(names):
+def import_modules(names, where="--import"):
     """Import each of ``names``: a module name (``my_models``) or a ``.py`` file, imported under its
-    file's stem (so the classes it registers resolve as they did in training)."""
+    file's stem (so the classes it registers resolve as they did in training). ``where`` names what
+    listed them in an error (the flag, or a grid yaml's ``import:``)."""
     for name in names or []:
         if name.endswith(".py") or os.sep in name:
             if not os.path.isfile(name):
-                raise UserInputError(f"--import {name}: no such file")
+                raise UserInputError(f"{where} {name}: no such file")
             module_name = os.path.splitext(os.path.basename(name))[0]
             if module_name in sys.modules:
                 continue
@@ -46,7 +47,7 @@ def import_modules(names):
             except ModuleNotFoundError as err:
                 if err.name != name.split(".")[0] and err.name != name:
                     raise
-                raise UserInputError(f"--import {name}: no module of that name on sys.path; pass its .py file "
+                raise UserInputError(f"{where} {name}: no module of that name on sys.path; pass its .py file "
                                      "instead, or add its folder to PYTHONPATH") from None
 
 

@@ -226,10 +226,12 @@ def test_installed_command_exits_0_on_success_and_1_on_failure(search_files):
     fixed, space, out = search_files
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=repo)  # this checkout's code, whichever copy is installed
+    png = os.path.join(os.path.dirname(out), "trials.png")
     args = [f"--config_files={fixed}", f"--params_file={space}", f"--output_file={out}", "--max_evals=1",
             "--epochs=1"]
-    done = subprocess.run(_hyper_command() + args, env=env, capture_output=True, text=True)
+    done = subprocess.run(_hyper_command() + args + [f"--display_file={png}"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"  # a trained trial's plot (tests/hyper/test_plot.py)
     assert "best: trial 0" in done.stdout and "TrialRow" not in done.stdout + done.stderr  # no tuple printed
     refused = subprocess.run(_hyper_command() + args + ["--tool=Ray"], env=env, capture_output=True, text=True)
     assert refused.returncode == 1 and "optuna, hyperopt" in refused.stderr
