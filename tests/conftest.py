@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny ml-100k slice written from RecBole's bundled copy, isolated working dirs."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -24,6 +25,23 @@ def write_slice(folder, n_users=SLICE_USERS):
             if int(line.split("\t", 1)[0]) <= n_users:
                 g.write(line)
     return folder
+
+
+# side features of the slice: ml-100k.item's release year and classes, ml-100k.user's age, gender and occupation
+FEATURES = {"load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"],
+                         "item": ["item_id", "release_year", "class"],
+                         "user": ["user_id", "age", "gender", "occupation"]},
+            "side_features": True}
+
+
+@pytest.fixture(scope="session")
+def feature_slice_root(tmp_path_factory):
+    """The test slice plus RecBole's ml-100k.item and ml-100k.user beside it."""
+    root = write_slice(str(tmp_path_factory.mktemp("features")))
+    src = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k")
+    for ext in ("item", "user"):
+        shutil.copy(f"{src}.{ext}", os.path.join(root, SLICE, f"{SLICE}.{ext}"))
+    return root
 
 
 @pytest.fixture(scope="session")

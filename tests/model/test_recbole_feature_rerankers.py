@@ -2,10 +2,8 @@
 the lists' dataset loaded (load_col), scored per candidate, a 1-epoch smoke run, and the errors."""
 
 import os
-import shutil
 
 import pytest
-import recbole
 import torch
 
 from recbole_dnr.config import Config
@@ -13,29 +11,19 @@ from recbole_dnr.data import create_dataset, data_preparation
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.quick_start import objective_function
 
-from conftest import SLICE, smoke_config, write_slice
+from conftest import smoke_config
 
 FEATURES = "features-ml-100k"  # the shipped variant: load_col with ml-100k.item's release_year and class
 MODELS = ["SASRecF", "GRU4RecF", "FDSA", "DIN"]
 
 
 @pytest.fixture(scope="module")
-def feature_root(tmp_path_factory):
-    """The ml-100k slice with RecBole's ml-100k.item and ml-100k.user beside it."""
-    root = write_slice(str(tmp_path_factory.mktemp("features")))
-    src = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k")
-    for ext in ("item", "user"):
-        shutil.copy(f"{src}.{ext}", os.path.join(root, SLICE, f"{SLICE}.{ext}"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def feature_data(feature_root, tmp_path_factory):
+def feature_data(feature_slice_root, tmp_path_factory):
     """(config, test batch, model view) of the slice's lists with the features variant."""
     cwd = os.getcwd()
     os.chdir(tmp_path_factory.mktemp("work"))
     try:
-        config = Config(config_dict=smoke_config(feature_root, model="SASRecF", list_mode="slate"),
+        config = Config(config_dict=smoke_config(feature_slice_root, model="SASRecF", list_mode="slate"),
                         config_file_list=[FEATURES])
         dataset = create_dataset(config)
         _, _, test = data_preparation(config, dataset)
@@ -44,26 +32,26 @@ def feature_data(feature_root, tmp_path_factory):
     return config, next(iter(test)), dataset.model_view()
 
 
-def build(model, feature_root, view):
-    config = Config(config_dict=smoke_config(feature_root, model=model, list_mode="slate"),
+def build(model, feature_slice_root, view):
+    config = Config(config_dict=smoke_config(feature_slice_root, model=model, list_mode="slate"),
                     config_file_list=[FEATURES])
     torch.manual_seed(0)
     return config.model_class(config, view)
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_feature_models_score_every_candidate(model, feature_root, feature_data):
+def test_feature_models_score_every_candidate(model, feature_slice_root, feature_data):
     _, batch, view = feature_data
-    reranker = build(model, feature_root, view).eval()
+    reranker = build(model, feature_slice_root, view).eval()
     with torch.no_grad():
         scores = reranker.predict(batch)
     assert scores.shape == batch["item_id"].shape and torch.isfinite(scores).all()
 
 
-def test_item_features_move_the_scores(feature_root, feature_data):
+def test_item_features_move_the_scores(feature_slice_root, feature_data):
     """SASRecF reads the history's item classes: changing their embedding changes the scores."""
     _, batch, view = feature_data
-    reranker = build("SASRecF", feature_root, view).eval()
+    reranker = build("SASRecF", feature_slice_root, view).eval()
     layer = reranker.model.feature_embed_layer
     assert layer.token_seq_field_names["item"] == ["class"]  # the yaml's selected_features, loaded
     assert len(layer.item_feat) == view.item_num  # RecBole's table, one row per item id
@@ -86,13 +74,13 @@ def test_without_item_features_the_error_names_load_col(model):
         Config(model=model, dataset="ml-100k", config_dict={"list_mode": "slate", "state": "ERROR"})
 
 
-def test_dien_is_refused_naming_what_it_reads(feature_root, feature_data):
+def test_dien_is_refused_naming_what_it_reads(feature_slice_root, feature_data):
     with pytest.raises(UserInputError, match="sampled negative items"):
-        build("DIEN", feature_root, feature_data[2])
+        build("DIEN", feature_slice_root, feature_data[2])
 
 
-def test_smoke_sasrecf_one_epoch_with_features(feature_root, tmp_path, monkeypatch):
+def test_smoke_sasrecf_one_epoch_with_features(feature_slice_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = smoke_config(feature_root, model="SASRecF", list_mode="slate", epochs=1)
+    cfg = smoke_config(feature_slice_root, model="SASRecF", list_mode="slate", epochs=1)
     result = objective_function(cfg, config_file_list=[FEATURES], saved=False)
     assert 0.0 < result["test_result"]["ndcg@6"] <= 1.0

@@ -1,29 +1,10 @@
 """The backbone options serve and export like the defaults: Recommender == evaluator, ONNX == eager."""
 
-import os
-import shutil
 
 import pytest
-import recbole
 
-from conftest import SLICE, write_slice
+from conftest import FEATURES
 from .test_serve import test_rerank_and_its_onnx_export_give_the_evaluators_scores as serves_and_exports
-
-FEATURES = {"load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"],
-                         "item": ["item_id", "release_year", "class"],
-                         "user": ["user_id", "age", "gender", "occupation"]},
-            "side_features": True}
-
-
-@pytest.fixture(scope="module")
-def feature_slice_root(tmp_path_factory):
-    """The test slice plus ml-100k's .item and .user files (RecBole's wheel)."""
-    root = write_slice(str(tmp_path_factory.mktemp("features")))
-    src = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k")
-    for ext in ("item", "user"):
-        shutil.copy(os.path.join(src, f"ml-100k.{ext}"), os.path.join(root, SLICE, f"{SLICE}.{ext}"))
-    return root
-
 
 @pytest.mark.parametrize("overrides", [
     {"model": "PRM", "history_encoder": "transformer", "user_interaction": "product",

@@ -1,33 +1,14 @@
 """Side features in a serving bundle: the bundle carries the loaded .item/.user tables, so a caller
 gives only ids and histories, and the bundle scores as the checkpoint, the evaluator and ONNX do."""
 
-import os
-import shutil
 
 import numpy as np
 import pytest
-import recbole
 import torch
 
 from recbole_dnr.fields import REQUEST_ID, SCORE
-from conftest import SLICE, write_slice
+from conftest import FEATURES
 from .test_serve import request_history, train
-
-FEATURES = {"load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"],
-                         "item": ["item_id", "release_year", "class"],
-                         "user": ["user_id", "age", "gender", "occupation"]},
-            "side_features": True}
-
-
-@pytest.fixture(scope="module")
-def feature_slice_root(tmp_path_factory):
-    """The test slice plus ml-100k's .item and .user files (RecBole's wheel)."""
-    root = write_slice(str(tmp_path_factory.mktemp("features")))
-    src = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k")
-    for ext in ("item", "user"):
-        shutil.copy(os.path.join(src, f"ml-100k.{ext}"), os.path.join(root, SLICE, f"{SLICE}.{ext}"))
-    return root
-
 
 def served(trainer, tmp_path):
     """(the checkpoint's Recommender, the Recommender of the bundle it writes)."""
