@@ -1,18 +1,16 @@
-"""Deprecated: ``python -m recbole_dnr.hyper.grid --config G.yaml`` runs
-``python -m recbole_dnr.benchmark --config G.yaml`` (a tuning grid is a benchmark grid with a search
-stage: :mod:`recbole_dnr.benchmark.tuning`). Its options are the benchmark's; ``--dry_run``,
-``--seeds`` and ``--only 'dataset=a;contender=b'`` read as before."""
+"""Moved: tuning grids run with ``python -m recbole_dnr.benchmark --config G.yaml`` (a tuning grid is a
+benchmark grid with a search stage, :mod:`recbole_dnr.benchmark.tuning`). This module only says so, so
+that the search layer never imports the benchmark above it."""
 
 import sys
 
+MOVED = "python -m recbole_dnr.hyper.{name} has moved: run python -m recbole_dnr.benchmark {args}"
 
-def main(argv=None):
-    from recbole_dnr.benchmark.__main__ import main as benchmark_main
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    print("python -m recbole_dnr.hyper.grid is deprecated: it runs python -m recbole_dnr.benchmark "
-          + " ".join(argv), file=sys.stderr, flush=True)
-    return benchmark_main(argv)
+def main(argv=None, name="grid", extra=()):
+    argv = [*(sys.argv[1:] if argv is None else argv), *extra]
+    print(MOVED.format(name=name, args=" ".join(argv)), file=sys.stderr, flush=True)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,18 +1,9 @@
-"""Deprecated: ``python -m recbole_dnr.hyper.report --config G.yaml`` runs
-``python -m recbole_dnr.benchmark --config G.yaml --report`` (the searches' block, then the seeds
-stage's report: :mod:`recbole_dnr.benchmark.search_report`)."""
+"""Moved: a tuning grid's report renders with ``python -m recbole_dnr.benchmark --config G.yaml
+--report`` (:mod:`recbole_dnr.benchmark.search_report`); this module only says so."""
 
 import sys
 
-
-def main(argv=None):
-    from recbole_dnr.benchmark.__main__ import main as benchmark_main
-
-    argv = [*(sys.argv[1:] if argv is None else argv), "--report"]
-    print("python -m recbole_dnr.hyper.report is deprecated: it runs python -m recbole_dnr.benchmark "
-          + " ".join(argv), file=sys.stderr, flush=True)
-    return benchmark_main(argv)
-
+from recbole_dnr.hyper.grid import main as moved
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(moved(name="report", extra=["--report"]))

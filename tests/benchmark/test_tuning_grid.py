@@ -107,16 +107,15 @@ def test_grid_searches_commits_trials_and_resumes_from_them(grid_file, tmp_path,
     assert "3 searches, 1 done, 2 to run" in out and "seeds stage: waits for 2 search(es)" in out
 
 
-def test_hyper_grid_is_a_deprecated_alias_of_the_benchmark_command(grid_file, capsys):
-    from recbole_dnr.hyper import grid as alias
+def test_the_old_hyper_grid_command_names_the_new_one_and_runs_nothing(grid_file, capsys, tmp_path):
+    from recbole_dnr.hyper import grid as moved
 
-    benchmark(["--config", grid_file, "--dry_run"])
-    expected = capsys.readouterr().out
-    assert alias.main(["--config", grid_file, "--dry_run"]) == 0
+    before = sorted(os.listdir(tmp_path))
+    assert moved.main(["--config", grid_file, "--dry_run"]) == 2
     out, err = capsys.readouterr()
-    assert out == expected and "0/2 trials" in out
-    assert err == (f"python -m recbole_dnr.hyper.grid is deprecated: it runs python -m recbole_dnr.benchmark "
-                   f"--config {grid_file} --dry_run\n")
+    assert out == "" and err == (f"python -m recbole_dnr.hyper.grid has moved: run python -m recbole_dnr.benchmark "
+                                 f"--config {grid_file} --dry_run\n")
+    assert sorted(os.listdir(tmp_path)) == before  # no results folder, no search started
 
 
 def test_seeds_grid_is_a_benchmark_grid(grid_file, tmp_path):
