@@ -8,7 +8,9 @@ stepping through finished cells would otherwise re-render it at every step). ``-
 renders; ``--dry_run`` lists what would run.
 A finished cell whose recorded settings differ from what the grid now gives it (the yaml was
 edited) is *stale*: an error names it before any work, ``--rerun_stale`` retrains it, and reports
-leave it out.
+leave it out. A finished cell with the grid's settings whose config now has another run key (a model's
+yaml default or a config file changed since) is *drifted*: listed with what changed, kept (reports
+mark it), retrained only with ``--rerun_drifted``.
 A tuning grid (experiments/grids/tuned.yaml: ``trials``, ``space``, ``contenders``; :mod:`.tuning`)
 is a benchmark grid with a search stage: its searches run first, each a cell of the grid's results
 folder, then its seeds stage (each contender at its best config, on several seeds) once every search
@@ -26,7 +28,7 @@ from recbole_dnr.benchmark import tuning
 from recbole_dnr.benchmark.cell import reusable_for
 from recbole_dnr.benchmark.report import render, render_searches
 from recbole_dnr.benchmark.results import write_results_csv
-from recbole_dnr.benchmark.spec import load_spec
+from recbole_dnr.benchmark.spec import load_spec, recorded_key
 from recbole_dnr.errors import UserInputError
 
 
@@ -63,10 +65,17 @@ def check_only(spec, only):
                                      f"its {key}s: {', '.join(have)}")
 
 
-def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
+def read_cell(spec, cell):
+    with open(spec.cell_path(cell)) as f:
+        return json.load(f)
+
+
+def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False, rerun_drifted=False):
     """Run the selected cells that have no current result. Stale cells (result files recorded with other
     settings than the grid gives them now) are a :class:`UserInputError` before any work, unless
-    ``rerun_stale`` asks to retrain them. Returns ``(failed cells, number of cells that landed)``."""
+    ``rerun_stale`` asks to retrain them. Drifted cells (trained under another run key than their settings
+    give now) are listed and kept, unless ``rerun_drifted`` asks to retrain them. Returns ``(failed cells,
+    number of cells that landed)``."""
     status = {c: spec.status(c) for c in spec.cells}  # each cell file read once
     stale = [c for c in spec.cells if matches(c, only) and status[c] == "stale"]
     if stale and not rerun_stale:
@@ -76,10 +85,22 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False):
                              f"grid now gives them (recorded -> now):\n{shown}{more}\nRetrain them with --rerun_stale "
                              f"(each file is replaced when its new run finishes), move them out of {spec.out}, "
                              f"or restore the settings")
-    todo = [c for c in spec.cells if matches(c, only) and status[c] != "done"]
-    done = [c for c in spec.cells if status[c] == "done"]
+    drifted = [c for c in spec.cells if matches(c, only) and status[c] == "drifted"]
+    kept = {"done"} if rerun_drifted else {"done", "drifted"}
+    todo = [c for c in spec.cells if matches(c, only) and status[c] not in kept]
+    done = [c for c in spec.cells if status[c] in kept]
     print(f"[benchmark] {spec.path}: {len(spec.cells)} cells, {len(done)} done, {len(todo)} to run "
           f"{f'({len(stale)} stale) ' if stale else ''}(results: {spec.out})", flush=True)
+    unkeyed = sum(1 for c in done if status[c] == "done" and not recorded_key(read_cell(spec, c)))
+    if unkeyed:
+        print(f"[benchmark] {unkeyed} finished cell(s) predate recorded run keys: not checked for drift", flush=True)
+    if drifted:
+        shown = "\n".join(f"  {c.key}: {spec.drift_diff(c)}" for c in drifted[:8])
+        more = f"\n  ... and {len(drifted) - 8} more" if len(drifted) > 8 else ""
+        print(f"[benchmark] {len(drifted)} finished cell(s) drifted: the grid's settings, but another run key "
+              f"(a yaml default or config file changed since; recorded -> now):\n{shown}{more}\n"
+              f"[benchmark] {'retrained' if rerun_drifted else 'kept (reports mark them; retrain with --rerun_drifted)'}",
+              flush=True)
     if dry_run:
         copies = 0
         for c in todo:
@@ -198,7 +219,7 @@ def run_benchmark(path, only, args, contenders=None):
         only = [*only, "variant=" + ",".join(v for v in spec.variants if v.split("@")[0] in contenders)]
     check_only(spec, only)
     failed, landed = ([], 0) if args.report else run_grid(spec, only, args.dry_run, args.cell_timeout,
-                                                          args.rerun_stale)
+                                                          args.rerun_stale, args.rerun_drifted)
     if args.report or landed:
         write_results_csv(spec)
         for written in render(spec):
@@ -220,6 +241,9 @@ def main(argv=None):
     parser.add_argument("--dry_run", "--dry-run", action="store_true", help="list the cells that would run")
     parser.add_argument("--rerun_stale", "--rerun-stale", action="store_true",
                         help="retrain cells whose recorded settings differ from the grid's (else: an error)")
+    parser.add_argument("--rerun_drifted", "--rerun-drifted", action="store_true",
+                        help="retrain cells whose config now has another run key than they were trained under "
+                             "(a yaml default changed; else: listed and kept)")
     parser.add_argument("--cell_timeout", "--cell-timeout", type=float, default=None, help="seconds before a cell is killed")
     args = parser.parse_args(argv)
     try:

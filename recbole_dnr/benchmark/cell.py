@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from recbole_dnr.benchmark.probe import score_corruption_probe, weak_retriever_probe
+from recbole_dnr.benchmark.spec import cell_settings, recorded_key
 from recbole_dnr.config import Config
 from recbole_dnr.evaluator import ListEvaluator
 from recbole_dnr.evaluator.retrieval import retriever_means
@@ -25,7 +26,7 @@ from recbole_dnr.fields import LABEL, SLATE_MASK
 from recbole_dnr.machine import machine
 from recbole_dnr.quick_start import build, fit_and_test
 from recbole_dnr.serve.model_import import import_modules
-from recbole_dnr.trainer.resume import ResumeState, key_of, run_key
+from recbole_dnr.trainer.resume import ResumeState, run_config, run_key
 
 CONFIG_KEYS = ("model", "recbole_model", "learning_rate", "hidden_size", "epochs", "stopping_step",
                "train_batch_size", "score_fusion", "list_loss", "lambda_c", "lambda_m", "lambda_e", "noise",
@@ -122,26 +123,11 @@ def run_cell(settings, config_files=None, label="", test_curve=False):
         "parameters": sum(p.numel() for p in model.parameters()), "list_stats": result.list_stats,
         "config": {k: config[k] for k in CONFIG_KEYS if k in config}, "machine": machine(),
         "resume_file": trainer.resume.path, "run_key": run_key(config),
+        "run_config": run_config(config),  # what the run key hashes: a later drift names what changed
     }
     if test_curve:
         record["test_curve"] = list(trainer.eval_curves.get("test", []))
     return record, arrays
-
-
-def cell_settings(settings):
-    """The config dict a cell trains with (what ``run_cell`` adds to the grid's settings)."""
-    config_dict = dict(settings)
-    config_dict.setdefault("show_progress", False)
-    config_dict.setdefault("resume", True)  # a cell killed mid-way (session end) continues from its last epoch
-    return config_dict
-
-
-def recorded_key(record):
-    """The training-run key of a finished cell (cells written before ``run_key`` was recorded carry it in
-    their resume file's name, ``<model>-<dataset>-seed<seed>-<key>.pth``)."""
-    if record.get("run_key"):
-        return record["run_key"]
-    return key_of(record.get("resume_file"))
 
 
 def complete_cell(path):
@@ -238,7 +224,7 @@ def main(argv=None):
             with np.load(source[:-len(".json")] + ".npz") as npz:
                 arrays = dict(npz)
             record.update(variant=args.variant or record["model"], settings=settings, config_files=args.config_files,
-                          command=args.command, reused_from=source, run_key=key)
+                          command=args.command, reused_from=source, run_key=key, run_config=run_config(config))
             write_cell(args.out, record, arrays)
             print(f"{args.label} reused {source} (same training config, run key {record['run_key']})", flush=True)
             ResumeState(config).discard()

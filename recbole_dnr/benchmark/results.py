@@ -16,7 +16,8 @@ COST = ["epochs_run", "best_epoch", "hit_epoch_cap", "train_sec_per_epoch", "fit
 
 def load_cells(spec):
     """Finished cells of the grid, in grid order: list of records (with ``npz`` path). Stale cells (run
-    with other settings than the grid now gives them) are left out: they are not this grid's results."""
+    with other settings than the grid now gives them) are left out: they are not this grid's results.
+    Drifted cells (another run key than their settings give now) are kept with ``drifted: True``."""
     out = []
     for cell in spec.cells:
         path = spec.cell_path(cell)
@@ -26,6 +27,7 @@ def load_cells(spec):
             if not spec.is_current(cell, rec):
                 continue
             rec["variant"] = cell.variant
+            rec["drifted"] = spec.is_drifted(cell, rec)
             rec["npz"] = spec.cell_path(cell, "npz")
             if rec.get("valid_curve"):  # cells written before selected_epoch took the first of tied epochs
                 rec["best_epoch"] = selected_epoch(rec["valid_curve"])

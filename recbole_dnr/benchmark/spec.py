@@ -28,7 +28,10 @@ Example (abridged from experiments/grids/zoo.yaml and corr.yaml)::
       strata: {floor: Retriever, bins: 5,  # Δ per bin of x's quality (benchmark/strata.py); a third
                pairs: [[DNR_PRM, PRM, "DNR over the x reader"]]}  # element names the plot panel
 
-A cell is (dataset, variant, seed). Cells are validated here, before any training.
+A cell is (dataset, variant, seed). Cells are validated here, before any training. A finished cell is
+*stale* when the grid now gives it other settings, *drifted* when its settings are the same but the
+config they build has another run key than the one it was trained under (a model's yaml default or a
+config file changed since).
 """
 
 import json
@@ -38,10 +41,11 @@ from dataclasses import dataclass, field
 import yaml
 
 from recbole_dnr import options
-from recbole_dnr.config import experiments_dir
+from recbole_dnr.config import Config, experiments_dir
 from recbole_dnr.errors import ModelType, UserInputError
 from recbole_dnr.registry import get_backbone, get_model
 from recbole_dnr.serve.model_import import import_modules
+from recbole_dnr.trainer.resume import earlier_run_keys, key_of, run_config, run_key
 
 TOP_KEYS = {"out", "config_files", "datasets", "variants", "grids", "paper", "report", "reuse", "test_curve",
             "import"}
@@ -74,6 +78,7 @@ class Spec:
     dataset_variants: dict = field(default_factory=dict)  # {dataset: {variant: settings on that dataset}}
     test_curve: bool = False  # cells record test metrics at every evaluation (benchmark/paper.py)
     imports: list = field(default_factory=list)  # the grid's import: (modules defining its models)
+    _now: dict = field(default_factory=dict, repr=False, compare=False)  # {cell: key_now(cell)}
 
     def cell_path(self, cell, ext="json"):
         return os.path.join(self.out, "cells", cell.dataset, cell.variant, f"seed{cell.seed}.{ext}")
@@ -96,14 +101,36 @@ class Spec:
         recorded = record.get("settings")
         return recorded is None or recorded == self.settings_as_recorded(cell)
 
+    def key_now(self, cell):
+        """``(run key, earlier keys of the same run, run config)`` that the cell's settings give today
+        (one Config a cell, built once)."""
+        if cell not in self._now:
+            config = Config(config_file_list=self.config_files or None, config_dict=cell_settings(self.settings(cell)))
+            self._now[cell] = (run_key(config), earlier_run_keys(config), run_config(config))
+        return self._now[cell]
+
+    def is_drifted(self, cell, record):
+        """Whether a cell was trained under another run key than its settings give today: the same grid
+        settings, another configuration (a yaml default or a config file changed since). A record without
+        a run key predates them and is not checked."""
+        recorded = recorded_key(record)
+        if recorded is None:
+            return False
+        key, earlier, _ = self.key_now(cell)
+        return recorded != key and recorded not in earlier
+
     def status(self, cell):
-        """``"missing"``, ``"done"``, or ``"stale"``: a result file recorded with other settings than the grid
-        now gives the cell (the yaml was edited after it ran), which must not pass for this grid's result."""
+        """``"missing"``, ``"done"``, ``"stale"``: a result file recorded with other settings than the grid
+        now gives the cell (the yaml was edited after it ran), which must not pass for this grid's result,
+        or ``"drifted"``: the same settings, but trained under another run key (:meth:`is_drifted`)."""
         path = self.cell_path(cell)
         if not os.path.isfile(path):
             return "missing"
         with open(path) as f:
-            return "done" if self.is_current(cell, json.load(f)) else "stale"
+            record = json.load(f)
+        if not self.is_current(cell, record):
+            return "stale"
+        return "drifted" if self.is_drifted(cell, record) else "done"
 
     def stale_diff(self, cell):
         """``key: recorded -> now`` for each setting that differs, for error messages."""
@@ -113,6 +140,36 @@ class Spec:
         keys = sorted(set(recorded) | set(now), key=str)
         return ", ".join(f"{k}: {recorded.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
                          for k in keys if recorded.get(k) != now.get(k))
+
+
+    def drift_diff(self, cell):
+        """``key: recorded -> now`` for each config value that differs from the cell's recorded run config;
+        a cell that recorded none names its run keys."""
+        with open(self.cell_path(cell)) as f:
+            record = json.load(f)
+        key, _, now = self.key_now(cell)
+        recorded = record.get("run_config")
+        if recorded is None:
+            return f"run key {recorded_key(record)} -> {key} (the cell recorded no run config to compare)"
+        keys = sorted(set(recorded) | set(now))
+        return ", ".join(f"{k}: {recorded.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
+                         for k in keys if recorded.get(k) != now.get(k))
+
+
+def cell_settings(settings):
+    """The config dict a cell trains with (what a cell adds to the grid's settings)."""
+    config_dict = dict(settings)
+    config_dict.setdefault("show_progress", False)
+    config_dict.setdefault("resume", True)  # a cell killed mid-way (session end) continues from its last epoch
+    return config_dict
+
+
+def recorded_key(record):
+    """The training-run key of a finished cell (cells written before ``run_key`` was recorded carry it in
+    their resume file's name, ``<model>-<dataset>-seed<seed>-<key>.pth``)."""
+    if record.get("run_key"):
+        return record["run_key"]
+    return key_of(record.get("resume_file"))
 
 
 def layered(datasets, variants, dataset_variants, dataset, variant):

@@ -33,6 +33,9 @@ def cpu_text(m):
     return f" ({known})" if known else ""
 
 
+DRIFT_MARK = "†"  # a row with a cell trained under another run key than its settings give now
+
+
 def backbone_variant(variant, by_variant):
     """X for a variant DNR_X (same name without the prefix), if the grid has it."""
     return variant[len("DNR_"):] if variant.startswith("DNR_") and variant[len("DNR_"):] in by_variant else None
@@ -63,12 +66,17 @@ def dataset_markdown(spec, dataset, runs):
     for v, rs in by_variant.items():
         cells = [fmt(values[v][c], bold=best[c] == v) for c in columns]
         epochs = ", ".join(f"{r['best_epoch']}/{r['epochs_run']}{'*' if r['hit_epoch_cap'] else ''}" for r in rs)
-        lines.append(f"| {v} | {len(rs)} | " + " | ".join(cells) +
+        mark = DRIFT_MARK if any(r.get("drifted") for r in rs) else ""
+        lines.append(f"| {v}{mark} | {len(rs)} | " + " | ".join(cells) +
                      f" | {paper.get(v, '')} | {epochs} | {np.mean([r['train_sec_per_epoch'] for r in rs]):.1f} | "
                      f"{np.mean([r['infer_us_per_list'] for r in rs]):.1f} | {peak_cell(rs)} |")
     lines += ["", "`*` = stopped by the epoch cap, not by early stopping. Peak MB: the cell process's peak resident "
               "memory, building or loading the lists included; in brackets its peak while training and evaluating "
               "(the lists already in memory), where the cell recorded it.", ""]
+    if any(r.get("drifted") for r in runs):
+        lines += [f"`{DRIFT_MARK}` = run under an earlier configuration (another run key): a cell's yaml "
+                      "defaults or config files changed since (`--dry_run` names what, `--rerun_drifted` "
+                      "retrains).", ""]
     pairs = [(v, backbone_variant(v, by_variant)) for v in by_variant if backbone_variant(v, by_variant)]
     pairs += [(a, b) for a, b in spec.report.get("pairs", []) if a in by_variant and b in by_variant]
     if pairs:
@@ -159,7 +167,8 @@ def probe_markdown(runs):
             d = [r["score_corruption"]["weak_retriever"]["ndcg@6"] - base[r["seed"]] for r in rs
                  if "weak_retriever" in r["score_corruption"] and r["seed"] in base]
             cells += [fmt(at("weak_retriever")) if at("weak_retriever") else "", signed(d) if d else ""]
-        lines.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + " |")
+        mark = DRIFT_MARK if any(r.get("drifted") for r in rs) else ""
+        lines.append(f"| {v}{mark} | {len(rs)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -61,14 +61,36 @@ def portable_data_path(path):
     return path
 
 
-def run_key(config):
-    """16-hex hash of the config values that determine training."""
+def run_payload(config, portable=True):
+    """The config values that determine training: what :func:`run_key` hashes (``portable=False``: the
+    ``data_path`` as given, as keys were taken before :func:`portable_data_path`)."""
     payload = {k: v for k, v in config.final_config_dict.items()
                if k not in VOLATILE and not (k in NEUTRAL and v == NEUTRAL[k])}
-    if payload.get("data_path"):
+    if portable and payload.get("data_path"):
         payload["data_path"] = portable_data_path(payload["data_path"])
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha1(blob).hexdigest()[:16]
+    return payload
+
+
+def payload_blob(payload):
+    return json.dumps(payload, sort_keys=True, default=str)
+
+
+def run_key(config):
+    """16-hex hash of the config values that determine training."""
+    return hashlib.sha1(payload_blob(run_payload(config)).encode()).hexdigest()[:16]
+
+
+def run_config(config):
+    """:func:`run_payload` as JSON (what a finished cell records, to name the values that changed when
+    its run key no longer matches its config)."""
+    return json.loads(payload_blob(run_payload(config)))
+
+
+def earlier_run_keys(config):
+    """Other keys this very run was recorded under: before :func:`portable_data_path`, ml-100k's folder
+    inside RecBole's package counted as its absolute path (here: this install's)."""
+    raw = hashlib.sha1(payload_blob(run_payload(config, portable=False)).encode()).hexdigest()[:16]
+    return {raw} - {run_key(config)}
 
 
 def state_path(config):
