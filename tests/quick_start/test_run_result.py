@@ -90,7 +90,7 @@ CELL_KEYS = ["dataset", "model", "seed", "valid", "test", "slate_scope", "score_
              "best_epoch", "train_loss_curve", "epochs_run", "epoch_cap", "resumed_after_epoch", "hit_epoch_cap",
              "train_sec_per_epoch", "epoch_times", "fit_sec", "infer_us_per_list", "peak_rss_mb",
              "train_peak_rss_mb", "wall_sec", "test_lists", "parameters", "list_stats", "config", "machine",
-             "resume_file", "run_key"]
+             "resume_file", "run_key", "run_config"]
 
 
 def test_a_cell_wraps_the_run_result(slice_root, in_session_dir):
