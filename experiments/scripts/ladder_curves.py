@@ -32,8 +32,8 @@ def main():
             with open(path) as f:
                 cells[rung] = json.load(f)
     fig, (loss_ax, valid_ax) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for i, (rung, cell) in enumerate(cells.items()):
-        colour = plt.cm.tab10(i % 10)
+    for rung, cell in cells.items():
+        colour = plt.cm.tab10(RUNGS.index(rung) % 10)  # a rung keeps its colour as more cells land
         losses = cell["train_loss_curve"]
         first = losses[0] or 1.0
         loss_ax.plot(range(1, len(losses) + 1), [v / first for v in losses], color=colour, label=rung)
