@@ -10,7 +10,8 @@ import os
 
 from recbole_dnr.storage import save_figure
 
-RUNGS = ["SASRec-none", "L1-seq-dot", "L1+dropout", "L3+x", "L3+x+dropout", "L3+x+features", "PRM+init", "PRM"]
+RUNGS = ["SASRec-none", "L1-seq-dot", "L1+dropout", "L3+x", "L3+x+dropout", "L3+x+features", "PRM+init", "PRM",
+         "L3+x+features+dropout"]
 
 
 def main():
