@@ -65,11 +65,6 @@ def check_only(spec, only):
                                      f"its {key}s: {', '.join(have)}")
 
 
-def read_cell(spec, cell):
-    with open(spec.cell_path(cell)) as f:
-        return json.load(f)
-
-
 def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False, rerun_drifted=False):
     """Run the selected cells that have no current result. Stale cells (result files recorded with other
     settings than the grid gives them now) are a :class:`UserInputError` before any work, unless
@@ -91,7 +86,7 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False, re
     done = [c for c in spec.cells if status[c] in kept]
     print(f"[benchmark] {spec.path}: {len(spec.cells)} cells, {len(done)} done, {len(todo)} to run "
           f"{f'({len(stale)} stale) ' if stale else ''}(results: {spec.out})", flush=True)
-    unkeyed = sum(1 for c in done if status[c] == "done" and not recorded_key(read_cell(spec, c)))
+    unkeyed = sum(1 for c in done if status[c] == "done" and not recorded_key(spec.record(c)))
     if unkeyed:
         print(f"[benchmark] {unkeyed} finished cell(s) predate recorded run keys: not checked for drift", flush=True)
     if drifted:
@@ -104,7 +99,7 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False, re
     if dry_run:
         copies = 0
         for c in todo:
-            source = reusable_for(spec.settings(c), spec.config_files, spec.reuse)
+            source = reusable_for(spec, c)
             if source:
                 copies += 1
                 print(f"  would copy {c.key} from {source} (same run key: no training)")
@@ -144,8 +139,7 @@ def run_grid(spec, only=None, dry_run=False, timeout=None, rerun_stale=False, re
             if os.path.isfile(err):
                 os.remove(err)
             landed += 1
-            with open(path) as f:
-                rec = json.load(f)
+            rec = spec.record(cell)
             if rec.get("reused_from"):
                 walls.pop()  # a copy says nothing about how long training takes
             print(f"{label} {'reused' if rec.get('reused_from') else 'done'} in {fmt_sec(time.perf_counter() - t0)}: test ndcg@6 {rec['test'].get('ndcg@6', float('nan')):.4f}, "

@@ -166,13 +166,12 @@ def find_reusable(key, dataset, seed, folders):
     return None
 
 
-def reusable_for(settings, config_files, folders):
-    """Where a cell with these settings would be copied from (:func:`find_reusable`), or None: what
-    ``--dry_run`` says instead of "would run" for a cell that costs no training."""
-    if not folders:
+def reusable_for(spec, cell):
+    """Where ``spec``'s ``cell`` would be copied from (:func:`find_reusable`), or None: what ``--dry_run``
+    says instead of "would run" for a cell that costs no training."""
+    if not spec.reuse:
         return None
-    config = Config(config_file_list=config_files or None, config_dict=cell_settings(settings))
-    found = find_reusable(run_key(config), config["dataset"], config["seed"], folders)
+    found = find_reusable(spec.key_now(cell)[0], cell.dataset, cell.seed, spec.reuse)
     return found[0] if found else None
 
 

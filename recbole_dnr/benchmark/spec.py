@@ -119,41 +119,42 @@ class Spec:
         key, earlier, _ = self.key_now(cell)
         return recorded != key and recorded not in earlier
 
+    def record(self, cell):
+        """The finished cell's json record (the cell's file must exist)."""
+        with open(self.cell_path(cell)) as f:
+            return json.load(f)
+
     def status(self, cell):
         """``"missing"``, ``"done"``, ``"stale"``: a result file recorded with other settings than the grid
         now gives the cell (the yaml was edited after it ran), which must not pass for this grid's result,
         or ``"drifted"``: the same settings, but trained under another run key (:meth:`is_drifted`)."""
-        path = self.cell_path(cell)
-        if not os.path.isfile(path):
+        if not os.path.isfile(self.cell_path(cell)):
             return "missing"
-        with open(path) as f:
-            record = json.load(f)
+        record = self.record(cell)
         if not self.is_current(cell, record):
             return "stale"
         return "drifted" if self.is_drifted(cell, record) else "done"
 
     def stale_diff(self, cell):
         """``key: recorded -> now`` for each setting that differs, for error messages."""
-        with open(self.cell_path(cell)) as f:
-            recorded = json.load(f).get("settings") or {}
-        now = self.settings_as_recorded(cell)
-        keys = sorted(set(recorded) | set(now), key=str)
-        return ", ".join(f"{k}: {recorded.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
-                         for k in keys if recorded.get(k) != now.get(k))
-
+        return changes(self.record(cell).get("settings") or {}, self.settings_as_recorded(cell))
 
     def drift_diff(self, cell):
         """``key: recorded -> now`` for each config value that differs from the cell's recorded run config;
         a cell that recorded none names its run keys."""
-        with open(self.cell_path(cell)) as f:
-            record = json.load(f)
+        record = self.record(cell)
         key, _, now = self.key_now(cell)
         recorded = record.get("run_config")
         if recorded is None:
             return f"run key {recorded_key(record)} -> {key} (the cell recorded no run config to compare)"
-        keys = sorted(set(recorded) | set(now))
-        return ", ".join(f"{k}: {recorded.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
-                         for k in keys if recorded.get(k) != now.get(k))
+        return changes(recorded, now)
+
+
+def changes(recorded, now):
+    """``key: recorded -> now`` for each key whose value differs between two settings dicts."""
+    keys = sorted(set(recorded) | set(now), key=str)
+    return ", ".join(f"{k}: {recorded.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
+                     for k in keys if recorded.get(k) != now.get(k))
 
 
 def cell_settings(settings):
