@@ -121,13 +121,15 @@ class ServingData:
 
     def get_item_feature(self):
         """As RecBole's ``Dataset.get_item_feature``: the features, or the ids alone when none is loaded."""
-        table = self.item_feat
-        return Interaction({self.iid_field: torch.arange(self.item_num)}) if table is None else table
+        return self._feature_table_or_ids("item", self.iid_field, self.item_num)
 
     def get_user_feature(self):
         """As RecBole's ``Dataset.get_user_feature``: the features, or the ids alone when none is loaded."""
-        table = self.user_feat
-        return Interaction({self.uid_field: torch.arange(self.user_num)}) if table is None else table
+        return self._feature_table_or_ids("user", self.uid_field, self.user_num)
+
+    def _feature_table_or_ids(self, source, id_field, num):
+        table = self._feature_table(source)
+        return Interaction({id_field: torch.arange(num)}) if table is None else table
 
     def training_matrix(self, form="coo"):
         raise UserInputError("this model reads the whole training matrix when it is built (a graph model): serve "
@@ -140,15 +142,13 @@ class ServingData:
 
 def _features(dataset):
     """The side features ``dataset`` loaded, as :class:`ServingData` keeps them (``{}`` when none)."""
-    out = {}
+    view, out = dataset.model_view(), {}
     for source, id_field in (("item", dataset.iid_field), ("user", dataset.uid_field)):
-        table = getattr(dataset, f"{source}_feat", None)
+        table, types = view.side_features(source)
         if table is None:
             continue
-        fields = [f for f in table.interaction if f != id_field]  # an Interaction once the log is read
-        out[source] = {"types": {f: dataset.field2type[f] for f in fields},
-                       "nums": {f: int(dataset.num(f)) for f in fields},
-                       "columns": {f: table[f].clone() for f in [id_field] + fields}}
+        out[source] = {"types": types, "nums": {f: int(dataset.num(f)) for f in types},
+                       "columns": {f: table[f].clone() for f in [id_field, *types]}}
     return out
 
 

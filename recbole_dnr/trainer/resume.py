@@ -75,9 +75,14 @@ def payload_blob(payload):
     return json.dumps(payload, sort_keys=True, default=str)
 
 
+def payload_key(payload):
+    """16-hex hash of a :func:`run_payload`."""
+    return hashlib.sha1(payload_blob(payload).encode()).hexdigest()[:16]
+
+
 def run_key(config):
     """16-hex hash of the config values that determine training."""
-    return hashlib.sha1(payload_blob(run_payload(config)).encode()).hexdigest()[:16]
+    return payload_key(run_payload(config))
 
 
 def run_config(config):
@@ -89,8 +94,7 @@ def run_config(config):
 def earlier_run_keys(config):
     """Other keys this very run was recorded under: before :func:`portable_data_path`, ml-100k's folder
     inside RecBole's package counted as its absolute path (here: this install's)."""
-    raw = hashlib.sha1(payload_blob(run_payload(config, portable=False)).encode()).hexdigest()[:16]
-    return {raw} - {run_key(config)}
+    return {payload_key(run_payload(config, portable=False))} - {run_key(config)}
 
 
 def state_path(config):
