@@ -83,7 +83,7 @@ def run(argv=None):
                 check_writable(os.path.dirname(os.path.abspath(path)), what="output folder",
                                fix="give --output_file / --best_config_file / --display_file in a folder you "
                                    "can write")
-        rows, best, valid_metric, epoch_cap = search(
+        rows, best, valid_metric, bigger, epoch_cap = search(
             args.params_file, config_files, fixed, tool=tool, algo=args.algo, max_evals=args.max_evals,
             seed=args.seed, storage=args.storage, study_name=args.study_name, prune=not args.no_prune,
             on_trial=on_trial)
@@ -91,8 +91,6 @@ def run(argv=None):
                       command=dict(tool=tool, algo=args.algo or ALGOS[tool][0], max_evals=args.max_evals,
                                    seed=args.seed, params_file=args.params_file), epoch_cap=epoch_cap)
         if args.display_file:
-            # the chosen trial is the best complete one in the metric's direction: none above it means bigger wins
-            bigger = best is None or not any(r.state == "complete" and r.best_valid > best.best_valid for r in rows)
             plot_trials(rows, valid_metric, args.display_file, best, bigger)
     except UserInputError as err:
         raise SystemExit(f"error: {err}")

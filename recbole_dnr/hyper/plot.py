@@ -5,7 +5,7 @@ render to the same bytes (:func:`recbole_dnr.storage.save_figure`)."""
 import math
 
 from recbole_dnr.errors import missing_extra
-from recbole_dnr.storage import save_figure
+from recbole_dnr import storage
 
 STYLE = {  # state -> how its dots are drawn
     "complete": dict(marker="o", color="tab:blue", label="complete"),
@@ -28,13 +28,9 @@ def best_so_far(rows, bigger=True):
 
 def pyplot():
     """matplotlib's pyplot on the headless Agg backend; a clear error naming the install when missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise missing_extra("--display_file needs matplotlib", "matplotlib", "hyper") from None
+    plt = storage.pyplot()
+    if plt is None:
+        raise missing_extra("--display_file needs matplotlib", "matplotlib", "hyper")
     return plt
 
 
@@ -67,6 +63,6 @@ def plot_trials(rows, valid_metric, path, best=None, bigger=True):
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     try:
-        return save_figure(fig, path)
+        return storage.save_figure(fig, path)
     finally:
         plt.close(fig)

@@ -20,7 +20,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from recbole.utils import set_color
 from tqdm import tqdm
@@ -377,10 +377,20 @@ def check_tool(tool):
     return name
 
 
+class SearchResult(NamedTuple):
+    """What a search returns: its trials, the chosen one, the metric it was chosen on and in which
+    direction (``bigger``: higher is better), and the epoch cap the trials ran under."""
+    rows: list
+    best: Optional[TrialRow]
+    valid_metric: str
+    bigger: bool
+    epoch_cap: int
+
+
 def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None, max_evals=20, seed=2020,
            storage=None, study_name="recbole_dnr", prune=True, on_trial=None):
-    """Run a search; returns ``(rows, best, valid_metric, epoch_cap)``: what the trial table
-    (:func:`recbole_dnr.hyper.tables.write_results`) is written from."""
+    """Run a search; returns a :class:`SearchResult`: what the trial table
+    (:func:`recbole_dnr.hyper.tables.write_results`) and the trial plot are written from."""
     tool = check_tool(tool)
     algo = algo or ALGOS[tool][0]
     if algo not in ALGOS[tool]:
@@ -396,4 +406,4 @@ def search(params_file, config_files=None, fixed=None, tool="optuna", algo=None,
                           checked=checked)
     else:
         rows = run_hyperopt(params, config_files, fixed, max_evals, algo, seed, on_trial, checked=checked)
-    return rows, best_row(rows, bigger), valid_metric, config["epochs"]
+    return SearchResult(rows, best_row(rows, bigger), valid_metric, bigger, config["epochs"])

@@ -8,7 +8,7 @@ import pytest
 
 from recbole_dnr.hyper.cli import run
 from recbole_dnr.hyper.plot import best_so_far, plot_trials
-from recbole_dnr.hyper.search import TrialRow
+from recbole_dnr.hyper.search import SearchResult, TrialRow
 
 pytest.importorskip("matplotlib")
 
@@ -47,7 +47,7 @@ def searched(monkeypatch, tmp_path):
     """The command with its search replaced by the hand-made trials: the flag's wiring, no training."""
     made = rows()
     search_module = importlib.import_module("recbole_dnr.hyper.search")  # the package exports a function of that name
-    monkeypatch.setattr(search_module, "search", lambda *a, **kw: (made, made[0], "ndcg@6", 5))
+    monkeypatch.setattr(search_module, "search", lambda *a, **kw: SearchResult(made, made[0], "ndcg@6", True, 5))
     return ["--params_file=space.hyper", f"--output_file={tmp_path / 'out.md'}", "--model=PRM"]
 
 
