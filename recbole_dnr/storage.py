@@ -247,6 +247,19 @@ def replace_block(path, tag, lines, generator):
     return path
 
 
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend (what :func:`save_figure` writes from), or None
+    when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
 def save_figure(fig, path, dpi=110):
     """A matplotlib figure as PNG with fixed metadata (no software version), written only when its
     bytes changed: the same data renders to the same file."""

@@ -8,7 +8,7 @@ import argparse
 import json
 import os
 
-from recbole_dnr.storage import save_figure
+from recbole_dnr.storage import pyplot, save_figure
 
 RUNGS = ["SASRec-none", "L1-seq-dot", "L1+dropout", "L3+x", "L3+x+dropout", "L3+x+features", "PRM+init", "PRM",
          "L3+x+features+dropout"]
@@ -21,11 +21,9 @@ def main():
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        raise SystemExit("this plot needs matplotlib: pip install matplotlib")
     cells = {}
     for rung in RUNGS:
         path = os.path.join(args.results, "cells", args.dataset, rung, f"seed{args.seed}.json")

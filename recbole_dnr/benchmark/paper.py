@@ -4,24 +4,16 @@ paper's figure beside ours with both rank orders and Kendall's tau-b, what selec
 would add (:mod:`.selection_bias`), and one plot of test NDCG@6 per row with the paper's figure."""
 
 import os
-from collections import defaultdict
 
 import numpy as np
 
 from recbole_dnr import machine, storage
-from recbole_dnr.benchmark.results import METRICS
+from recbole_dnr.benchmark.results import METRICS, by_variant as group_by_variant
 from recbole_dnr.benchmark.selection_bias import kendall_tau_b, margins, reading
 from recbole_dnr.benchmark.stats import paired
 from recbole_dnr.benchmark.tables import fmt, image_link, pair_cells
 
 RANKED = "ndcg@6"  # the metric rows are ranked, compared with the paper and plotted on
-
-
-def by_variant_of(runs):
-    rows = defaultdict(list)
-    for r in runs:
-        rows[r["variant"]].append(r)
-    return dict(rows)
 
 
 def is_dnr(runs):
@@ -65,7 +57,7 @@ def paper_text(figures):
 
 def dataset_section(spec, dataset, runs):
     """Markdown lines of one dataset's paper table."""
-    by_variant = by_variant_of(runs)
+    by_variant = group_by_variant(runs)
     paper = (spec.paper or {}).get(dataset) or {}
     m0 = runs[0].get("machine") or {}
     known = machine.cpu_text(m0)
@@ -181,16 +173,12 @@ def render_paper(spec, runs_by_dataset):
                                              "python -m recbole_dnr.benchmark"))
     img = spec.report.get("img_dir")
     if img and runs_by_dataset:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        plt = storage.pyplot()
+        if plt is None:
             print("[benchmark] matplotlib is not installed: no plots (pip install matplotlib)")
             return written
         os.makedirs(img, exist_ok=True)
         for ds, runs in runs_by_dataset.items():
             path = os.path.join(img, f"{spec.report.get('prefix', 'paper')}_{ds}.png")
-            written.append(plot_dataset(plt, spec, ds, by_variant_of(runs), path))
+            written.append(plot_dataset(plt, spec, ds, group_by_variant(runs), path))
     return written

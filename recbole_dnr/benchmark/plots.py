@@ -8,7 +8,7 @@ import numpy as np
 
 from recbole_dnr import storage
 from recbole_dnr.benchmark import strata
-from recbole_dnr.benchmark.results import fit_cost
+from recbole_dnr.benchmark.results import by_variant as group_by_variant, fit_cost
 from recbole_dnr.benchmark.tables import has_curves, strata_of
 
 
@@ -56,24 +56,18 @@ def render_plots(spec, runs_by_dataset, strata_by_dataset=None):
     img = spec.report.get("img_dir")
     if not img:
         return []
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-    except ImportError:
+    plt = storage.pyplot()
+    if plt is None:
         print("[benchmark] matplotlib is not installed: no plots (pip install matplotlib)")
         return []
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
     os.makedirs(img, exist_ok=True)
     prefix = spec.report.get("prefix", "benchmark")
     written = []
     for ds, runs in runs_by_dataset.items():
         if not has_curves(runs):
             continue
-        by_variant = defaultdict(list)
-        for r in runs:
-            by_variant[r["variant"]].append(r)
+        by_variant = group_by_variant(runs)
         names = list(by_variant)
         vals = [[r["test"]["ndcg@6"] for r in by_variant[v]] for v in names]
         fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))

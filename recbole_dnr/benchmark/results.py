@@ -4,6 +4,7 @@ per-request metric arrays (what the paired tests read), and a cell's costs."""
 import csv
 import json
 import os
+from collections import defaultdict
 
 import numpy as np
 
@@ -12,6 +13,14 @@ from recbole_dnr.trainer.list_trainer import selected_epoch
 METRICS = ["h@6", "ndcg@6", "map@6", "f1@6", "auc"]
 COST = ["epochs_run", "best_epoch", "hit_epoch_cap", "train_sec_per_epoch", "fit_sec", "infer_us_per_list",
         "peak_rss_mb", "train_peak_rss_mb", "parameters"]
+
+
+def by_variant(runs):
+    """``{variant: [records]}``, variants in the order they first appear (the grid's order)."""
+    rows = defaultdict(list)
+    for r in runs:
+        rows[r["variant"]].append(r)
+    return dict(rows)
 
 
 def load_cells(spec):

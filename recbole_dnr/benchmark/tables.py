@@ -8,7 +8,7 @@ import numpy as np
 
 from recbole_dnr import machine
 from recbole_dnr.benchmark import strata
-from recbole_dnr.benchmark.results import metrics_of, peak_cell
+from recbole_dnr.benchmark.results import by_variant as group_by_variant, metrics_of, peak_cell
 from recbole_dnr.benchmark.selection import choose, valid_by_seed
 from recbole_dnr.benchmark.stats import paired
 from recbole_dnr.storage import replace_block
@@ -43,9 +43,7 @@ def backbone_variant(variant, by_variant):
 
 def dataset_markdown(spec, dataset, runs):
     metrics = metrics_of(spec)
-    by_variant = defaultdict(list)
-    for r in runs:
-        by_variant[r["variant"]].append(r)
+    by_variant = group_by_variant(runs)
     paper = (spec.paper or {}).get(dataset, {})
     m0 = runs[0]["machine"]
     lines = [f"### {dataset}", "",
@@ -139,10 +137,7 @@ def selected_markdown(spec, by_variant, pairs):
 def probe_markdown(runs):
     """Robustness probe table (issue 8): test NDCG@6 of each trained model with its test x corrupted
     (x + σ·N(0,1), re-normalised per list) or taken from a weaker retriever, and the drop from σ = 0."""
-    by_variant = defaultdict(list)
-    for r in runs:
-        if r.get("score_corruption"):
-            by_variant[r["variant"]].append(r)
+    by_variant = group_by_variant(r for r in runs if r.get("score_corruption"))
     if not by_variant:
         return []
     sigmas = sorted({s for rs in by_variant.values() for r in rs for s in r["score_corruption"] if s != "weak_retriever"},
