@@ -11,7 +11,7 @@ from recbole_dnr import machine, storage
 from recbole_dnr.benchmark.results import METRICS, by_variant as group_by_variant
 from recbole_dnr.benchmark.selection_bias import kendall_tau_b, margins, reading
 from recbole_dnr.benchmark.stats import paired
-from recbole_dnr.benchmark.tables import fmt, image_link, pair_cells
+from recbole_dnr.benchmark.tables import fmt, image_link, pair_cells, signed
 
 RANKED = "ndcg@6"  # the metric rows are ranked, compared with the paper and plotted on
 
@@ -44,11 +44,6 @@ def paper_comparison(ours, paper):
     common = [v for v in ours if v in paper]
     tau = kendall_tau_b([ours[v] for v in common], [paper[v] for v in common]) if len(common) > 1 else float("nan")
     return rank_order({v: ours[v] for v in common}), rank_order({v: paper[v] for v in common}), tau
-
-
-def signed(x):
-    """``+0.0123``; a difference that rounds to zero prints as +0.0000, not -0.0000."""
-    return f"{round(x, 4) + 0.0:+.4f}"
 
 
 def paper_text(figures):

@@ -18,6 +18,7 @@ import numpy as np
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.benchmark import tuning as G
 from recbole_dnr.hyper.search import best_row
+from recbole_dnr import storage
 from recbole_dnr.storage import replace_block, save_figure
 
 # DNR's weights and its phase split (docs/method.md); drawn on a log axis where the search is log-uniform
@@ -127,12 +128,11 @@ def sensitivity_markdown(found_sens):
 
 
 def plot_sensitivity(dataset, found_sens, path):
-    """Valid score against each λ, one panel per λ, one marker per contender."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Valid score against each λ, one panel per λ, one marker per contender (None without matplotlib)."""
+    plt = storage.pyplot()
+    if plt is None:
+        print("[benchmark] matplotlib is not installed: no sensitivity plot (pip install matplotlib)")
+        return None
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     knobs = [k for k in LAMBDAS if any(k in s for s in found_sens.values())]
@@ -184,8 +184,9 @@ def render(grid, path):
         body += sensitivity_markdown(sens)
         if sens and img:
             png = plot_sensitivity(dataset, sens, os.path.join(img, f"{prefix}_sensitivity_{dataset}.png"))
-            written.append(png)
-            rel = os.path.relpath(png, os.path.dirname(os.path.abspath(target)))
-            body += [f"![{dataset}: valid NDCG@6 against each DNR knob]({rel})", ""]
+            if png:
+                written.append(png)
+                rel = os.path.relpath(png, os.path.dirname(os.path.abspath(target)))
+                body += [f"![{dataset}: valid NDCG@6 against each DNR knob]({rel})", ""]
     replace_block(target, tag, body or ["No finished trials yet.", ""], COMMAND)
     return [target] + written

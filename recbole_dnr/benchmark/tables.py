@@ -157,19 +157,25 @@ def probe_markdown(runs):
         if len(sigmas) > 1:
             d = [r["score_corruption"][sigmas[-1]]["ndcg@6"] - base[r["seed"]] for r in rs
                  if sigmas[-1] in r["score_corruption"] and r["seed"] in base]
-            cells.append(signed(d) if d else "")
+            cells.append(signed_spread(d) if d else "")
         if weak:
             d = [r["score_corruption"]["weak_retriever"]["ndcg@6"] - base[r["seed"]] for r in rs
                  if "weak_retriever" in r["score_corruption"] and r["seed"] in base]
-            cells += [fmt(at("weak_retriever")) if at("weak_retriever") else "", signed(d) if d else ""]
+            cells += [fmt(at("weak_retriever")) if at("weak_retriever") else "", signed_spread(d) if d else ""]
         mark = DRIFT_MARK if any(r.get("drifted") for r in rs) else ""
         lines.append(f"| {v}{mark} | {len(rs)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
-def signed(values):
+def signed(x):
+    """``+0.0123``; a difference that rounds to zero prints as +0.0000, not -0.0000."""
+    return f"{round(float(x), 4) + 0.0:+.4f}"
+
+
+def signed_spread(values):
+    """One difference signed, or their mean signed ± their sample std."""
     values = np.asarray(values, dtype=float)
-    return f"{values[0]:+.4f}" if len(values) == 1 else f"{values.mean():+.4f} ± {values.std(ddof=1):.4f}"
+    return signed(values[0]) if len(values) == 1 else f"{signed(values.mean())} ± {values.std(ddof=1):.4f}"
 
 
 def table2_markdown(spec, runs_by_dataset):
