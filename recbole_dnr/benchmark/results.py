@@ -2,7 +2,6 @@
 per-request metric arrays (what the paired tests read), and a cell's costs."""
 
 import csv
-import json
 import os
 from collections import defaultdict
 
@@ -29,10 +28,8 @@ def load_cells(spec):
     Drifted cells (another run key than their settings give now) are kept with ``drifted: True``."""
     out = []
     for cell in spec.cells:
-        path = spec.cell_path(cell)
-        if os.path.isfile(path):
-            with open(path) as f:
-                rec = json.load(f)
+        if os.path.isfile(spec.cell_path(cell)):
+            rec = spec.record(cell)
             if not spec.is_current(cell, rec):
                 continue
             rec["variant"] = cell.variant

@@ -18,8 +18,7 @@ import numpy as np
 from recbole_dnr.errors import UserInputError
 from recbole_dnr.benchmark import tuning as G
 from recbole_dnr.hyper.search import best_row
-from recbole_dnr import storage
-from recbole_dnr.storage import replace_block, save_figure
+from recbole_dnr.storage import pyplot, replace_block, save_figure
 
 # DNR's weights and its phase split (docs/method.md); drawn on a log axis where the search is log-uniform
 LAMBDAS = ("lambda_c", "lambda_m", "lambda_x", "lambda_adv", "lambda_e")
@@ -129,7 +128,7 @@ def sensitivity_markdown(found_sens):
 
 def plot_sensitivity(dataset, found_sens, path):
     """Valid score against each λ, one panel per λ, one marker per contender (None without matplotlib)."""
-    plt = storage.pyplot()
+    plt = pyplot()
     if plt is None:
         print("[benchmark] matplotlib is not installed: no sensitivity plot (pip install matplotlib)")
         return None
